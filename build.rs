@@ -1,0 +1,35 @@
+//! Link-time set-up so the binary finds libtorch without LD_LIBRARY_PATH and sees CUDA.
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    // torch-sys (links = "tch") hands its direct dependents the libtorch lib dir.
+    let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!(
+            "cargo:warning=DEP_TCH_LIBTORCH_LIB not set: no rpath to libtorch; run scripts/setup"
+        );
+        println!("cargo:rustc-env=SUPERNET_LIBTORCH_VERSION=unknown");
+        return;
+    };
+    let lib_dir = PathBuf::from(lib_dir);
+    let lib_dir = lib_dir.canonicalize().unwrap_or(lib_dir);
+    println!(
+        "cargo:rustc-env=SUPERNET_LIBTORCH_VERSION={}",
+        wheel_version(&lib_dir).unwrap_or_else(|| "unknown".into())
+    );
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    // Without --no-as-needed the linker drops libtorch_cuda.so (nothing references its symbols
+    // directly) and CUDA is reported unavailable even on a GPU machine.
+    if lib_dir.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+}
+
+/// `__version__` from the wheel's torch/version.py (lib dir is torch/lib), e.g. "2.11.0+cu130".
+fn wheel_version(lib_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(lib_dir.parent()?.join("version.py")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("__version__"))?;
+    Some(line.split(['\'', '"']).nth(1)?.to_string())
+}

@@ -1,0 +1,539 @@
+#!/usr/bin/env python3
+"""PyTorch reference of the `supernet` search networks (DARTS and NAS-Bench-201 spaces).
+
+It builds exactly the networks of `src/supernet` with the SAME parameter and buffer names, so
+a file written by the Rust `VarStore::save("x.safetensors")` loads here strictly (PyTorch's
+`num_batches_tracked` buffers, which tch lacks, are the only names allowed to be missing).
+It is the golden reference for tests and the side-by-side comparator for benchmarks.
+
+  count   --space F [--input CxHxW] [--classes N] [--layers L] [--channels C] [--genotype G]
+  logits  --space F --weights W.safetensors --io IO.safetensors --out OUT.safetensors [...] [--train]
+  bench   --space F --input CxHxW --classes N --batch B [--steps K] [--threads T]
+          [--mode forward|first-order|second-order] [--device cpu|cuda]
+
+Written from the Rust sources and the DARTS / NAS-Bench-201 papers' conventions; see
+/work/shared/DESIGN.md section 5.
+"""
+import argparse
+import json
+import re
+import resource
+import statistics
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------
+# The search space (plain data, as in src/space/spec.rs)
+
+
+def load_space(path, layers=None, channels=None):
+    """Read a space TOML and apply --layers/--channels the way `NetworkSpec::apply` does."""
+    space = tomllib.loads(Path(path).read_text())
+    net = space["network"]
+    if layers is not None:
+        key = "layers" if net["kind"] == "darts" else "cells_per_stage"
+        if net["kind"] == "darts" and net["layers"] != layers:
+            net.pop("reduction_layers", None)  # the file's reductions were for its own depth
+        net[key] = layers
+    if channels is not None:
+        net["channels"] = channels
+    if net["kind"] == "darts":
+        net.setdefault("reduction_layers", [net["layers"] // 3, 2 * net["layers"] // 3])
+    return space
+
+
+def cell_edges(cell):
+    """Edges (to, from) in alpha-row order: node by node, then by source state."""
+    inputs = cell["inputs"]
+    return [(to, frm) for to in range(inputs, inputs + cell["nodes"]) for frm in range(to)]
+
+
+def parse_input(text):
+    dims = [int(d) for d in text.split("x")]
+    if len(dims) != 3 or min(dims) < 1:
+        sys.exit(f"--input must be CxHxW with positive integers, got {text!r}")
+    return dims
+
+
+# ---------------------------------------------------------------------------------------------
+# Genotypes: JSON (file or string), NAS-Bench-201 `|op~0|+|...|`, DARTS `Genotype(...)` text
+
+
+def load_genotype(arg):
+    p = Path(arg)
+    text = (p.read_text() if p.is_file() else arg).strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    if text.startswith("|"):
+        nodes = [[{"op": e.split("~")[0], "from": int(e.split("~")[1])} for e in part.strip("|").split("|")]
+                 for part in text.split("+")]
+        return {"normal": {"nodes": nodes, "concat": [len(nodes)]}}
+    geno = {}
+    for name in ("normal", "reduce"):
+        m = re.search(name + r"\s*=\s*\[(.*?)\]", text)
+        if not m:
+            continue
+        edges = [{"op": op, "from": int(frm)} for op, frm in re.findall(r"['\"](\w+)['\"]\s*,\s*(\d+)", m.group(1))]
+        rng = re.search(name + r"_concat\s*=\s*range\((\d+),\s*(\d+)\)", text)
+        lst = re.search(name + r"_concat\s*=\s*\[([\d,\s]*)\]", text)
+        concat = list(range(int(rng[1]), int(rng[2]))) if rng else [int(v) for v in lst[1].split(",")]
+        geno[name] = {"nodes": [edges[i:i + 2] for i in range(0, len(edges), 2)], "concat": concat}
+    return geno
+
+
+def edge_choice(cell_geno, space):
+    """Op column chosen on every edge of a discrete cell (None for dropped edges)."""
+    edges = cell_edges(space["cell"])
+    choice = [None] * len(edges)
+    for i, node in enumerate(cell_geno["nodes"]):
+        for g in node:
+            choice[edges.index((space["cell"]["inputs"] + i, g["from"]))] = space["ops"].index(g["op"])
+    return choice
+
+
+def one_hot(choice, n_ops):
+    w = torch.zeros(len(choice), n_ops)
+    for e, k in enumerate(choice):
+        if k is not None:
+            w[e, k] = 1.0
+    return w
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations (src/ops): chains are nn.Sequential under "op", so names are `op.1.weight`
+
+
+def bn(c, affine):
+    return nn.BatchNorm2d(c, eps=1e-5, momentum=0.1, affine=affine)
+
+
+def conv(c_in, c_out, k, stride=1, padding=0, dilation=1, groups=1):
+    return nn.Conv2d(c_in, c_out, k, stride, padding, dilation, groups, bias=False)
+
+
+class Chain(nn.Module):
+    """A module whose only child is the sequence `op` (DARTS ReLUConvBN / SepConv / DilConv)."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.op = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.op(x)
+
+
+def relu_conv_bn(c_in, c_out, k, stride, padding, affine):
+    return Chain(nn.ReLU(), conv(c_in, c_out, k, stride, padding), bn(c_out, affine))
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two stride-2 1x1 convs, the second shifted by one pixel."""
+
+    def __init__(self, c_in, c_out, affine):
+        super().__init__()
+        self.conv_1 = conv(c_in, c_out // 2, 1, stride=2)
+        self.conv_2 = conv(c_in, c_out // 2, 1, stride=2)
+        self.bn = bn(c_out, affine)
+
+    def forward(self, x):
+        x = F.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+
+
+class Pool(nn.Module):
+    """3x3 pooling, padding 1; avg excludes padding. DARTS search nets add BN(affine=False)."""
+
+    def __init__(self, is_max, c, stride, pool_bn):
+        super().__init__()
+        self.is_max, self.stride = is_max, stride
+        self.bn = bn(c, False) if pool_bn else None
+
+    def forward(self, x):
+        if self.is_max:
+            y = F.max_pool2d(x, 3, self.stride, 1)
+        else:
+            y = F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
+        return self.bn(y) if self.bn is not None else y
+
+
+def make_op(kind, c, stride, pool_bn):
+    """One candidate op; search-network BN is affine-free. `none` holds nothing (None)."""
+    def sep(k):
+        return Chain(nn.ReLU(), conv(c, c, k, stride, k // 2, groups=c), conv(c, c, 1), bn(c, False),
+                     nn.ReLU(), conv(c, c, k, 1, k // 2, groups=c), conv(c, c, 1), bn(c, False))
+
+    def dil(k):
+        return Chain(nn.ReLU(), conv(c, c, k, stride, k // 2 * 2, dilation=2, groups=c), conv(c, c, 1), bn(c, False))
+
+    table = {
+        "none": lambda: None,
+        "max_pool_3x3": lambda: Pool(True, c, stride, pool_bn),
+        "avg_pool_3x3": lambda: Pool(False, c, stride, pool_bn),
+        "skip_connect": lambda: nn.Identity() if stride == 1 else FactorizedReduce(c, c, False),
+        "sep_conv_3x3": lambda: sep(3), "sep_conv_5x5": lambda: sep(5),
+        "dil_conv_3x3": lambda: dil(3), "dil_conv_5x5": lambda: dil(5),
+        "nor_conv_1x1": lambda: relu_conv_bn(c, c, 1, stride, 0, False),
+        "nor_conv_3x3": lambda: relu_conv_bn(c, c, 3, stride, 1, False),
+    }
+    return table[kind]()
+
+
+def zeros_at(x, stride):
+    """The `none` op's output: zeros at the (strided) output resolution."""
+    return torch.zeros_like(x[:, :, ::stride, ::stride])
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixing weights: {cell type: (weights [edges, ops], active columns per edge or None, unit)}
+
+
+def dense(w):
+    """A softmax mixture: every op of every edge runs and is multiplied by its weight."""
+    return (w, None, False)
+
+
+def sparse(w, unit=False):
+    """Only non-zero columns run; `unit` (a genotype's one-hot) skips the multiplication."""
+    return (w, [[k for k in range(w.shape[1]) if w[e, k] != 0] for e in range(w.shape[0])], unit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells and networks (src/supernet)
+
+
+def mixed_ops(kinds, keep, c, stride, pool_bn):
+    """The ops an edge holds, by name, so paths read `edges.2_0.sep_conv_3x3.op.1.weight`."""
+    ops = nn.ModuleDict()
+    for k in keep:
+        op = make_op(kinds[k], c, stride, pool_bn)
+        if op is not None:
+            ops[kinds[k]] = op
+    return ops
+
+
+def mixed_forward(ops, kinds, x, mix, e):
+    """sum_k w[e,k] * op_k(x) over the active ops in column order; `none` (exactly 0) is
+    skipped as in Rust. None when nothing contributes."""
+    w, active, unit = mix
+    acc = None
+    for k in (range(len(kinds)) if active is None else active[e]):
+        if kinds[k] == "none":
+            continue
+        if kinds[k] not in ops:
+            raise ValueError(f"weights select {kinds[k]} on edge {e}, which this network does not hold")
+        y = ops[kinds[k]](x)
+        y = y if unit else y * w[e, k]
+        acc = y if acc is None else acc + y
+    return acc
+
+
+class SearchCell(nn.Module):
+    def __init__(self, space, cell_type, c, inputs, keep, pool_bn):
+        """`inputs`: (channels, at twice the resolution) of each cell input, oldest first."""
+        super().__init__()
+        spec = space["cell"]
+        self.cell_type, self.nodes, self.concat = cell_type, spec["nodes"], spec["concat"]
+        # Preprocessing exists only when some input is not already C channels at this resolution.
+        self.n_pre = len(inputs) if any(ci != c or up for ci, up in inputs) else 0
+        for i, (c_in, up) in enumerate(inputs[:self.n_pre]):
+            pre = FactorizedReduce(c_in, c, False) if up else relu_conv_bn(c_in, c, 1, 1, 0, False)
+            setattr(self, f"preprocess{i}", pre)
+        self.edges = nn.ModuleDict()
+        self.strides = []
+        for (to, frm), kept in zip(cell_edges(spec), keep):
+            stride = 2 if cell_type == "reduce" and frm < spec["inputs"] else 1
+            self.strides.append(stride)
+            self.edges[f"{to}_{frm}"] = mixed_ops(space["ops"], kept, c, stride, pool_bn)
+        self.kinds = space["ops"]
+
+    def forward(self, inputs, mix):
+        states = [getattr(self, f"preprocess{i}")(x) for i, x in enumerate(inputs)] if self.n_pre else list(inputs)
+        e = 0
+        edges = list(self.edges.values())  # insertion order = alpha-row order
+        for _ in range(self.nodes):
+            node = None
+            for frm, s in enumerate(states):
+                y = mixed_forward(edges[e + frm], self.kinds, s, mix, e + frm)
+                if y is not None:
+                    node = y if node is None else node + y
+            if node is None:  # nothing contributes: zero at the edges' resolution
+                node = zeros_at(states[0], self.strides[e])
+            e += len(states)
+            states.append(node)
+        if len(self.concat) == 1:
+            return states[self.concat[0]]
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class ResBlock(nn.Module):
+    """NAS-Bench-201 reduction between stages (affine BN): conv_b(conv_a(x)) + downsample(x)."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv_a = relu_conv_bn(c_in, c_out, 3, 2, 1, True)
+        self.conv_b = relu_conv_bn(c_out, c_out, 3, 1, 1, True)
+        self.downsample = nn.Sequential(nn.AvgPool2d(2, 2), conv(c_in, c_out, 1))
+
+    def forward(self, x):
+        return self.conv_b(self.conv_a(x)) + self.downsample(x)
+
+
+class Supernet(nn.Module):
+    """Stem, cells (NB201: with residual blocks), [NB201: BN+ReLU], global pool, classifier.
+
+    `genotype`: build only its (edge, op) modules, with the supernet's names (a subnet).
+    """
+
+    def __init__(self, space, input_chw, classes, genotype=None):
+        super().__init__()
+        self.space, self.kind = space, space["network"]["kind"]
+        n_ops, n_edges = len(space["ops"]), len(cell_edges(space["cell"]))
+
+        def keep(t):
+            if genotype is None:
+                return [list(range(n_ops))] * n_edges
+            return [[] if k is None else [k] for k in edge_choice(genotype[t], space)]
+
+        net, c_img = space["network"], input_chw[0]
+        pool_bn = self.kind == "darts"
+        self.cells = nn.ModuleList()
+        if self.kind == "darts":
+            c_stem = net["stem_multiplier"] * net["channels"]
+            self.stem = nn.Sequential(conv(c_img, c_stem, 3, 1, 1), bn(c_stem, True))
+            c, s0, s1 = net["channels"], (c_stem, False), (c_stem, False)
+            for i in range(net["layers"]):
+                red = i in net["reduction_layers"]
+                c = c * 2 if red else c
+                t = "reduce" if red else "normal"
+                self.cells.append(SearchCell(space, t, c, [s0, s1], keep(t), pool_bn))
+                s0, s1 = (s1[0], red), (c * len(space["cell"]["concat"]), False)
+            c_last, self.lastact = s1[0], None
+        else:
+            c0 = net["channels"]
+            self.stem = nn.Sequential(conv(c_img, c0, 3, 1, 1), bn(c0, True))
+            c_prev = c0
+            for stage in range(3):
+                c = c0 << stage
+                if stage > 0:
+                    self.cells.append(ResBlock(c_prev, c))
+                for _ in range(net["cells_per_stage"]):
+                    self.cells.append(SearchCell(space, "normal", c, [(c, False)], keep("normal"), pool_bn))
+                c_prev = c
+            c_last, self.lastact = c_prev, nn.Sequential(bn(c_prev, True), nn.ReLU())
+        self.classifier = nn.Linear(c_last, classes)
+
+    def forward(self, x, mix):
+        """`mix`: {"normal": (w, active, unit), "reduce": ...} as built by dense()/sparse()."""
+        x = self.stem(x)
+        if self.kind == "darts":
+            s0 = s1 = x
+            for cell in self.cells:
+                s0, s1 = s1, cell([s0, s1], mix[cell.cell_type])
+            x = s1
+        else:
+            for block in self.cells:
+                x = block([x], mix["normal"]) if isinstance(block, SearchCell) else block(x)
+            x = self.lastact(x)
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def cell_types(space):
+    return ["normal", "reduce"] if space["network"]["kind"] == "darts" else ["normal"]
+
+
+def counts(model):
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    bufs = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    return params, bufs
+
+
+def load_strict(model, path, allow_extra=False):
+    """Strict load, except the num_batches_tracked buffers that tch does not have. A subnet
+    (`allow_extra`) may read a supernet's file: like tch `VarStore::load`, every name it holds
+    must be there, the rest is ignored."""
+    from safetensors.torch import load_file
+    state = load_file(path)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+    if missing or (unexpected and not allow_extra):
+        raise SystemExit(f"{path}: missing {missing[:10]} ({len(missing)}), unexpected {unexpected[:10]} ({len(unexpected)})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+def build(args, input_chw):
+    space = load_space(args.space, args.layers, args.channels)
+    geno = load_genotype(args.genotype) if args.genotype else None
+    return space, geno, Supernet(space, input_chw, args.classes, geno)
+
+
+def cmd_count(args):
+    _, _, model = build(args, parse_input(args.input or "3x32x32"))
+    params, bufs = counts(model)
+    print(json.dumps({"parameters": params, "buffers": bufs}))
+
+
+def cmd_logits(args):
+    from safetensors.torch import load_file, save_file
+    io = load_file(args.io)
+    x = io["x"].float()
+    space, geno, model = build(args, parse_input(args.input) if args.input else list(x.shape[1:]))
+    load_strict(model, args.weights, allow_extra=geno is not None)
+    model.train(args.train)
+    mix = {}
+    for t in cell_types(space):
+        if geno is None:
+            mix[t] = dense(io[f"alpha_{t}"].float())
+        elif f"alpha_{t}" in io:
+            mix[t] = sparse(io[f"alpha_{t}"].float())
+        else:  # a genotype's one-hot weights: nothing is multiplied (Rust `is_unit`)
+            mix[t] = sparse(one_hot(edge_choice(geno[t], space), len(space["ops"])), unit=True)
+    with torch.no_grad():
+        logits = model(x, mix)
+    save_file({"logits": logits.contiguous()}, args.out)
+
+
+def weights_of(model):
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def hessian_vector(loss_fn, ws, al, v):
+    """(d/d alpha) of <grad_w L_train, v> by central differences at w +- R v, R = 0.01/||v||
+    (DARTS eq. 8: divide by 2R, not by 2 times R). Restores w exactly afterwards."""
+    r = 0.01 / torch.cat([d.flatten() for d in v]).norm()
+    saved = [w.detach().clone() for w in ws]
+    grads = []
+    for sign in (1.0, -1.0):
+        with torch.no_grad():
+            for w, s, d in zip(ws, saved, v):
+                w.copy_(s + sign * r * d)
+        grads.append(torch.autograd.grad(loss_fn(), al))
+    with torch.no_grad():
+        for w, s in zip(ws, saved):
+            w.copy_(s)
+    return [(gp - gn) / (2 * r) for gp, gn in zip(*grads)]
+
+
+def unrolled_alpha_grads(loss_fn, ws, al, w_opt, lr, momentum, wd):
+    """Second-order DARTS: dalpha L_val(w', alpha) - lr * HVP, w' = w - lr (m*buf + g + wd*w)."""
+    g = torch.autograd.grad(loss_fn("train"), ws)
+    saved = [w.detach().clone() for w in ws]
+    with torch.no_grad():  # the virtual step, with the weight optimizer's momentum buffer
+        for w, gi in zip(ws, g):
+            buf = w_opt.state.get(w, {}).get("momentum_buffer")
+            w.sub_(lr * ((momentum * buf if buf is not None else 0.0) + gi + wd * w))
+    out = torch.autograd.grad(loss_fn("val"), al + ws)
+    dalpha, dw = out[:len(al)], out[len(al):]
+    with torch.no_grad():
+        for w, s in zip(ws, saved):
+            w.copy_(s)
+    hv = hessian_vector(lambda: loss_fn("train"), ws, al, dw)
+    return [da - lr * h for da, h in zip(dalpha, hv)]
+
+
+def darts_step(model, alphas, w_opt, a_opt, batches, second_order, lr=0.025, momentum=0.9, wd=3e-4):
+    """One DARTS search step: alpha step on the validation batch, then the weight step on the
+    training batch (clip 5). Alpha gradients are taken w.r.t. the alphas only, so the alpha
+    step does not also compute weight gradients that would be thrown away."""
+    ws, al = weights_of(model), list(alphas.values())
+
+    def loss_fn(which):
+        x, y = batches[which]
+        return F.cross_entropy(model(x, {t: dense(F.softmax(a, dim=-1)) for t, a in alphas.items()}), y)
+
+    if second_order:
+        grads = unrolled_alpha_grads(loss_fn, ws, al, w_opt, lr, momentum, wd)
+    else:
+        grads = torch.autograd.grad(loss_fn("val"), al)
+    for a, g in zip(al, grads):
+        a.grad = g
+    a_opt.step()
+    w_opt.zero_grad()
+    loss_fn("train").backward(inputs=ws)
+    nn.utils.clip_grad_norm_(ws, 5.0)
+    w_opt.step()
+
+
+def cmd_bench(args):
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    chw = parse_input(args.input)
+    space = load_space(args.space, args.layers, args.channels)
+    model = Supernet(space, chw, args.classes).to(dev)
+    n_edges, n_ops = len(cell_edges(space["cell"])), len(space["ops"])
+    alphas = {t: (1e-3 * torch.randn(n_edges, n_ops, device=dev)).requires_grad_() for t in cell_types(space)}
+
+    def batch():
+        return (torch.randn(args.batch, *chw, device=dev), torch.randint(args.classes, (args.batch,), device=dev))
+
+    batches = {"train": batch(), "val": batch()}
+    w_opt = torch.optim.SGD(weights_of(model), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    a_opt = torch.optim.Adam(list(alphas.values()), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+
+    def step():
+        if args.mode == "forward":
+            with torch.no_grad():
+                model(batches["train"][0], {t: dense(F.softmax(a, dim=-1)) for t, a in alphas.items()})
+        else:
+            darts_step(model, alphas, w_opt, a_opt, batches, args.mode == "second-order")
+
+    model.train(args.mode != "forward")
+    times = []
+    for i in range(args.steps + 1):  # the first run warms up allocators and is not timed
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+    peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    params, _ = counts(model)
+    print(json.dumps({"mode": args.mode, "device": str(dev), "batch": args.batch, "threads": args.threads,
+                      "steps": args.steps, "parameters": params, "median_s": statistics.median(times),
+                      "times_s": times, "peak_memory_bytes": peak}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p, input_default=None):
+        p.add_argument("--space", required=True)
+        p.add_argument("--input", default=input_default, help="CxHxW, e.g. 3x32x32")
+        p.add_argument("--classes", type=int, default=10)
+        p.add_argument("--layers", type=int)
+        p.add_argument("--channels", type=int)
+        p.add_argument("--threads", type=int, default=1)
+        return p
+
+    common(sub.add_parser("count", help="parameter and BN-buffer counts as JSON")) \
+        .add_argument("--genotype", help="JSON file/string, NB201 string or DARTS text")
+    p = common(sub.add_parser("logits", help="logits for given weights, images and mixing weights"))
+    p.add_argument("--genotype")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--io", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--train", action="store_true", help="batch statistics instead of running ones")
+    p = common(sub.add_parser("bench", help="median seconds per forward or search step"), "3x32x32")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--mode", choices=["forward", "first-order", "second-order"], default="forward")
+    p.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    {"count": cmd_count, "logits": cmd_logits, "bench": cmd_bench}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

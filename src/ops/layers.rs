@@ -1,0 +1,183 @@
+//! Building blocks shared by the operations: a convolution that knows its own shape (for
+//! MAC counting), batch norm, and index-named chains mirroring PyTorch `nn.Sequential`.
+use tch::{nn, Tensor};
+
+/// Batch-norm flavour: the search network uses affine-free BN (DARTS, NAS-Bench-201 search
+/// cells); stems, residual blocks and stand-alone networks use affine BN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affine {
+    Yes,
+    No,
+}
+
+pub fn batch_norm(p: nn::Path, c: i64, affine: Affine) -> nn::BatchNorm {
+    nn::batch_norm2d(
+        p,
+        c,
+        nn::BatchNormConfig {
+            affine: affine == Affine::Yes,
+            ..Default::default()
+        },
+    )
+}
+
+/// Shape of a 2-D convolution, kept beside the module so costs can be computed without a
+/// forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    pub c_in: i64,
+    pub c_out: i64,
+    pub kernel: i64,
+    pub stride: i64,
+    pub padding: i64,
+    pub dilation: i64,
+    pub groups: i64,
+}
+
+impl ConvShape {
+    pub fn new(c_in: i64, c_out: i64, kernel: i64) -> Self {
+        ConvShape {
+            c_in,
+            c_out,
+            kernel,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+        }
+    }
+
+    pub fn stride(self, stride: i64) -> Self {
+        ConvShape { stride, ..self }
+    }
+
+    pub fn padding(self, padding: i64) -> Self {
+        ConvShape { padding, ..self }
+    }
+
+    pub fn dilation(self, dilation: i64) -> Self {
+        ConvShape { dilation, ..self }
+    }
+
+    pub fn depthwise(self) -> Self {
+        ConvShape {
+            groups: self.c_in,
+            ..self
+        }
+    }
+
+    pub fn out_size(&self, size: i64) -> i64 {
+        (size + 2 * self.padding - self.dilation * (self.kernel - 1) - 1) / self.stride + 1
+    }
+
+    /// Multiply-adds for one image whose input is `hw`.
+    pub fn macs(&self, hw: (i64, i64)) -> u64 {
+        let (h, w) = (self.out_size(hw.0), self.out_size(hw.1));
+        (h * w * self.c_out * (self.c_in / self.groups) * self.kernel * self.kernel) as u64
+    }
+}
+
+/// A bias-free convolution (every convolution in these networks is followed by BN).
+#[derive(Debug)]
+pub struct Conv {
+    pub conv: nn::Conv2D,
+    pub shape: ConvShape,
+}
+
+impl Conv {
+    pub fn new(p: nn::Path, shape: ConvShape) -> Self {
+        let config = nn::ConvConfig {
+            stride: shape.stride,
+            padding: shape.padding,
+            dilation: shape.dilation,
+            groups: shape.groups,
+            bias: false,
+            ..Default::default()
+        };
+        Conv {
+            conv: nn::conv2d(p, shape.c_in, shape.c_out, shape.kernel, config),
+            shape,
+        }
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.apply(&self.conv)
+    }
+}
+
+/// One element of a [`Chain`].
+#[derive(Debug)]
+pub enum Layer {
+    Relu,
+    Conv(Conv),
+    Bn(nn::BatchNorm),
+}
+
+/// A sequence whose parameters are named by position (`op.1.weight`), as PyTorch's
+/// `nn.Sequential` names them, so the reference implementation mirrors it one to one.
+#[derive(Debug)]
+pub struct Chain {
+    layers: Vec<Layer>,
+}
+
+/// What a chain is made of, before it is given parameters.
+#[derive(Debug, Clone, Copy)]
+pub enum LayerSpec {
+    Relu,
+    Conv(ConvShape),
+    Bn(i64, Affine),
+}
+
+impl Chain {
+    pub fn new(p: nn::Path, specs: &[LayerSpec]) -> Self {
+        let layers = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| match *spec {
+                LayerSpec::Relu => Layer::Relu,
+                LayerSpec::Conv(shape) => Layer::Conv(Conv::new(&p / i, shape)),
+                LayerSpec::Bn(c, affine) => Layer::Bn(batch_norm(&p / i, c, affine)),
+            })
+            .collect();
+        Chain { layers }
+    }
+
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut ys = apply(&self.layers[0], xs, train);
+        for layer in &self.layers[1..] {
+            ys = apply(layer, &ys, train);
+        }
+        ys
+    }
+
+    pub fn macs(&self, mut hw: (i64, i64)) -> (u64, (i64, i64)) {
+        let mut total = 0;
+        for layer in &self.layers {
+            if let Layer::Conv(c) = layer {
+                total += c.shape.macs(hw);
+                hw = (c.shape.out_size(hw.0), c.shape.out_size(hw.1));
+            }
+        }
+        (total, hw)
+    }
+}
+
+fn apply(layer: &Layer, xs: &Tensor, train: bool) -> Tensor {
+    match layer {
+        Layer::Relu => xs.relu(),
+        Layer::Conv(c) => c.forward(xs),
+        Layer::Bn(bn) => xs.apply_t(bn, train),
+    }
+}
+
+/// ReLU -> conv -> BN, the unit of DARTS and NAS-Bench-201 (`op.1` conv, `op.2` BN).
+pub fn relu_conv_bn(p: &nn::Path, shape: ConvShape, affine: Affine) -> Chain {
+    Chain::new(
+        p / "op",
+        &[
+            LayerSpec::Relu,
+            LayerSpec::Conv(shape),
+            LayerSpec::Bn(shape.c_out, affine),
+        ],
+    )
+}

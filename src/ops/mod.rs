@@ -1,0 +1,139 @@
+//! The candidate operations as libtorch modules, built by one `match` on [`OpKind`].
+//! Semantics follow the DARTS and NAS-Bench-201 reference implementations exactly.
+mod factorized;
+mod layers;
+
+pub use factorized::FactorizedReduce;
+pub use layers::{batch_norm, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer, LayerSpec};
+
+use crate::space::OpKind;
+use tch::{nn, Tensor};
+
+/// How the operations of a network are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpConfig {
+    /// Affine BN inside the operations (false in search networks).
+    pub affine: Affine,
+    /// DARTS search networks follow each pooling with an affine-free BN; NAS-Bench-201
+    /// and stand-alone networks do not.
+    pub pool_bn: bool,
+}
+
+#[derive(Debug)]
+pub enum Operation {
+    /// `none`: zeros at the output resolution.
+    Zero {
+        stride: i64,
+    },
+    Identity,
+    FactorizedReduce(FactorizedReduce),
+    Pool {
+        max: bool,
+        stride: i64,
+        bn: Option<nn::BatchNorm>,
+    },
+    Chain(Chain),
+}
+
+impl Operation {
+    /// The operation `kind` on `c` channels at `stride`, parameters under `p`.
+    pub fn new(p: nn::Path, kind: OpKind, c: i64, stride: i64, cfg: OpConfig) -> Self {
+        use LayerSpec::{Bn, Conv, Relu};
+        let affine = cfg.affine;
+        let sep = |k: i64| {
+            let dw = ConvShape::new(c, c, k).padding(k / 2).depthwise();
+            let pw = ConvShape::new(c, c, 1);
+            Chain::new(
+                &p / "op",
+                &[
+                    Relu,
+                    Conv(dw.stride(stride)),
+                    Conv(pw),
+                    Bn(c, affine),
+                    Relu,
+                    Conv(dw),
+                    Conv(pw),
+                    Bn(c, affine),
+                ],
+            )
+        };
+        let dil = |k: i64| {
+            let dw = ConvShape::new(c, c, k)
+                .stride(stride)
+                .padding(k / 2 * 2)
+                .dilation(2)
+                .depthwise();
+            Chain::new(
+                &p / "op",
+                &[Relu, Conv(dw), Conv(ConvShape::new(c, c, 1)), Bn(c, affine)],
+            )
+        };
+        let nor = |k: i64| {
+            relu_conv_bn(
+                &p,
+                ConvShape::new(c, c, k).stride(stride).padding(k / 2),
+                affine,
+            )
+        };
+        let pool = |max: bool| Operation::Pool {
+            max,
+            stride,
+            bn: cfg.pool_bn.then(|| batch_norm(&p / "bn", c, Affine::No)),
+        };
+        match kind {
+            OpKind::None => Operation::Zero { stride },
+            OpKind::MaxPool3x3 => pool(true),
+            OpKind::AvgPool3x3 => pool(false),
+            OpKind::SkipConnect if stride == 1 => Operation::Identity,
+            OpKind::SkipConnect => {
+                Operation::FactorizedReduce(FactorizedReduce::new(&p, c, c, affine))
+            }
+            OpKind::SepConv3x3 => Operation::Chain(sep(3)),
+            OpKind::SepConv5x5 => Operation::Chain(sep(5)),
+            OpKind::DilConv3x3 => Operation::Chain(dil(3)),
+            OpKind::DilConv5x5 => Operation::Chain(dil(5)),
+            OpKind::NorConv1x1 => Operation::Chain(nor(1)),
+            OpKind::NorConv3x3 => Operation::Chain(nor(3)),
+        }
+    }
+
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match self {
+            Operation::Zero { stride } => {
+                if *stride == 1 {
+                    xs.zeros_like()
+                } else {
+                    xs.slice(2, 0, None, *stride)
+                        .slice(3, 0, None, *stride)
+                        .zeros_like()
+                }
+            }
+            Operation::Identity => xs.shallow_clone(),
+            Operation::FactorizedReduce(f) => f.forward_t(xs, train),
+            Operation::Pool { max, stride, bn } => {
+                let s = [*stride, *stride];
+                let ys = if *max {
+                    xs.max_pool2d([3, 3], s, [1, 1], [1, 1], false)
+                } else {
+                    // count_include_pad = false, as in the references.
+                    xs.avg_pool2d([3, 3], s, [1, 1], false, false, None::<i64>)
+                };
+                match bn {
+                    Some(bn) => ys.apply_t(bn, train),
+                    None => ys,
+                }
+            }
+            Operation::Chain(c) => c.forward_t(xs, train),
+        }
+    }
+
+    /// Multiply-adds of the convolutions for one image with input `hw` (pooling, BN and
+    /// additions are not counted, as is usual for FLOPs of CNNs).
+    pub fn macs(&self, hw: (i64, i64)) -> u64 {
+        match self {
+            Operation::Zero { .. } | Operation::Identity | Operation::Pool { .. } => 0,
+            Operation::FactorizedReduce(f) => f.macs(hw),
+            Operation::Chain(c) => c.macs(hw).0,
+        }
+    }
+}

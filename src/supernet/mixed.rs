@@ -1,0 +1,74 @@
+//! One edge of a search cell: every candidate operation, mixed by the edge's weights.
+use super::weights::MixWeights;
+use crate::ops::{OpConfig, Operation};
+use crate::space::OpKind;
+use tch::{nn, Tensor};
+
+#[derive(Debug)]
+pub struct MixedOp {
+    kinds: Vec<OpKind>,
+    /// Per op column; `None` where a pruned (sub-)network does not hold that op.
+    ops: Vec<Option<Operation>>,
+    pub stride: i64,
+}
+
+impl MixedOp {
+    /// `keep` lists the op columns to build (all of them in a supernet).
+    pub fn new(
+        p: &nn::Path,
+        kinds: &[OpKind],
+        keep: &[usize],
+        c: i64,
+        stride: i64,
+        cfg: OpConfig,
+    ) -> Self {
+        let ops = kinds
+            .iter()
+            .enumerate()
+            .map(|(k, &kind)| {
+                keep.contains(&k)
+                    .then(|| Operation::new(p / kind.name(), kind, c, stride, cfg))
+            })
+            .collect();
+        MixedOp {
+            kinds: kinds.to_vec(),
+            ops,
+            stride,
+        }
+    }
+
+    /// `sum_k w[e, k] * op_k(x)` over the active ops. `none` is skipped: it adds exactly
+    /// zero and its gradient with respect to the weight is zero too. `None` when nothing
+    /// contributes (every active op is `none`, or the edge is not in a sampled path).
+    pub fn forward_t(&self, xs: &Tensor, w: &MixWeights, e: usize, train: bool) -> Option<Tensor> {
+        let row = w.weights.get(e as i64);
+        let mut acc: Option<Tensor> = None;
+        for k in w.active_ops(e, self.kinds.len()) {
+            if self.kinds[k].is_none() {
+                continue;
+            }
+            let op = self.ops[k].as_ref().unwrap_or_else(|| {
+                panic!(
+                    "mixing weights select {} on edge {e}, which this network does not hold",
+                    self.kinds[k]
+                )
+            });
+            let y = op.forward_t(xs, train);
+            let y = if w.is_unit() {
+                y
+            } else {
+                y * row.get(k as i64)
+            };
+            acc = Some(match acc {
+                None => y,
+                Some(a) => a + y,
+            });
+        }
+        acc
+    }
+
+    /// Multiply-adds of the ops this edge holds.
+    pub fn macs(&self, hw: (i64, i64)) -> u64 {
+        self.ops.iter().flatten().map(|op| op.macs(hw)).sum()
+    }
+}

@@ -1,0 +1,323 @@
+//! The supernet: stem, cells (and NAS-Bench-201's residual reduction blocks), classifier.
+//! `forward_t(xs, &ArchWeights, train)` takes its mixing weights from outside.
+use super::cell::{CellPlan, SearchCell};
+use super::weights::{edge_choice, ArchWeights};
+use crate::ops::{batch_norm, relu_conv_bn, Affine, Chain, Conv, ConvShape, LayerSpec, OpConfig};
+use crate::space::{CellType, Genotype, NetworkSpec, SearchSpace};
+use crate::{Error, Result};
+use tch::{nn, Tensor};
+
+/// What the data set fixes about the network: input channels, resolution, classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputShape {
+    pub channels: i64,
+    pub height: i64,
+    pub width: i64,
+    pub classes: i64,
+}
+
+impl InputShape {
+    /// Parse `CxHxW` (e.g. `3x32x32`).
+    pub fn parse(text: &str, classes: i64) -> Result<Self> {
+        let dims: Vec<i64> = text
+            .split('x')
+            .map(|d| d.trim().parse::<i64>().ok().filter(|&v| v > 0))
+            .collect::<Option<_>>()
+            .filter(|d: &Vec<i64>| d.len() == 3)
+            .ok_or_else(|| {
+                Error::invalid("input", text, "CxHxW with positive integers, e.g. 3x32x32")
+            })?;
+        Ok(InputShape {
+            channels: dims[0],
+            height: dims[1],
+            width: dims[2],
+            classes,
+        })
+    }
+}
+
+/// NAS-Bench-201's residual block between stages (stride 2, affine BN).
+#[derive(Debug)]
+pub struct ResBlock {
+    conv_a: Chain,
+    conv_b: Chain,
+    downsample: Conv,
+}
+
+impl ResBlock {
+    fn new(p: &nn::Path, c_in: i64, c_out: i64) -> Self {
+        ResBlock {
+            conv_a: relu_conv_bn(
+                &(p / "conv_a"),
+                ConvShape::new(c_in, c_out, 3).stride(2).padding(1),
+                Affine::Yes,
+            ),
+            conv_b: relu_conv_bn(
+                &(p / "conv_b"),
+                ConvShape::new(c_out, c_out, 3).padding(1),
+                Affine::Yes,
+            ),
+            // nn.Sequential(AvgPool2d(2, 2), Conv2d(1x1)): the conv is `downsample.1`.
+            downsample: Conv::new(p / "downsample" / 1, ConvShape::new(c_in, c_out, 1)),
+        }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let residual = self.downsample.forward(&xs.avg_pool2d(
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            false,
+            true,
+            None::<i64>,
+        ));
+        self.conv_b
+            .forward_t(&self.conv_a.forward_t(xs, train), train)
+            + residual
+    }
+
+    fn macs(&self, hw: (i64, i64)) -> u64 {
+        let (a, hw2) = self.conv_a.macs(hw);
+        a + self.conv_b.macs(hw2).0 + self.downsample.shape.macs(hw2)
+    }
+}
+
+#[derive(Debug)]
+enum Block {
+    Cell(SearchCell),
+    Res(ResBlock),
+}
+
+#[derive(Debug)]
+pub struct Supernet {
+    pub space: SearchSpace,
+    pub input: InputShape,
+    stem: Chain,
+    blocks: Vec<Block>,
+    /// NAS-Bench-201 applies BN + ReLU before pooling; DARTS does not.
+    lastact: Option<nn::BatchNorm>,
+    classifier: nn::Linear,
+}
+
+impl Supernet {
+    /// The full supernet of `space`: every candidate op on every edge.
+    pub fn new(p: &nn::Path, space: &SearchSpace, input: InputShape) -> Result<Self> {
+        Self::build(p, space, input, None)
+    }
+
+    /// Only the operations of `genotype`, with the same parameter names as in the
+    /// supernet: the sub-network that inherits the supernet's weights.
+    pub fn subnet(
+        p: &nn::Path,
+        space: &SearchSpace,
+        input: InputShape,
+        genotype: &Genotype,
+    ) -> Result<Self> {
+        genotype.validate(space)?;
+        Self::build(p, space, input, Some(genotype))
+    }
+
+    fn build(
+        p: &nn::Path,
+        space: &SearchSpace,
+        input: InputShape,
+        genotype: Option<&Genotype>,
+    ) -> Result<Self> {
+        space.validate()?;
+        if input.classes < 1 {
+            return Err(Error::invalid("classes", input.classes, "at least 1"));
+        }
+        let n_ops = space.ops.len();
+        let keep_for = |t: CellType| -> Result<Vec<Vec<usize>>> {
+            match genotype {
+                None => Ok(vec![(0..n_ops).collect(); space.cell.num_edges()]),
+                Some(g) => {
+                    let cell = g.cell(t).expect("validated genotype");
+                    Ok(edge_choice(cell, &space.cell, space)?
+                        .into_iter()
+                        .map(|k| k.into_iter().collect())
+                        .collect())
+                }
+            }
+        };
+        let search_cfg = OpConfig {
+            affine: Affine::No,
+            pool_bn: matches!(space.network, NetworkSpec::Darts { .. }),
+        };
+        let mut hw = (input.height, input.width);
+        let check_even = |hw: (i64, i64), what: String| -> Result<()> {
+            if hw.0 % 2 != 0 || hw.1 % 2 != 0 || hw.0 < 2 || hw.1 < 2 {
+                Err(Error::invalid(
+                    "input",
+                    format!("{}x{}x{}", input.channels, input.height, input.width),
+                    format!("{what} receives {}x{}; a reduction needs an even resolution of at least 2 (choose an input size divisible by 2 per reduction)", hw.0, hw.1),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let mut blocks = Vec::new();
+        let (stem, lastact, c_last) = match &space.network {
+            NetworkSpec::Darts {
+                layers,
+                channels,
+                stem_multiplier,
+                ..
+            } => {
+                let c_stem = (stem_multiplier * channels) as i64;
+                let stem = stem(p, input.channels, c_stem);
+                let reductions = space.network.reduction_layers();
+                let mut c = *channels as i64;
+                // (channels, whether it is at twice the resolution of the next cell input)
+                let (mut s0, mut s1) = ((c_stem, false), (c_stem, false));
+                for i in 0..*layers {
+                    let reduction = reductions.contains(&i);
+                    if reduction {
+                        c *= 2;
+                        check_even(hw, format!("reduction cell {i}"))?;
+                    }
+                    let cell_type = if reduction {
+                        CellType::Reduce
+                    } else {
+                        CellType::Normal
+                    };
+                    let plan = CellPlan {
+                        spec: &space.cell,
+                        ops: &space.ops,
+                        cell_type,
+                        c,
+                        inputs: vec![s0, s1],
+                        keep: keep_for(cell_type)?,
+                        cfg: search_cfg,
+                    };
+                    blocks.push(Block::Cell(SearchCell::new(&(p / "cells" / i), plan)));
+                    let c_out = c * space.cell.concat.len() as i64;
+                    s0 = (s1.0, reduction);
+                    s1 = (c_out, false);
+                    if reduction {
+                        hw = (hw.0 / 2, hw.1 / 2);
+                    }
+                }
+                (stem, None, s1.0)
+            }
+            NetworkSpec::Nb201 {
+                cells_per_stage,
+                channels,
+            } => {
+                let c0 = *channels as i64;
+                let stem = stem(p, input.channels, c0);
+                let mut c_prev = c0;
+                let mut index = 0;
+                for stage in 0..3 {
+                    let c = c0 << stage;
+                    if stage > 0 {
+                        check_even(hw, format!("residual block {index}"))?;
+                        blocks.push(Block::Res(ResBlock::new(&(p / "cells" / index), c_prev, c)));
+                        index += 1;
+                        hw = (hw.0 / 2, hw.1 / 2);
+                    }
+                    for _ in 0..*cells_per_stage {
+                        let plan = CellPlan {
+                            spec: &space.cell,
+                            ops: &space.ops,
+                            cell_type: CellType::Normal,
+                            c,
+                            inputs: vec![(c, false)],
+                            keep: keep_for(CellType::Normal)?,
+                            cfg: search_cfg,
+                        };
+                        blocks.push(Block::Cell(SearchCell::new(&(p / "cells" / index), plan)));
+                        index += 1;
+                    }
+                    c_prev = c;
+                }
+                let lastact = batch_norm(p / "lastact" / 0, c_prev, Affine::Yes);
+                (stem, Some(lastact), c_prev)
+            }
+        };
+        let classifier = nn::linear(p / "classifier", c_last, input.classes, Default::default());
+        Ok(Supernet {
+            space: space.clone(),
+            input,
+            stem,
+            blocks,
+            lastact,
+            classifier,
+        })
+    }
+
+    /// Logits `[batch, classes]` for images `[batch, C, H, W]`.
+    pub fn forward_t(&self, xs: &Tensor, w: &ArchWeights, train: bool) -> Tensor {
+        let stem = self.stem.forward_t(xs, train);
+        let features = if self.lastact.is_none() {
+            // DARTS: every cell reads the two previous cell outputs.
+            let (mut s0, mut s1) = (stem.shallow_clone(), stem);
+            for block in &self.blocks {
+                let Block::Cell(cell) = block else {
+                    unreachable!("DARTS networks hold only cells")
+                };
+                let out = cell.forward_t(&[&s0, &s1], w.get(cell.cell_type), train);
+                s0 = std::mem::replace(&mut s1, out);
+            }
+            s1
+        } else {
+            let mut f = stem;
+            for block in &self.blocks {
+                f = match block {
+                    Block::Cell(cell) => cell.forward_t(&[&f], w.get(cell.cell_type), train),
+                    Block::Res(res) => res.forward_t(&f, train),
+                };
+            }
+            f
+        };
+        let features = match &self.lastact {
+            Some(bn) => features.apply_t(bn, train).relu(),
+            None => features,
+        };
+        features
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1)
+            .apply(&self.classifier)
+    }
+
+    /// Multiply-adds per image of the operations this network holds (all of them for a
+    /// supernet, the chosen ones for a sub-network): convolutions and the classifier.
+    pub fn macs_per_image(&self) -> u64 {
+        let mut hw = (self.input.height, self.input.width);
+        let mut total = self.stem.macs(hw).0;
+        for block in &self.blocks {
+            match block {
+                Block::Cell(cell) => {
+                    total += cell.macs(hw);
+                    hw = cell.node_hw(hw);
+                }
+                Block::Res(res) => {
+                    total += res.macs(hw);
+                    hw = (hw.0 / 2, hw.1 / 2);
+                }
+            }
+        }
+        total + (self.classifier.ws.size()[0] * self.classifier.ws.size()[1]) as u64
+    }
+
+    /// Cells in order: index, type (`None` for a residual block).
+    pub fn cell_types(&self) -> Vec<Option<CellType>> {
+        self.blocks
+            .iter()
+            .map(|b| match b {
+                Block::Cell(c) => Some(c.cell_type),
+                Block::Res(_) => None,
+            })
+            .collect()
+    }
+}
+
+fn stem(p: &nn::Path, c_in: i64, c_out: i64) -> Chain {
+    Chain::new(
+        p / "stem",
+        &[
+            LayerSpec::Conv(ConvShape::new(c_in, c_out, 3).padding(1)),
+            LayerSpec::Bn(c_out, Affine::Yes),
+        ],
+    )
+}

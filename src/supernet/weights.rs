@@ -1,0 +1,172 @@
+//! Mixing weights handed to the supernet: a softmax, a Gumbel sample or a discrete choice
+//! are all just [`ArchWeights`]. Which ops are active is known on the host, so a sampled
+//! sub-network runs only its own operations.
+use crate::space::{CellGenotype, CellSpec, CellType, Genotype, SearchSpace};
+use crate::{Error, Result};
+use tch::{Device, Kind, Tensor};
+
+/// Mixing weights of one cell type: `[edges, ops]`, plus which entries are non-zero.
+#[derive(Debug)]
+pub struct MixWeights {
+    pub weights: Tensor,
+    /// Per edge, the op columns to compute; `None` means every op (a dense mixture).
+    active: Option<Vec<Vec<usize>>>,
+    /// Every active weight is exactly 1 and needs no gradient (a discrete architecture):
+    /// the multiplication can be skipped.
+    unit: bool,
+}
+
+impl MixWeights {
+    /// A dense mixture (softmax): every operation of every edge runs.
+    pub fn dense(weights: Tensor) -> Self {
+        MixWeights {
+            weights,
+            active: None,
+            unit: false,
+        }
+    }
+
+    /// Weights that are zero in most places (one-hot, hard Gumbel, sampled paths): reads
+    /// the non-zero pattern to the host once so that zero-weight ops cost nothing.
+    pub fn sparse(weights: Tensor) -> Self {
+        let mask =
+            Vec::<Vec<f32>>::try_from(weights.detach().to_kind(Kind::Float).to_device(Device::Cpu))
+                .expect("mixing weights are a 2-D tensor");
+        let active = mask
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, &w)| w != 0.0)
+                    .map(|(k, _)| k)
+                    .collect()
+            })
+            .collect();
+        MixWeights {
+            weights,
+            active: Some(active),
+            unit: false,
+        }
+    }
+
+    pub fn is_unit(&self) -> bool {
+        self.unit
+    }
+
+    /// The op columns to compute on edge `e`.
+    pub fn active_ops(&self, e: usize, num_ops: usize) -> ActiveOps<'_> {
+        match &self.active {
+            None => ActiveOps::All(0..num_ops),
+            Some(a) => ActiveOps::Some(a[e].iter()),
+        }
+    }
+
+    /// One-hot weights of a discrete cell: kept edges weigh 1 on their op, other edges 0.
+    pub fn one_hot(
+        cell: &CellGenotype,
+        spec: &CellSpec,
+        space: &SearchSpace,
+        device: Device,
+    ) -> Result<Self> {
+        let choice = edge_choice(cell, spec, space)?;
+        let mut data = vec![0f32; choice.len() * space.ops.len()];
+        for (e, k) in choice.iter().enumerate() {
+            if let Some(k) = k {
+                data[e * space.ops.len() + k] = 1.0;
+            }
+        }
+        let weights = Tensor::from_slice(&data)
+            .view([choice.len() as i64, space.ops.len() as i64])
+            .to_device(device);
+        let active = choice.iter().map(|k| k.iter().copied().collect()).collect();
+        Ok(MixWeights {
+            weights,
+            active: Some(active),
+            unit: true,
+        })
+    }
+}
+
+/// The chosen op column of every edge of a discrete cell (`None` for dropped edges).
+pub fn edge_choice(
+    cell: &CellGenotype,
+    spec: &CellSpec,
+    space: &SearchSpace,
+) -> Result<Vec<Option<usize>>> {
+    let edges = spec.edges();
+    let mut choice = vec![None; edges.len()];
+    for (i, node) in cell.nodes.iter().enumerate() {
+        for g in node {
+            let to = spec.inputs + i;
+            let e = edges
+                .iter()
+                .position(|e| e.to == to && e.from == g.from)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "genotype edge",
+                        format!("{}->{}", g.from, to),
+                        "an edge of the cell",
+                    )
+                })?;
+            let k = space.index_of(g.op).ok_or_else(|| {
+                Error::invalid("genotype operation", g.op, "an operation of the space")
+            })?;
+            choice[e] = Some(k);
+        }
+    }
+    Ok(choice)
+}
+
+pub enum ActiveOps<'a> {
+    All(std::ops::Range<usize>),
+    Some(std::slice::Iter<'a, usize>),
+}
+
+impl Iterator for ActiveOps<'_> {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            ActiveOps::All(r) => r.next(),
+            ActiveOps::Some(it) => it.next().copied(),
+        }
+    }
+}
+
+/// Mixing weights for every cell type of a network.
+#[derive(Debug)]
+pub struct ArchWeights {
+    pub normal: MixWeights,
+    pub reduce: Option<MixWeights>,
+}
+
+impl ArchWeights {
+    pub fn get(&self, t: CellType) -> &MixWeights {
+        match t {
+            CellType::Normal => &self.normal,
+            CellType::Reduce => self
+                .reduce
+                .as_ref()
+                .expect("a reduction cell has reduction weights"),
+        }
+    }
+
+    /// One-hot weights of a genotype (validated against `space`).
+    pub fn from_genotype(genotype: &Genotype, space: &SearchSpace, device: Device) -> Result<Self> {
+        genotype.validate(space)?;
+        let one_hot = |t: CellType| {
+            let cell = genotype
+                .cell(t)
+                .expect("validated genotype has every cell type");
+            MixWeights::one_hot(cell, &space.cell, space, device)
+        };
+        let reduce = if space.network.cell_types().contains(&CellType::Reduce) {
+            Some(one_hot(CellType::Reduce)?)
+        } else {
+            None
+        };
+        Ok(ArchWeights {
+            normal: one_hot(CellType::Normal)?,
+            reduce,
+        })
+    }
+}
