@@ -66,8 +66,8 @@ def parse_input(text):
 
 
 def load_genotype(arg):
-    p = Path(arg)
-    text = (p.read_text() if p.is_file() else arg).strip()
+    inline = arg.lstrip().startswith(("{", "|", "Genotype"))  # else a file, as in Rust
+    text = (arg if inline else Path(arg).read_text()).strip()
     if text.startswith("{"):
         return json.loads(text)
     if text.startswith("|"):
@@ -239,8 +239,8 @@ class SearchCell(nn.Module):
         super().__init__()
         spec = space["cell"]
         self.cell_type, self.nodes, self.concat = cell_type, spec["nodes"], spec["concat"]
-        # Preprocessing exists only when some input is not already C channels at this resolution.
-        self.n_pre = len(inputs) if any(ci != c or up for ci, up in inputs) else 0
+        # DARTS cells always preprocess their inputs; NAS-Bench-201 cells never do.
+        self.n_pre = len(inputs) if space["network"]["kind"] == "darts" else 0
         for i, (c_in, up) in enumerate(inputs[:self.n_pre]):
             pre = FactorizedReduce(c_in, c, False) if up else relu_conv_bn(c_in, c, 1, 1, 0, False)
             setattr(self, f"preprocess{i}", pre)
@@ -298,6 +298,8 @@ class Supernet(nn.Module):
         def keep(t):
             if genotype is None:
                 return [list(range(n_ops))] * n_edges
+            if t not in genotype:
+                raise SystemExit(f"the genotype has no {t} cell, which space '{space['name']}' needs")
             return [[] if k is None else [k] for k in edge_choice(genotype[t], space)]
 
         net, c_img = space["network"], input_chw[0]
@@ -406,8 +408,8 @@ def weights_of(model):
 
 
 def hessian_vector(loss_fn, ws, al, v):
-    """(d/d alpha) of <grad_w L_train, v> by central differences at w +- R v, R = 0.01/||v||
-    (DARTS eq. 8: divide by 2R, not by 2 times R). Restores w exactly afterwards."""
+    """(d/d alpha) <grad_w L, v> by central differences at w +- R v, R = 0.01/||v|| (DARTS
+    eq. 8): (g+ - g-) / (2R), not the (g+ - g-) / 2 * R of some ports. Restores w exactly."""
     r = 0.01 / torch.cat([d.flatten() for d in v]).norm()
     saved = [w.detach().clone() for w in ws]
     grads = []
@@ -464,6 +466,8 @@ def darts_step(model, alphas, w_opt, a_opt, batches, second_order, lr=0.025, mom
 
 def cmd_bench(args):
     torch.manual_seed(0)
+    # Peak RSS includes the interpreter and the torch libraries; report that floor too.
+    rss_floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     dev = torch.device(args.device)
     chw = parse_input(args.input)
     space = load_space(args.space, args.layers, args.channels)
@@ -501,7 +505,7 @@ def cmd_bench(args):
     params, _ = counts(model)
     print(json.dumps({"mode": args.mode, "device": str(dev), "batch": args.batch, "threads": args.threads,
                       "steps": args.steps, "parameters": params, "median_s": statistics.median(times),
-                      "times_s": times, "peak_memory_bytes": peak}))
+                      "times_s": times, "peak_memory_bytes": peak, "rss_before_model_bytes": rss_floor}))
 
 
 def main():

@@ -1,5 +1,7 @@
 //! Command-line verbs. Each verb resolves its flags into a validated config and calls the
 //! library; nothing here does numerical work.
+use crate::data::DataSource;
+use crate::search::{Outcome, SearchConfig};
 use crate::space::{Genotype, NetworkOverrides, SearchSpace};
 use crate::supernet::InputShape;
 use clap::{Parser, Subcommand};
@@ -22,6 +24,86 @@ pub enum Command {
     Info,
     /// Describe the supernet a space file builds (or one sub-network of it).
     Inspect(InspectArgs),
+    /// Train a supernet with DARTS (bi-level) and record how the alphas evolve.
+    Search(Box<SearchArgs>),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SearchArgs {
+    /// Continue the run in this directory from its last checkpoint (its config is used;
+    /// other flags are ignored, except --space which must match, and --quiet).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Start from this config file (a run's config.toml, say); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Search-space file [default: supernets/darts_cnn.toml].
+    #[arg(long)]
+    pub space: Option<PathBuf>,
+    /// Data directory or file [default: Fashion-MNIST from /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Data format (fashion-mnist, mnist, idx, cifar10, cifar100, hdf5); default: detected.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Use this many training images (class-balanced, seeded) before the 50/50 split.
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// first-order or second-order [default: first-order].
+    #[arg(long)]
+    pub strategy: Option<String>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub lr_min: Option<f64>,
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    #[arg(long)]
+    pub arch_lr: Option<f64>,
+    #[arg(long)]
+    pub arch_weight_decay: Option<f64>,
+    /// DARTS: number of cells; NAS-Bench-201: cells per stage.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Random-crop padding (0 = off); default: per data format.
+    #[arg(long)]
+    pub crop_padding: Option<usize>,
+    /// Random horizontal flips; default: per data format.
+    #[arg(long)]
+    pub flip: Option<bool>,
+    /// Cutout length (0 = off).
+    #[arg(long)]
+    pub cutout: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// auto, cpu, cuda or cuda:N [default: auto].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Record the alphas every this many steps [default: 10].
+    #[arg(long)]
+    pub alpha_every: Option<usize>,
+    /// Also checkpoint every this many steps (0: only at epoch ends) [default: 0].
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// CPU threads for libtorch (0: libtorch's default).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Run directory [default: runs/<space>-seed<seed>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,5 +147,103 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Search(a) => search(*a),
     }
+}
+
+fn search(a: SearchArgs) -> anyhow::Result<()> {
+    let outcome = match &a.resume {
+        Some(dir) => crate::search::resume(dir, a.space.as_deref(), a.quiet)?,
+        None => {
+            let cfg = search_config(&a)?;
+            let out = a.out.clone().unwrap_or_else(|| {
+                let stem = cfg
+                    .space
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("search");
+                PathBuf::from(format!("runs/{stem}-seed{}", cfg.seed))
+            });
+            crate::search::start(cfg, &out, a.quiet)?
+        }
+    };
+    match outcome {
+        Outcome::Finished { genotype, dir } => {
+            println!("{}", genotype.to_text());
+            eprintln!(
+                "search finished: {0}/run.h5, {0}/genotype.txt, {0}/genotype.json",
+                dir.display()
+            );
+        }
+        Outcome::Interrupted { dir, global_step } => {
+            eprintln!(
+                "search interrupted after {global_step} steps and checkpointed; continue with:\n  supernet search --resume {}",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Config file (or the DARTS defaults), then flags.
+fn search_config(a: &SearchArgs) -> anyhow::Result<SearchConfig> {
+    let mut c = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+            SearchConfig::from_toml(&text, path)?
+        }
+        None => SearchConfig::default(),
+    };
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = a.$field.clone() { c.$field = v; } )* };
+    }
+    set!(
+        space,
+        epochs,
+        batch_size,
+        lr,
+        lr_min,
+        momentum,
+        weight_decay,
+        grad_clip,
+        arch_lr
+    );
+    set!(
+        arch_weight_decay,
+        seed,
+        device,
+        alpha_every,
+        checkpoint_every,
+        threads
+    );
+    if let Some(s) = &a.strategy {
+        c.strategy = s.parse()?;
+    }
+    if a.subset.is_some() {
+        c.subset = a.subset;
+    }
+    if let Some(path) = &a.data {
+        c.data = DataSource::new(path);
+    }
+    if let Some(f) = &a.format {
+        c.data = c
+            .data
+            .clone()
+            .with_format(f.parse().map_err(crate::Error::from)?);
+    }
+    if a.layers.is_some() {
+        c.network.layers = a.layers;
+    }
+    if a.channels.is_some() {
+        c.network.channels = a.channels;
+    }
+    if a.crop_padding.is_some() || a.flip.is_some() || a.cutout.is_some() {
+        let mut aug = c.augment.unwrap_or_default();
+        aug.crop_padding = a.crop_padding.unwrap_or(aug.crop_padding);
+        aug.flip = a.flip.unwrap_or(aug.flip);
+        aug.cutout = a.cutout.unwrap_or(aug.cutout);
+        c.augment = Some(aug);
+    }
+    c.validate()?;
+    Ok(c)
 }

@@ -1,11 +1,17 @@
 //! supernet: weight-sharing one-shot neural architecture search on libtorch.
+pub mod arch;
 pub mod cli;
 pub mod data;
 pub mod derive;
 pub mod error;
+pub mod evaluate;
+pub mod fsutil;
 pub mod info;
 pub mod inspect;
 pub mod ops;
+pub mod optim;
+pub mod record;
+pub mod search;
 pub mod space;
 pub mod supernet;
 

@@ -61,29 +61,60 @@ pub(crate) struct Draw {
     cut: Option<(usize, usize, usize, usize)>,
 }
 
-/// Normalisation precomputed for fast per-pixel use.
+/// Normalisation precomputed for fast per-pixel use, one entry per channel.
 pub(crate) enum Normalizer {
-    /// 256 entries per channel: (v / 255 - mean) / std.
-    Table(Vec<f32>),
-    /// Per channel (mean, 1 / std).
-    Affine(Vec<(f32, f32)>),
+    /// u8 pixels: a table of (v / 255 - mean) / std.
+    Table(Vec<Lut>),
+    /// f32 pixels: (v - mean) * (1 / std).
+    Affine(Vec<Affine>),
+}
+
+pub(crate) struct Lut(Box<[f32; 256]>);
+pub(crate) struct Affine {
+    mean: f32,
+    inv_std: f32,
+}
+
+/// Maps one stored pixel value to its normalised f32.
+trait PixelMap<T> {
+    fn map(&self, v: T) -> f32;
+}
+
+impl PixelMap<u8> for Lut {
+    #[inline(always)]
+    fn map(&self, v: u8) -> f32 {
+        self.0[v as usize]
+    }
+}
+
+impl PixelMap<f32> for Affine {
+    #[inline(always)]
+    fn map(&self, v: f32) -> f32 {
+        (v - self.mean) * self.inv_std
+    }
 }
 
 impl Normalizer {
     pub fn new(pixels: &Pixels, norm: &Normalization) -> Self {
+        let channels = norm.mean.iter().zip(&norm.std);
         match pixels {
             Pixels::U8(_) => Normalizer::Table(
-                norm.mean
-                    .iter()
-                    .zip(&norm.std)
-                    .flat_map(|(&m, &s)| (0..256).map(move |v| (v as f32 / 255.0 - m) / s))
+                channels
+                    .map(|(&m, &s)| {
+                        let mut t = Box::new([0f32; 256]);
+                        for (v, e) in t.iter_mut().enumerate() {
+                            *e = (v as f32 / 255.0 - m) / s;
+                        }
+                        Lut(t)
+                    })
                     .collect(),
             ),
             Pixels::F32(_) => Normalizer::Affine(
-                norm.mean
-                    .iter()
-                    .zip(&norm.std)
-                    .map(|(&m, &s)| (m, 1.0 / s))
+                channels
+                    .map(|(&mean, &s)| Affine {
+                        mean,
+                        inv_std: 1.0 / s,
+                    })
                     .collect(),
             ),
         }
@@ -102,62 +133,77 @@ pub(crate) fn render(
     let n = shape.numel();
     match (pixels, norm) {
         (Pixels::U8(px), Normalizer::Table(t)) => {
-            let img = &px[index * n..(index + 1) * n];
-            render_with(img, shape, draw, out, |ch, v| t[ch * 256 + v as usize]);
+            render_with(&px[index * n..(index + 1) * n], shape, draw, out, t)
         }
         (Pixels::F32(px), Normalizer::Affine(a)) => {
-            let img = &px[index * n..(index + 1) * n];
-            render_with(img, shape, draw, out, |ch, v| (v - a[ch].0) * a[ch].1);
+            render_with(&px[index * n..(index + 1) * n], shape, draw, out, a)
         }
         // The normaliser is always built from the same pixels.
         _ => unreachable!("normaliser built for another pixel type"),
     }
 }
 
-fn render_with<T: Copy + Default>(
+fn render_with<T: Copy + Default, M: PixelMap<T>>(
     img: &[T],
     shape: ImageShape,
     draw: Option<Draw>,
     out: &mut [f32],
-    norm: impl Fn(usize, T) -> f32,
+    maps: &[M],
 ) {
     let (h, w) = (shape.height, shape.width);
     let plane = h * w;
+    let planes = img.chunks_exact(plane).zip(out.chunks_exact_mut(plane));
     let Some(d) = draw else {
-        for ch in 0..shape.channels {
-            let range = ch * plane..(ch + 1) * plane;
-            for (o, &v) in out[range.clone()].iter_mut().zip(&img[range]) {
-                *o = norm(ch, v);
+        for ((src, dst), m) in planes.zip(maps) {
+            for (o, &v) in dst.iter_mut().zip(src) {
+                *o = m.map(v);
             }
         }
         return;
     };
-    for ch in 0..shape.channels {
+    // Output columns x whose source column (x, or w-1-x when flipped) + dx lies inside.
+    let (x_lo, x_hi) = if d.flip {
+        (
+            d.dx.clamp(0, w as isize) as usize,
+            (w as isize + d.dx).clamp(0, w as isize) as usize,
+        )
+    } else {
+        (
+            (-d.dx).clamp(0, w as isize) as usize,
+            (w as isize - d.dx).clamp(0, w as isize) as usize,
+        )
+    };
+    let x_hi = x_hi.max(x_lo);
+    for ((src, dst), m) in planes.zip(maps) {
         // Padding is zero in raw pixel space, as torchvision pads before ToTensor/Normalize.
-        let pad = norm(ch, T::default());
-        let src = &img[ch * plane..(ch + 1) * plane];
-        let dst = &mut out[ch * plane..(ch + 1) * plane];
-        for y in 0..h {
-            let row = &mut dst[y * w..(y + 1) * w];
+        let pad = m.map(T::default());
+        for (y, row) in dst.chunks_exact_mut(w).enumerate() {
             let sy = y as isize + d.dy;
             if sy < 0 || sy >= h as isize {
                 row.fill(pad);
                 continue;
             }
             let src_row = &src[sy as usize * w..(sy as usize + 1) * w];
-            for (x, o) in row.iter_mut().enumerate() {
-                let xx = if d.flip { w - 1 - x } else { x };
-                let sx = xx as isize + d.dx;
-                *o = if sx < 0 || sx >= w as isize {
-                    pad
-                } else {
-                    norm(ch, src_row[sx as usize])
-                };
+            row[..x_lo].fill(pad);
+            row[x_hi..].fill(pad);
+            let inner = &mut row[x_lo..x_hi];
+            if d.flip {
+                // out[x] = src[w - 1 - x + dx]: a reversed run of the source row.
+                let s0 = (w as isize - 1 - x_hi as isize + 1 + d.dx) as usize;
+                let run = &src_row[s0..s0 + inner.len()];
+                for (o, &v) in inner.iter_mut().zip(run.iter().rev()) {
+                    *o = m.map(v);
+                }
+            } else {
+                let s0 = (x_lo as isize + d.dx) as usize;
+                for (o, &v) in inner.iter_mut().zip(&src_row[s0..s0 + inner.len()]) {
+                    *o = m.map(v);
+                }
             }
         }
         if let Some((y0, y1, x0, x1)) = d.cut {
-            for y in y0..y1 {
-                dst[y * w + x0..y * w + x1].fill(0.0);
+            for row in dst.chunks_exact_mut(w).take(y1).skip(y0) {
+                row[x0..x1].fill(0.0);
             }
         }
     }

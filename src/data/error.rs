@@ -18,7 +18,7 @@ pub enum DataError {
         found: u32,
         expected: String,
     },
-    #[error("{path}: truncated: {what} needs {expected} bytes, the file has {actual}", path = path.display())]
+    #[error("{path}: truncated: {what}: {expected} bytes expected, the file has {actual}", path = path.display())]
     Truncated {
         path: PathBuf,
         what: String,

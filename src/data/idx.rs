@@ -24,7 +24,7 @@ pub(crate) fn read_idx(path: &Path, ndims: u8) -> Result<IdxArray, DataError> {
     if bytes.len() < 4 {
         return Err(DataError::Truncated {
             path: path.into(),
-            what: "the IDX magic number".into(),
+            what: "IDX magic number".into(),
             expected: 4,
             actual: bytes.len() as u64,
         });
@@ -41,7 +41,7 @@ pub(crate) fn read_idx(path: &Path, ndims: u8) -> Result<IdxArray, DataError> {
     if bytes.len() < header {
         return Err(DataError::Truncated {
             path: path.into(),
-            what: "the IDX header".into(),
+            what: "IDX header".into(),
             expected: header as u64,
             actual: bytes.len() as u64,
         });
@@ -56,7 +56,7 @@ pub(crate) fn read_idx(path: &Path, ndims: u8) -> Result<IdxArray, DataError> {
     if actual < expected {
         return Err(DataError::Truncated {
             path: path.into(),
-            what: format!("the header's dimensions {dims:?}"),
+            what: format!("header + data of dimensions {dims:?}"),
             expected,
             actual,
         });

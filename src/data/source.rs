@@ -14,7 +14,10 @@ use super::idx::{self, IdxFlavor};
 
 /// Where Debian's `dataset-fashion-mnist` puts the default data set.
 pub const DEFAULT_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";
-const DEFAULT_HINT: &str = "install the Debian package dataset-fashion-mnist (scripts/setup does)";
+const FASHION_HINT: &str =
+    "install the Debian package dataset-fashion-mnist (scripts/setup does), \
+    which puts the files in /usr/share/datasets/fashion-mnist, or download them from \
+    https://github.com/zalandoresearch/fashion-mnist";
 const IDX_HINT: &str = "expected train-images-idx3-ubyte, train-labels-idx1-ubyte, \
     t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz), as published for \
     MNIST and Fashion-MNIST (https://github.com/zalandoresearch/fashion-mnist)";
@@ -161,13 +164,13 @@ impl DataSource {
         self
     }
 
-    fn is_default_dir(&self) -> bool {
-        self.path == Path::new(DEFAULT_DATA_DIR)
+    fn is_fashion(&self) -> bool {
+        self.format == Some(DataFormat::FashionMnist)
     }
 
     fn missing_hint(&self) -> &'static str {
-        if self.is_default_dir() {
-            DEFAULT_HINT
+        if self.is_fashion() {
+            FASHION_HINT
         } else {
             "give an existing directory (IDX or CIFAR files) or HDF5 file"
         }
@@ -235,8 +238,8 @@ impl DataSource {
     /// Loads the train and test sets.
     pub fn load(&self) -> Result<DataSets, DataError> {
         let (format, path) = self.resolve()?;
-        let hint = if self.is_default_dir() {
-            DEFAULT_HINT
+        let hint = if format == DataFormat::FashionMnist {
+            FASHION_HINT
         } else {
             IDX_HINT
         };

@@ -10,13 +10,41 @@ pub enum Affine {
     No,
 }
 
+/// BN as PyTorch initialises it: weight 1, bias 0 (tch's default weight is uniform).
 pub fn batch_norm(p: nn::Path, c: i64, affine: Affine) -> nn::BatchNorm {
     nn::batch_norm2d(
         p,
         c,
         nn::BatchNormConfig {
             affine: affine == Affine::Yes,
+            ws_init: nn::Init::Const(1.0),
+            bs_init: nn::Init::Const(0.0),
             ..Default::default()
+        },
+    )
+}
+
+/// PyTorch's default initialisation for conv and linear weights: kaiming_uniform with
+/// a = sqrt(5), i.e. uniform in +-1/sqrt(fan_in) (tch's default is sqrt(6 / fan_in)).
+fn pytorch_uniform(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+/// A linear layer initialised as PyTorch's `nn.Linear`.
+pub fn linear(p: nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
+    let init = pytorch_uniform(c_in);
+    nn::linear(
+        p,
+        c_in,
+        c_out,
+        nn::LinearConfig {
+            ws_init: init,
+            bs_init: Some(init),
+            bias: true,
         },
     )
 }
@@ -92,6 +120,7 @@ impl Conv {
             dilation: shape.dilation,
             groups: shape.groups,
             bias: false,
+            ws_init: pytorch_uniform(shape.c_in / shape.groups * shape.kernel * shape.kernel),
             ..Default::default()
         };
         Conv {

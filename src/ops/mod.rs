@@ -4,7 +4,9 @@ mod factorized;
 mod layers;
 
 pub use factorized::FactorizedReduce;
-pub use layers::{batch_norm, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer, LayerSpec};
+pub use layers::{
+    batch_norm, linear, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer, LayerSpec,
+};
 
 use crate::space::OpKind;
 use tch::{nn, Tensor};

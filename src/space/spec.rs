@@ -213,6 +213,16 @@ impl SearchSpace {
         Ok(space)
     }
 
+    /// A stable 64-bit fingerprint of the resolved space (FNV-1a of its TOML form), to
+    /// recognise checkpoints and run files made with another space.
+    pub fn fingerprint(&self) -> u64 {
+        self.to_toml()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+    }
+
     pub fn index_of(&self, op: OpKind) -> Option<usize> {
         self.ops.iter().position(|&o| o == op)
     }

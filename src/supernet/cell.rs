@@ -44,13 +44,16 @@ pub struct CellPlan<'a> {
     /// Per edge, the op columns to build.
     pub keep: Vec<Vec<usize>>,
     pub cfg: OpConfig,
+    /// DARTS cells bring every input to `C` channels first (ReLU-conv-BN or
+    /// FactorizedReduce); NAS-Bench-201 cells use their input as it is.
+    pub preprocess: bool,
 }
 
 #[derive(Debug)]
 pub struct SearchCell {
     pub cell_type: CellType,
     spec: CellSpec,
-    /// Empty when the inputs already have `C` channels (NAS-Bench-201).
+    /// Empty for NAS-Bench-201 cells.
     preprocess: Vec<Preprocess>,
     edges: Vec<MixedOp>,
 }
@@ -58,8 +61,7 @@ pub struct SearchCell {
 impl SearchCell {
     pub fn new(p: &nn::Path, plan: CellPlan) -> Self {
         let affine = plan.cfg.affine;
-        let needs_preprocess = plan.inputs.iter().any(|&(c, up)| c != plan.c || up);
-        let preprocess = if needs_preprocess {
+        let preprocess = if plan.preprocess {
             plan.inputs
                 .iter()
                 .enumerate()

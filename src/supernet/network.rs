@@ -189,6 +189,7 @@ impl Supernet {
                         inputs: vec![s0, s1],
                         keep: keep_for(cell_type)?,
                         cfg: search_cfg,
+                        preprocess: true,
                     };
                     blocks.push(Block::Cell(SearchCell::new(&(p / "cells" / i), plan)));
                     let c_out = c * space.cell.concat.len() as i64;
@@ -225,6 +226,7 @@ impl Supernet {
                             inputs: vec![(c, false)],
                             keep: keep_for(CellType::Normal)?,
                             cfg: search_cfg,
+                            preprocess: false,
                         };
                         blocks.push(Block::Cell(SearchCell::new(&(p / "cells" / index), plan)));
                         index += 1;
@@ -235,7 +237,7 @@ impl Supernet {
                 (stem, Some(lastact), c_prev)
             }
         };
-        let classifier = nn::linear(p / "classifier", c_last, input.classes, Default::default());
+        let classifier = crate::ops::linear(p / "classifier", c_last, input.classes);
         Ok(Supernet {
             space: space.clone(),
             input,

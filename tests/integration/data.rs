@@ -343,18 +343,20 @@ fn missing_default_data_names_the_debian_package() {
         text.contains("nowhere") && text.contains("not found"),
         "{text}"
     );
-    // The default message (tested on the hint constant through a real missing file).
+    // Fashion-MNIST files that are missing point to the Debian package.
     let src = DataSource {
         path: dir.path().join("fashion-mnist"),
         ..DataSource::fashion_mnist()
     };
+    let text = err_text(src.load());
+    assert!(
+        text.contains("install the Debian package dataset-fashion-mnist"),
+        "{text}"
+    );
     std::fs::create_dir(&src.path).unwrap();
     let text = err_text(src.load());
     assert!(text.contains("train-images-idx3-ubyte"), "{text}");
-    if !Path::new(DEFAULT_DATA_DIR).exists() {
-        let text = err_text(DataSource::fashion_mnist().load());
-        assert!(text.contains("dataset-fashion-mnist"), "{text}");
-    }
+    assert!(text.contains("dataset-fashion-mnist"), "{text}");
 }
 
 #[test]
@@ -693,33 +695,43 @@ fn ramp_loader(augment: Augment, seed: u64) -> (Loader, Vec<f32>) {
 
 #[test]
 fn crop_flip_and_cutout_transform_the_image() {
-    // Crop: every output is the image shifted by (dy, dx) in -2..=2 with zeros shifted in.
-    let (l, src) = ramp_loader(
-        Augment {
-            crop_padding: 2,
-            ..Augment::none()
-        },
-        0,
-    );
-    let mut shifts = std::collections::HashSet::new();
-    for epoch in 0..60 {
-        let out = f32s(&l.batch(epoch, 0).unwrap().images);
-        let found = (-2..=2i32)
-            .flat_map(|dy| (-2..=2i32).map(move |dx| (dy, dx)))
-            .find(|&(dy, dx)| {
-                (0..64).all(|p| {
-                    let (y, x) = (p as i32 / 8 + dy, p as i32 % 8 + dx);
-                    let want = if (0..8).contains(&y) && (0..8).contains(&x) {
-                        src[(y * 8 + x) as usize]
-                    } else {
-                        0.0
-                    };
-                    out[p] == want
-                })
-            });
-        shifts.insert(found.expect("output is a shifted copy"));
+    // Crop (+ flip): every output is the (mirrored) image shifted by (dy, dx) in -2..=2, with
+    // zeros shifted in, as torchvision's RandomCrop(padding=2) then RandomHorizontalFlip.
+    for flip in [false, true] {
+        let (l, src) = ramp_loader(
+            Augment {
+                crop_padding: 2,
+                flip,
+                cutout: 0,
+            },
+            0,
+        );
+        let mut seen = std::collections::HashSet::new();
+        for epoch in 0..100 {
+            let out = f32s(&l.batch(epoch, 0).unwrap().images);
+            let found = (-2..=2i32)
+                .flat_map(|dy| (-2..=2i32).flat_map(move |dx| [(dy, dx, false), (dy, dx, true)]))
+                .find(|&(dy, dx, mirror)| {
+                    (0..64).all(|p| {
+                        let x = if mirror {
+                            7 - p as i32 % 8
+                        } else {
+                            p as i32 % 8
+                        };
+                        let (y, x) = (p as i32 / 8 + dy, x + dx);
+                        let want = if (0..8).contains(&y) && (0..8).contains(&x) {
+                            src[(y * 8 + x) as usize]
+                        } else {
+                            0.0
+                        };
+                        out[p] == want
+                    })
+                });
+            seen.insert(found.expect("output is a shifted (mirrored) copy"));
+        }
+        assert!(seen.len() > 20, "crop offsets vary: {seen:?}");
+        assert_eq!(seen.iter().any(|s| s.2), flip);
     }
-    assert!(shifts.len() > 10, "crop offsets vary: {shifts:?}");
 
     // Flip: identity or mirrored, both seen.
     let (l, src) = ramp_loader(
@@ -734,7 +746,7 @@ fn crop_flip_and_cutout_transform_the_image() {
         .map(|e| f32s(&l.batch(e, 0).unwrap().images))
         .collect();
     assert!(outs.iter().all(|o| *o == src || *o == mirrored));
-    assert!(outs.iter().any(|o| *o == src) && outs.iter().any(|o| *o == mirrored));
+    assert!(outs.contains(&src) && outs.contains(&mirrored));
 
     // Cutout: a square of side <= 4 zeroed, at most 16 pixels, full 16 somewhere.
     let (l, _) = ramp_loader(
@@ -823,4 +835,65 @@ fn real_fashion_mnist() {
     .next()
     .unwrap();
     assert_eq!(b.images.size(), [64, 1, 28, 28]);
+}
+
+/// Prints loader throughput on Fashion-MNIST (batch 64); run with
+/// `cargo test --release --test integration data::loader_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing report, not a check"]
+fn loader_throughput() {
+    if !Path::new(DEFAULT_DATA_DIR).exists() {
+        println!("SKIPPED loader_throughput: {DEFAULT_DATA_DIR} is absent");
+        return;
+    }
+    let data = DataSource::default().load().unwrap();
+    let split = SearchSplit::new(&data.train, None, 0).unwrap();
+    for (name, augment, prefetch) in [
+        ("augment, inline", data.default_augment(), 0),
+        ("augment, prefetch 3", data.default_augment(), 3),
+        ("no augment, prefetch 3", Augment::none(), 3),
+    ] {
+        let cfg = LoaderConfig {
+            prefetch,
+            ..LoaderConfig::train(64, augment, 0)
+        };
+        let loader = Loader::new(split.weights.clone(), cfg).unwrap();
+        supernet::data::measure_throughput(&loader, 50); // warm-up
+        let t = supernet::data::measure_throughput(&loader, 1000);
+        println!(
+            "fashion-mnist batch 64, {name}: {:.0} images/s ({} batches in {:.2} s)",
+            t.images_per_s, t.batches, t.seconds
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn scratch_timing() {
+    let data = DataSource::default().load().unwrap();
+    let split = SearchSplit::new(&data.train, None, 0).unwrap();
+    for prefetch in [3, 0, 3, 0] {
+        let cfg = LoaderConfig {
+            prefetch,
+            ..LoaderConfig::train(64, data.default_augment(), 0)
+        };
+        let loader = Loader::new(split.weights.clone(), cfg).unwrap();
+        let t = supernet::data::measure_throughput(&loader, 300);
+        println!("prefetch {prefetch}: {:.0}", t.images_per_s);
+    }
+    let v = vec![0f32; 64 * 784];
+    let t0 = std::time::Instant::now();
+    for _ in 0..300 {
+        let t = Tensor::from_slice(&v).view([64, 1, 28, 28]);
+        drop(t);
+    }
+    println!("from_slice: {:?} per batch", t0.elapsed() / 300);
+    let t0 = std::time::Instant::now();
+    for _ in 0..300 {
+        let mut v = vec![0f32; 64 * 784];
+        use rayon::prelude::*;
+        v.par_chunks_mut(784).for_each(|c| c[0] = 1.0);
+        std::hint::black_box(&v);
+    }
+    println!("rayon alloc+touch: {:?} per batch", t0.elapsed() / 300);
 }

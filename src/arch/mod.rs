@@ -1,0 +1,89 @@
+//! Architecture parameters (the alphas), in a store of their own so that the network
+//! optimizer never sees them, and their relaxation into mixing weights.
+use crate::derive::derive;
+use crate::space::{CellType, Genotype, SearchSpace};
+use crate::supernet::{ArchWeights, MixWeights};
+use tch::{nn, Device, Kind, Tensor};
+
+pub struct ArchParams {
+    pub vs: nn::VarStore,
+    /// One `[edges, ops]` tensor per cell type of the space, in `cell_types()` order.
+    pub alphas: Vec<(CellType, Tensor)>,
+}
+
+impl ArchParams {
+    /// `1e-3 * randn` per cell type (the DARTS initialisation), drawn from libtorch's
+    /// global generator: seed it first for reproducible runs.
+    pub fn new(space: &SearchSpace, device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let shape = [space.cell.num_edges() as i64, space.ops.len() as i64];
+        let alphas = space
+            .network
+            .cell_types()
+            .iter()
+            .map(|&t| {
+                let init = nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 1e-3,
+                };
+                (t, vs.root().var(t.name(), &shape, init))
+            })
+            .collect();
+        ArchParams { vs, alphas }
+    }
+
+    pub fn tensors(&self) -> Vec<Tensor> {
+        self.alphas.iter().map(|(_, a)| a.shallow_clone()).collect()
+    }
+
+    pub fn get(&self, t: CellType) -> Option<&Tensor> {
+        self.alphas.iter().find(|(c, _)| *c == t).map(|(_, a)| a)
+    }
+
+    /// DARTS relaxation: softmax over the ops of each edge (differentiable).
+    pub fn softmax(&self) -> ArchWeights {
+        let w = |t: CellType| {
+            self.get(t)
+                .map(|a| MixWeights::dense(a.softmax(-1, Kind::Float)))
+        };
+        ArchWeights {
+            normal: w(CellType::Normal).expect("every space has normal cells"),
+            reduce: w(CellType::Reduce),
+        }
+    }
+
+    /// The softmax weights as constants (no gradient flows to the alphas).
+    pub fn softmax_detached(&self) -> ArchWeights {
+        let w = |t: CellType| {
+            self.get(t)
+                .map(|a| MixWeights::dense(a.detach().softmax(-1, Kind::Float)))
+        };
+        ArchWeights {
+            normal: w(CellType::Normal).expect("every space has normal cells"),
+            reduce: w(CellType::Reduce),
+        }
+    }
+
+    /// Softmax weights of one cell type as host rows `[edges][ops]`.
+    pub fn softmax_rows(&self, t: CellType) -> Option<Vec<Vec<f32>>> {
+        self.get(t).map(|a| {
+            Vec::<Vec<f32>>::try_from(a.detach().softmax(-1, Kind::Float).to_device(Device::Cpu))
+                .expect("alphas are 2-D float")
+        })
+    }
+
+    /// Raw alphas of one cell type as a flat host vector (row-major `[edges, ops]`).
+    pub fn raw(&self, t: CellType) -> Option<Vec<f32>> {
+        self.get(t).map(|a| {
+            Vec::<f32>::try_from(a.detach().to_device(Device::Cpu).flatten(0, -1))
+                .expect("alphas are float")
+        })
+    }
+
+    /// The genotype the alphas currently derive to.
+    pub fn genotype(&self, space: &SearchSpace) -> Genotype {
+        let normal = self.softmax_rows(CellType::Normal).expect("normal alphas");
+        let reduce = self.softmax_rows(CellType::Reduce);
+        derive(space, &normal, reduce.as_deref())
+    }
+}

@@ -1,0 +1,37 @@
+//! SGD with momentum and L2 weight decay (PyTorch semantics, dampening 0, no Nesterov).
+use tch::Tensor;
+
+pub struct Sgd {
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// One buffer per parameter, zero until the first step (PyTorch starts from the first
+    /// gradient, which is the same thing: 0 * momentum + g).
+    pub buffers: Vec<Tensor>,
+}
+
+impl Sgd {
+    pub fn new(params: &[Tensor], momentum: f64, weight_decay: f64) -> Self {
+        Sgd {
+            momentum,
+            weight_decay,
+            buffers: params.iter().map(|p| p.zeros_like().detach()).collect(),
+        }
+    }
+
+    /// `buf = momentum * buf + (g + wd * w)`; `w -= lr * buf`. Parameters without a
+    /// gradient are left alone.
+    pub fn step(&mut self, params: &[Tensor], lr: f64) {
+        tch::no_grad(|| {
+            for (p, buf) in params.iter().zip(self.buffers.iter_mut()) {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let d = &g + p * self.weight_decay;
+                let _ = buf.g_mul_scalar_(self.momentum).g_add_(&d);
+                let mut p = p.shallow_clone();
+                let _ = p.g_sub_(&(&*buf * lr));
+            }
+        });
+    }
+}

@@ -1,0 +1,100 @@
+//! The run file: every number of a search under a stable name, in HDF5.
+//!
+//! The log is kept in memory and the whole file is rewritten atomically (temporary file,
+//! fsync, rename) at every flush. The file on disk is therefore always complete and
+//! closed: h5py can read it while the search runs, and a killed search never leaves a
+//! half-written file. Run files are small (kilobytes per epoch), so this costs
+//! milliseconds.
+mod h5;
+
+pub use h5::{read_run, write_run};
+
+use serde::{Deserialize, Serialize};
+
+/// Format written into the root attribute `format_version`.
+pub const FORMAT_VERSION: u32 = 1;
+/// Root attribute `tool` that marks a supernet run file.
+pub const TOOL: &str = "supernet";
+
+/// Per-step record (`/steps/*`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Global step, from 0.
+    pub step: u64,
+    pub epoch: u32,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    /// Wall-clock seconds of the step.
+    pub seconds: f64,
+}
+
+/// Raw alphas at one point (`/alphas/*`): `[edges * ops]` row-major per cell type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlphaRecord {
+    /// Steps completed when recorded.
+    pub step: u64,
+    pub epoch: u32,
+    pub normal: Vec<f32>,
+    pub reduce: Option<Vec<f32>>,
+}
+
+/// Per-epoch summary (`/epochs/*`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: u32,
+    /// Means over the epoch's steps.
+    pub train_loss: f64,
+    pub train_acc: f64,
+    /// Full evaluation of the supernet on the architecture half.
+    pub val_loss: f64,
+    pub val_acc: f64,
+    pub lr: f64,
+    pub seconds: f64,
+    /// The genotype the alphas derived to at the end of the epoch (text form).
+    pub genotype: String,
+}
+
+/// Root attributes: what produced the run.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub config: String,
+    pub space: String,
+    pub seed: u64,
+    pub device: String,
+    pub supernet_version: String,
+    pub libtorch_version: String,
+    pub hdf5_version: String,
+    /// Op names (alpha columns) and edge keys `to_from` (alpha rows).
+    pub ops: Vec<String>,
+    pub edges: Vec<String>,
+    /// Cell types with their own alphas ("normal", and "reduce" for DARTS networks).
+    pub cell_types: Vec<String>,
+    pub steps_per_epoch: u64,
+}
+
+/// The whole run log.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunLog {
+    pub meta: RunMeta,
+    pub steps: Vec<StepRecord>,
+    pub alphas: Vec<AlphaRecord>,
+    pub epochs: Vec<EpochRecord>,
+    /// The final genotype (text, JSON) once the search has finished.
+    pub genotype: Option<(String, String)>,
+}
+
+impl RunLog {
+    /// Drop everything recorded at or after global step `step` (resume from a checkpoint
+    /// taken after `step` steps): afterwards every step is in the log exactly once.
+    pub fn truncate_to(&mut self, step: u64, epochs_done: u32) {
+        self.steps.retain(|s| s.step < step);
+        // A record at `step` was taken from the state the checkpoint holds: keep it.
+        self.alphas.retain(|a| a.step <= step);
+        self.epochs.retain(|e| e.epoch < epochs_done);
+        self.genotype = None;
+    }
+}

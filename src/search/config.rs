@@ -1,0 +1,182 @@
+//! The fully resolved configuration of a search, with the DARTS paper settings as defaults.
+//! Written as `config.toml` into the run directory and into the run file.
+use crate::data::{Augment, DataSource};
+use crate::space::NetworkOverrides;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    FirstOrder,
+    SecondOrder,
+}
+
+impl StrategyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::FirstOrder => "first-order",
+            StrategyKind::SecondOrder => "second-order",
+        }
+    }
+}
+
+impl std::str::FromStr for StrategyKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "first-order" => Ok(StrategyKind::FirstOrder),
+            "second-order" => Ok(StrategyKind::SecondOrder),
+            _ => Err(Error::invalid("strategy", s, "first-order or second-order")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// The search-space file, and size overrides applied to it.
+    pub space: PathBuf,
+    #[serde(default)]
+    pub network: NetworkOverrides,
+    pub data: DataSource,
+    /// Training images used (class-balanced, seeded) before the 50/50 split; all if absent.
+    pub subset: Option<usize>,
+    /// Training augmentation; absent: the data format's default (resolved at start).
+    pub augment: Option<Augment>,
+    pub strategy: StrategyKind,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Weights: SGD with momentum, cosine schedule from `lr` to `lr_min`, gradient clipping.
+    pub lr: f64,
+    pub lr_min: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    /// Alphas: Adam.
+    pub arch_lr: f64,
+    pub arch_beta1: f64,
+    pub arch_beta2: f64,
+    pub arch_weight_decay: f64,
+    pub seed: u64,
+    /// "auto", "cpu", "cuda" or "cuda:N".
+    pub device: String,
+    /// Record the alphas every this many steps (and at every epoch end).
+    pub alpha_every: usize,
+    /// Checkpoint every this many steps (0: only at epoch ends).
+    pub checkpoint_every: usize,
+    /// CPU threads for libtorch (0: libtorch's default).
+    pub threads: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            space: PathBuf::from("supernets/darts_cnn.toml"),
+            network: NetworkOverrides::default(),
+            data: DataSource::default(),
+            subset: None,
+            augment: None,
+            strategy: StrategyKind::FirstOrder,
+            epochs: 50,
+            batch_size: 64,
+            lr: 0.025,
+            lr_min: 0.001,
+            momentum: 0.9,
+            weight_decay: 3e-4,
+            grad_clip: 5.0,
+            arch_lr: 3e-4,
+            arch_beta1: 0.5,
+            arch_beta2: 0.999,
+            arch_weight_decay: 1e-3,
+            seed: 2,
+            device: "auto".into(),
+            alpha_every: 10,
+            checkpoint_every: 0,
+            threads: 0,
+        }
+    }
+}
+
+impl SearchConfig {
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a SearchConfig always serialises")
+    }
+
+    pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::bad_file(path, e.to_string()))
+    }
+
+    /// Reject values no search can run with, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |field: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(Error::invalid(field, v, "a positive number"))
+            }
+        };
+        if self.epochs == 0 {
+            return Err(Error::invalid("epochs", 0, "at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("batch_size", 0, "at least 1"));
+        }
+        if self.alpha_every == 0 {
+            return Err(Error::invalid("alpha_every", 0, "at least 1"));
+        }
+        positive("lr", self.lr)?;
+        positive("arch_lr", self.arch_lr)?;
+        positive("grad_clip", self.grad_clip)?;
+        if !(0.0..=self.lr).contains(&self.lr_min) {
+            return Err(Error::invalid(
+                "lr_min",
+                self.lr_min,
+                format!("between 0 and lr = {}", self.lr),
+            ));
+        }
+        for (field, v) in [
+            ("momentum", self.momentum),
+            ("arch_beta1", self.arch_beta1),
+            ("arch_beta2", self.arch_beta2),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(Error::invalid(field, v, "in [0, 1)"));
+            }
+        }
+        parse_device(&self.device)?;
+        Ok(())
+    }
+}
+
+/// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(text: &str) -> Result<tch::Device> {
+    let bad = || Error::invalid("device", text, "auto, cpu, cuda or cuda:N");
+    let cuda = |i: usize| {
+        let n = tch::Cuda::device_count() as usize;
+        if i < n {
+            Ok(tch::Device::Cuda(i))
+        } else {
+            Err(Error::invalid(
+                "device",
+                text,
+                if n == 0 {
+                    "a CUDA device, but libtorch sees none on this machine (use --device cpu)"
+                        .to_string()
+                } else {
+                    format!("cuda:0..cuda:{}", n - 1)
+                },
+            ))
+        }
+    };
+    match text {
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => cuda(0),
+        _ => match text.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => cuda(i),
+            _ => Err(bad()),
+        },
+    }
+}

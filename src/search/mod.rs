@@ -1,0 +1,339 @@
+//! `supernet search`: the DARTS bi-level search loop. It owns data, the run file,
+//! checkpoints, signals and progress; the [`Strategy`] owns the step.
+pub mod checkpoint;
+mod config;
+mod progress;
+mod state;
+mod strategy;
+
+pub use config::{parse_device, SearchConfig, StrategyKind};
+pub use state::{accuracy, split_variables, Batch, SearchState};
+pub use strategy::{finite_difference_hvp, FirstOrder, SecondOrder, StepStats, Strategy};
+
+use crate::data::{DataSets, Loader, LoaderConfig, SearchLoaders, SearchSplit};
+use crate::evaluate::evaluate;
+use crate::optim::cosine_lr;
+use crate::record::{read_run, write_run, AlphaRecord, EpochRecord, RunLog, RunMeta, StepRecord};
+use crate::space::{CellType, Genotype, SearchSpace};
+use crate::supernet::InputShape;
+use crate::{Error, Result};
+use checkpoint::Position;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const RUN_FILE: &str = "run.h5";
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// How a search call ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Finished {
+        genotype: Genotype,
+        dir: PathBuf,
+    },
+    /// Stopped by SIGINT/SIGTERM after checkpointing.
+    Interrupted {
+        dir: PathBuf,
+        global_step: u64,
+    },
+}
+
+/// Start a new search writing into `dir` (which must not hold a run yet).
+pub fn start(cfg: SearchConfig, dir: &Path, quiet: bool) -> Result<Outcome> {
+    cfg.validate()?;
+    if dir.join(RUN_FILE).exists() || dir.join(checkpoint::FILE).exists() {
+        return Err(Error::invalid(
+            "--out",
+            dir.display(),
+            "a directory without a run in it (continue that run with --resume, or choose another --out)",
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    run(cfg, dir, false, quiet)
+}
+
+/// Continue the run in `dir` from its last checkpoint, with its own config.
+/// `space` (when given) must be the space the run was started with.
+pub fn resume(dir: &Path, space: Option<&Path>, quiet: bool) -> Result<Outcome> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    let cfg = SearchConfig::from_toml(&text, &cfg_path)?;
+    if let Some(space) = space {
+        let given = SearchSpace::from_file(space)?.with_overrides(cfg.network)?;
+        let run_space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
+        if given.fingerprint() != run_space.fingerprint() {
+            return Err(Error::invalid(
+                "--space",
+                space.display(),
+                format!(
+                    "the space of the run in {} ({})",
+                    dir.display(),
+                    cfg.space.display()
+                ),
+            ));
+        }
+    }
+    run(cfg, dir, true, quiet)
+}
+
+/// Everything fixed for the duration of a run.
+struct Setup {
+    space: SearchSpace,
+    loaders: SearchLoaders,
+    val: Loader,
+    input: InputShape,
+    device: tch::Device,
+}
+
+/// Load the space and the data; fills in what the config left to the data (augmentation).
+fn setup(cfg: &mut SearchConfig) -> Result<Setup> {
+    let space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
+    let device = parse_device(&cfg.device)?;
+    if cfg.threads > 0 {
+        tch::set_num_threads(cfg.threads as i32);
+    }
+    let data: DataSets = cfg.data.load()?;
+    let augment = *cfg.augment.get_or_insert_with(|| data.default_augment());
+    let split = SearchSplit::new(&data.train, cfg.subset, cfg.seed)?;
+    let loaders = SearchLoaders::new(
+        &split,
+        LoaderConfig::train(cfg.batch_size, augment, cfg.seed),
+    )?;
+    let val = Loader::eval(split.arch.clone(), cfg.batch_size.max(256))?;
+    let t = &data.train;
+    let input = InputShape {
+        channels: t.channels() as i64,
+        height: t.height() as i64,
+        width: t.width() as i64,
+        classes: t.num_classes() as i64,
+    };
+    Ok(Setup {
+        space,
+        loaders,
+        val,
+        input,
+        device,
+    })
+}
+
+fn meta(cfg: &SearchConfig, s: &Setup, steps_per_epoch: usize) -> RunMeta {
+    let (a, b, c) = hdf5::library_version();
+    RunMeta {
+        config: cfg.to_toml(),
+        space: s.space.to_toml(),
+        seed: cfg.seed,
+        device: format!("{:?}", s.device),
+        supernet_version: env!("CARGO_PKG_VERSION").into(),
+        libtorch_version: crate::info::LIBTORCH_VERSION.into(),
+        hdf5_version: format!("{a}.{b}.{c}"),
+        ops: s.space.ops.iter().map(|o| o.name().to_string()).collect(),
+        edges: s.space.cell.edges().iter().map(|e| e.key()).collect(),
+        cell_types: s
+            .space
+            .network
+            .cell_types()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect(),
+        steps_per_epoch: steps_per_epoch as u64,
+    }
+}
+
+fn strategy(kind: StrategyKind) -> Box<dyn Strategy> {
+    match kind {
+        StrategyKind::FirstOrder => Box::new(FirstOrder),
+        StrategyKind::SecondOrder => Box::new(SecondOrder),
+    }
+}
+
+/// SIGINT/SIGTERM set a flag that the loop reads between steps.
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone())
+            .map_err(|e| Error::Other(format!("cannot install the signal handler: {e}")))?;
+    }
+    Ok(flag)
+}
+
+fn alpha_record(st: &SearchState, step: u64, epoch: usize) -> AlphaRecord {
+    AlphaRecord {
+        step,
+        epoch: epoch as u32,
+        normal: st.arch.raw(CellType::Normal).expect("normal alphas"),
+        reduce: st.arch.raw(CellType::Reduce),
+    }
+}
+
+/// Write the run file, then the checkpoint: a kill between the two leaves a run file ahead
+/// of the checkpoint, which resuming truncates.
+fn persist(st: &SearchState, log: &RunLog, pos: &Position, dir: &Path) -> Result<()> {
+    write_run(log, &dir.join(RUN_FILE))?;
+    checkpoint::save(st, pos, dir)
+}
+
+fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result<Outcome> {
+    let s = setup(&mut cfg)?;
+    if !resuming {
+        crate::fsutil::write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
+    }
+    let steps = s.loaders.steps_per_epoch();
+    let space_hash = s.space.fingerprint();
+    let mut st = SearchState::new(&s.space, s.input, &cfg, s.device)?;
+    let mut log;
+    let mut pos;
+    if resuming {
+        pos = checkpoint::load(&mut st, dir, space_hash)?;
+        log = read_run(&dir.join(RUN_FILE))?;
+        log.truncate_to(pos.global_step, pos.epoch as u32);
+    } else {
+        pos = Position {
+            epoch: 0,
+            step_in_epoch: 0,
+            global_step: 0,
+            adam_step: 0,
+            space_hash,
+        };
+        log = RunLog {
+            meta: meta(&cfg, &s, steps),
+            ..Default::default()
+        };
+        log.alphas.push(alpha_record(&st, 0, 0));
+        persist(&st, &log, &pos, dir)?;
+    }
+    let mut strat = strategy(cfg.strategy);
+    let stop = stop_flag()?;
+    let progress = progress::Progress::new(quiet);
+    progress.line(&format!(
+        "search: space '{}', {} strategy, {} epochs x {steps} steps, batch {}, device {:?}, run dir {}",
+        s.space.name,
+        strat.name(),
+        cfg.epochs,
+        cfg.batch_size,
+        s.device,
+        dir.display()
+    ));
+
+    while pos.epoch < cfg.epochs {
+        let epoch = pos.epoch;
+        st.lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs);
+        let bar = progress.epoch_bar(epoch, cfg.epochs, steps, pos.step_in_epoch);
+        for (wb, ab) in s.loaders.epoch(epoch, pos.step_in_epoch) {
+            let t0 = Instant::now();
+            st.step_in_epoch = pos.step_in_epoch;
+            let train = Batch::to_device(&wb, s.device);
+            let val = Batch::to_device(&ab, s.device);
+            let stats = match strat.step(&mut st, &train, &val) {
+                Ok(stats) => stats,
+                Err(e) => {
+                    // The log up to the last good step is written; the checkpoint is untouched.
+                    let _ = write_run(&log, &dir.join(RUN_FILE));
+                    return Err(e);
+                }
+            };
+            log.steps.push(StepRecord {
+                step: pos.global_step,
+                epoch: epoch as u32,
+                train_loss: stats.train_loss,
+                train_acc: stats.train_acc,
+                val_loss: stats.val_loss,
+                val_acc: stats.val_acc,
+                lr: st.lr,
+                grad_norm: stats.grad_norm,
+                seconds: t0.elapsed().as_secs_f64(),
+            });
+            pos.global_step += 1;
+            pos.step_in_epoch += 1;
+            pos.adam_step = st.adam.step;
+            if pos.global_step % cfg.alpha_every as u64 == 0 && pos.step_in_epoch < steps {
+                log.alphas.push(alpha_record(&st, pos.global_step, epoch));
+            }
+            progress.step(&bar, &stats);
+            let interrupted = stop.load(Ordering::Relaxed);
+            let due =
+                cfg.checkpoint_every > 0 && pos.global_step % cfg.checkpoint_every as u64 == 0;
+            if (interrupted || due) && pos.step_in_epoch < steps {
+                persist(&st, &log, &pos, dir)?;
+            }
+            if interrupted {
+                bar.abandon();
+                if pos.step_in_epoch >= steps {
+                    break; // finish the epoch's bookkeeping first, then stop below
+                }
+                return Ok(Outcome::Interrupted {
+                    dir: dir.to_path_buf(),
+                    global_step: pos.global_step,
+                });
+            }
+        }
+        bar.finish_and_clear();
+
+        // Epoch end: evaluate the supernet on the architecture half, derive, record.
+        let eval_start = Instant::now();
+        let score = evaluate(
+            &st.net,
+            &st.arch.softmax_detached(),
+            &s.val,
+            s.device,
+            false,
+        );
+        let genotype = st.arch.genotype(&s.space);
+        let epoch_steps: Vec<&StepRecord> = log
+            .steps
+            .iter()
+            .filter(|r| r.epoch == epoch as u32)
+            .collect();
+        let mean = |f: fn(&StepRecord) -> f64| {
+            epoch_steps.iter().map(|r| f(r)).sum::<f64>() / epoch_steps.len().max(1) as f64
+        };
+        let record = EpochRecord {
+            epoch: epoch as u32,
+            train_loss: mean(|r| r.train_loss),
+            train_acc: mean(|r| r.train_acc),
+            val_loss: score.loss,
+            val_acc: score.accuracy,
+            lr: st.lr,
+            // Steps (including those before a resume) plus this evaluation.
+            seconds: epoch_steps.iter().map(|r| r.seconds).sum::<f64>()
+                + eval_start.elapsed().as_secs_f64(),
+            genotype: genotype.to_text(),
+        };
+        progress.line(&format!(
+            "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  val loss {:.4} acc {:.2}%  lr {:.5}  {:.1}s  {}",
+            epoch + 1,
+            cfg.epochs,
+            record.train_loss,
+            100.0 * record.train_acc,
+            record.val_loss,
+            100.0 * record.val_acc,
+            st.lr,
+            record.seconds,
+            record.genotype
+        ));
+        log.epochs.push(record);
+        pos.epoch += 1;
+        pos.step_in_epoch = 0;
+        log.alphas.push(alpha_record(&st, pos.global_step, epoch));
+        persist(&st, &log, &pos, dir)?;
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Outcome::Interrupted {
+                dir: dir.to_path_buf(),
+                global_step: pos.global_step,
+            });
+        }
+    }
+
+    let genotype = st.arch.genotype(&s.space);
+    let text = genotype.to_text();
+    let json = genotype.to_json();
+    crate::fsutil::write_atomic(&dir.join("genotype.txt"), format!("{text}\n").as_bytes())?;
+    crate::fsutil::write_atomic(&dir.join("genotype.json"), format!("{json}\n").as_bytes())?;
+    log.genotype = Some((text, json));
+    write_run(&log, &dir.join(RUN_FILE))?;
+    Ok(Outcome::Finished {
+        genotype,
+        dir: dir.to_path_buf(),
+    })
+}

@@ -1,0 +1,55 @@
+//! Console progress: a bar per epoch (steps/s, losses, ETA) and one line per epoch.
+//! Everything printed here is also in the run file; `--quiet` prints nothing.
+use super::strategy::StepStats;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub struct Progress {
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        Progress { quiet }
+    }
+
+    pub fn line(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    pub fn epoch_bar(
+        &self,
+        epoch: usize,
+        epochs: usize,
+        steps: usize,
+        start: usize,
+    ) -> ProgressBar {
+        if self.quiet {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {per_sec:.1} ETA {eta} {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        bar.set_position(start as u64);
+        bar.reset_eta();
+        bar
+    }
+
+    pub fn step(&self, bar: &ProgressBar, s: &StepStats) {
+        bar.set_message(format!(
+            "train {:.3} ({:.1}%) val {:.3} ({:.1}%)",
+            s.train_loss,
+            100.0 * s.train_acc,
+            s.val_loss,
+            100.0 * s.val_acc
+        ));
+        bar.inc(1);
+    }
+}

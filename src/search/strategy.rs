@@ -1,0 +1,152 @@
+//! Search algorithms. The loop owns data, logging and checkpoints; a [`Strategy`] owns what
+//! one step does to the weights and the alphas.
+use super::state::{Batch, SearchState};
+use crate::{Error, Result};
+use tch::{Kind, Tensor};
+
+/// What one search step measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepStats {
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    /// Norm of the weight gradient before clipping.
+    pub grad_norm: f64,
+}
+
+pub trait Strategy {
+    fn name(&self) -> &'static str;
+
+    /// One bi-level step: the alphas on the validation batch, then the weights on the
+    /// training batch (the DARTS order).
+    fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats>;
+}
+
+/// DARTS first order: the alpha gradient is taken at the current weights.
+pub struct FirstOrder;
+
+/// DARTS second order: the alpha gradient is taken at the weights after one virtual SGD
+/// step, with the Hessian-vector term by finite differences.
+pub struct SecondOrder;
+
+impl Strategy for FirstOrder {
+    fn name(&self) -> &'static str {
+        "first-order"
+    }
+
+    fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats> {
+        st.zero_arch_grad();
+        let (val_loss, val_acc) = st.arch_backward(val)?;
+        st.arch_update()?;
+        let mut stats = st.weight_step(train)?;
+        stats.val_loss = val_loss;
+        stats.val_acc = val_acc;
+        Ok(stats)
+    }
+}
+
+impl Strategy for SecondOrder {
+    fn name(&self) -> &'static str {
+        "second-order"
+    }
+
+    fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats> {
+        let lr = st.lr;
+        let params: Vec<Tensor> = st.weights.iter().map(|w| w.shallow_clone()).collect();
+        let alphas = st.arch.tensors();
+        let backup: Vec<Tensor> = params.iter().map(|p| p.detach().copy()).collect();
+
+        // Virtual step w' = w - lr * (momentum * buf + dL_train/dw + wd * w).
+        let train_loss = st.loss(train, false).0;
+        let grads = Tensor::run_backward(&[&train_loss], &params, false, false);
+        tch::no_grad(|| {
+            for (((p, g), buf), w) in params.iter().zip(&grads).zip(&st.sgd.buffers).zip(&backup) {
+                let step = buf * st.sgd.momentum + g + w * st.sgd.weight_decay;
+                let _ = p.shallow_clone().copy_(&(w - step * lr));
+            }
+        });
+
+        // Validation loss at w': gradients for the alphas and for w'. DARTS evaluates it
+        // on a throw-away copy of the network, so BN statistics from it are discarded.
+        let bn_stats = st.save_bn_stats();
+        let (val_loss_t, val_acc) = st.loss(val, true);
+        let val_loss = finite(val_loss_t.double_value(&[]), "validation loss", st)?;
+        let mut inputs: Vec<&Tensor> = alphas.iter().collect();
+        inputs.extend(params.iter());
+        let all = Tensor::run_backward(&[&val_loss_t], &inputs, false, false);
+        let (d_alpha, d_w) = all.split_at(alphas.len());
+        st.restore_bn_stats(&bn_stats);
+        restore(&params, &backup);
+
+        let hessian = finite_difference_hvp(&params, &alphas, d_w, || st.loss(train, true).0);
+        tch::no_grad(|| {
+            for ((a, da), h) in alphas.iter().zip(d_alpha).zip(&hessian) {
+                // SearchState gives every alpha a gradient buffer up front.
+                let _ = a.grad().copy_(&(da - h * lr));
+            }
+        });
+        st.arch_update()?;
+        let mut stats = st.weight_step(train)?;
+        stats.val_loss = val_loss;
+        stats.val_acc = val_acc;
+        Ok(stats)
+    }
+}
+
+/// `(dL/dalpha at w + R v  -  dL/dalpha at w - R v) / (2R)` with `R = 0.01 / ||v||`: the
+/// DARTS approximation of `d2L / dalpha dw . v`. `params` are restored exactly afterwards.
+pub fn finite_difference_hvp(
+    params: &[Tensor],
+    alphas: &[Tensor],
+    v: &[Tensor],
+    loss: impl Fn() -> Tensor,
+) -> Vec<Tensor> {
+    let norm = Tensor::stack(
+        &v.iter()
+            .map(|t| t.square().sum(Kind::Double))
+            .collect::<Vec<_>>(),
+        0,
+    )
+    .sum(Kind::Double)
+    .sqrt()
+    .double_value(&[]);
+    let r = 0.01 / norm;
+    let backup: Vec<Tensor> = params.iter().map(|p| p.detach().copy()).collect();
+    let grad_at = |sign: f64| {
+        tch::no_grad(|| {
+            for ((p, w), d) in params.iter().zip(&backup).zip(v) {
+                let _ = p.shallow_clone().copy_(&(w + d * (sign * r)));
+            }
+        });
+        Tensor::run_backward(&[&loss()], alphas, false, false)
+    };
+    let plus = grad_at(1.0);
+    let minus = grad_at(-1.0);
+    restore(params, &backup);
+    plus.iter()
+        .zip(&minus)
+        .map(|(p, m)| (p - m) / (2.0 * r))
+        .collect()
+}
+
+fn restore(params: &[Tensor], backup: &[Tensor]) {
+    tch::no_grad(|| {
+        for (p, w) in params.iter().zip(backup) {
+            let _ = p.shallow_clone().copy_(w);
+        }
+    });
+}
+
+/// `value` if finite, otherwise the error that stops the run.
+pub fn finite(value: f64, what: &str, st: &SearchState) -> Result<f64> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(Error::NonFinite {
+            what: what.to_string(),
+            epoch: st.epoch,
+            step: st.step_in_epoch,
+        })
+    }
+}
