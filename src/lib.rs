@@ -10,6 +10,7 @@ pub mod info;
 pub mod inspect;
 pub mod ops;
 pub mod optim;
+pub mod plot;
 pub mod record;
 pub mod search;
 pub mod space;

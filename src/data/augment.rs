@@ -187,16 +187,17 @@ fn render_with<T: Copy + Default, M: PixelMap<T>>(
             row[..x_lo].fill(pad);
             row[x_hi..].fill(pad);
             let inner = &mut row[x_lo..x_hi];
+            let len = inner.len();
             if d.flip {
                 // out[x] = src[w - 1 - x + dx]: a reversed run of the source row.
                 let s0 = (w as isize - 1 - x_hi as isize + 1 + d.dx) as usize;
-                let run = &src_row[s0..s0 + inner.len()];
+                let run = &src_row[s0..s0 + len];
                 for (o, &v) in inner.iter_mut().zip(run.iter().rev()) {
                     *o = m.map(v);
                 }
             } else {
                 let s0 = (x_lo as isize + d.dx) as usize;
-                for (o, &v) in inner.iter_mut().zip(&src_row[s0..s0 + inner.len()]) {
+                for (o, &v) in inner.iter_mut().zip(&src_row[s0..s0 + len]) {
                     *o = m.map(v);
                 }
             }

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 use super::augment::{render, Augment, Normalizer};
 use super::error::DataError;
 use super::prefetch::Prefetch;
 use super::rng::{shuffle, Rng, PURPOSE_SHUFFLE};
 use super::split::Subset;
+use super::tensor::cpu_tensor;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -76,6 +77,15 @@ impl Batch {
     }
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
+    }
+
+    /// The same batch with both tensors on `device` (a no-op on the CPU).
+    pub fn to_device(self, device: Device) -> Batch {
+        Batch {
+            images: self.images.to_device(device),
+            labels: self.labels.to_device(device),
+            ..self
+        }
     }
 }
 
@@ -220,31 +230,35 @@ impl Plan {
         let shape = ds.shape();
         let numel = shape.numel();
         let aug = self.cfg.augment;
-        let mut images = vec![0f32; indices.len() * numel];
-        images
-            .par_chunks_mut(numel)
-            .zip(indices.par_iter())
-            .enumerate()
-            .for_each(|(j, (out, &i))| {
-                let position = (start + j) as u64;
-                let draw = aug
-                    .is_active()
-                    .then(|| aug.draw(shape, self.cfg.seed, epoch as u64, position));
-                render(ds.pixels(), &self.norm, shape, i as usize, draw, out);
-            });
-        let labels: Vec<i64> = indices
-            .iter()
-            .map(|&i| ds.labels()[i as usize] as i64)
-            .collect();
         let dims = [
             indices.len() as i64,
             shape.channels as i64,
             shape.height as i64,
             shape.width as i64,
         ];
+        let images = cpu_tensor::<f32>(&dims, |images| {
+            images
+                .par_chunks_mut(numel)
+                .zip(indices.par_iter())
+                .enumerate()
+                // A few images per task: one image is too little work to hand to a thread.
+                .with_min_len(8)
+                .for_each(|(j, (out, &i))| {
+                    let position = (start + j) as u64;
+                    let draw = aug
+                        .is_active()
+                        .then(|| aug.draw(shape, self.cfg.seed, epoch as u64, position));
+                    render(ds.pixels(), &self.norm, shape, i as usize, draw, out);
+                })
+        });
+        let labels = cpu_tensor::<i64>(&[indices.len() as i64], |labels| {
+            for (l, &i) in labels.iter_mut().zip(&indices) {
+                *l = ds.labels()[i as usize] as i64;
+            }
+        });
         Batch {
-            images: Tensor::from_slice(&images).view(dims),
-            labels: Tensor::from_slice(&labels),
+            images,
+            labels,
             indices,
             epoch,
             index,

@@ -20,6 +20,7 @@ mod search;
 mod source;
 mod split;
 mod synthetic;
+mod tensor;
 mod throughput;
 
 pub use augment::Augment;

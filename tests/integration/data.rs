@@ -866,34 +866,3 @@ fn loader_throughput() {
         );
     }
 }
-
-#[test]
-#[ignore]
-fn scratch_timing() {
-    let data = DataSource::default().load().unwrap();
-    let split = SearchSplit::new(&data.train, None, 0).unwrap();
-    for prefetch in [3, 0, 3, 0] {
-        let cfg = LoaderConfig {
-            prefetch,
-            ..LoaderConfig::train(64, data.default_augment(), 0)
-        };
-        let loader = Loader::new(split.weights.clone(), cfg).unwrap();
-        let t = supernet::data::measure_throughput(&loader, 300);
-        println!("prefetch {prefetch}: {:.0}", t.images_per_s);
-    }
-    let v = vec![0f32; 64 * 784];
-    let t0 = std::time::Instant::now();
-    for _ in 0..300 {
-        let t = Tensor::from_slice(&v).view([64, 1, 28, 28]);
-        drop(t);
-    }
-    println!("from_slice: {:?} per batch", t0.elapsed() / 300);
-    let t0 = std::time::Instant::now();
-    for _ in 0..300 {
-        let mut v = vec![0f32; 64 * 784];
-        use rayon::prelude::*;
-        v.par_chunks_mut(784).for_each(|c| c[0] = 1.0);
-        std::hint::black_box(&v);
-    }
-    println!("rayon alloc+touch: {:?} per batch", t0.elapsed() / 300);
-}

@@ -1,0 +1,251 @@
+//! `collapse`: the usual symptoms of a collapsing DARTS search over training: the mean
+//! entropy of softmax(alpha) per edge, and how many kept edges of the derived genotype are
+//! parameter-free (skip, pooling, none).
+use super::data::{self, RunData};
+use super::style::{self, Mark};
+use super::{DrawResult, Drawn, Figure, Output};
+use crate::space::{CellType, Genotype};
+use crate::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+const HEADER_H: u32 = 92;
+const LEGEND_H: u32 = 52;
+
+pub(super) fn draw(run: &RunData, out: &Output) -> Result<Drawn> {
+    if run.log.alphas.is_empty() {
+        return Ok(Drawn::Skipped("no alpha records yet".into()));
+    }
+    Ok(Drawn::Files(vec![
+        out.render("collapse", &Collapse::new(run))?
+    ]))
+}
+
+struct Series {
+    cell: CellType,
+    /// (step, mean entropy over edges) per alpha record.
+    entropy: Vec<(f64, f64)>,
+    /// (step, parameter-free kept edges) of the genotype derived per alpha record.
+    free: Vec<(f64, f64)>,
+    /// (end step, parameter-free kept edges) of each epoch's recorded genotype.
+    epochs: Vec<(f64, f64)>,
+    kept: usize,
+}
+
+struct Collapse<'a> {
+    run: &'a RunData,
+    series: Vec<Series>,
+    last: f64,
+}
+
+impl<'a> Collapse<'a> {
+    fn new(run: &'a RunData) -> Self {
+        let derived: Vec<Genotype> = run.log.alphas.iter().map(|a| run.derive(a)).collect();
+        let epoch_genotypes: Vec<(f64, Genotype)> = run
+            .log
+            .epochs
+            .iter()
+            .filter_map(|e| Some((run.epoch_end(e.epoch), Genotype::parse(&e.genotype).ok()?)))
+            .collect();
+        let series = run
+            .cells
+            .iter()
+            .map(|&cell| {
+                let entropy = run
+                    .log
+                    .alphas
+                    .iter()
+                    .map(|a| {
+                        let rows = run.softmax(a, cell);
+                        let mean = rows.iter().map(|r| data::entropy(r)).sum::<f64>()
+                            / rows.len().max(1) as f64;
+                        (a.step as f64, mean)
+                    })
+                    .collect();
+                let count = |g: &Genotype| g.cell(cell).map(data::parameter_free_edges);
+                let free = run
+                    .log
+                    .alphas
+                    .iter()
+                    .zip(&derived)
+                    .filter_map(|(a, g)| Some((a.step as f64, count(g)? as f64)))
+                    .collect();
+                let epochs = epoch_genotypes
+                    .iter()
+                    .filter_map(|(x, g)| Some((*x, count(g)? as f64)))
+                    .collect();
+                let kept = derived
+                    .first()
+                    .and_then(|g| g.cell(cell))
+                    .map_or(0, data::kept_edges);
+                Series {
+                    cell,
+                    entropy,
+                    free,
+                    epochs,
+                    kept,
+                }
+            })
+            .collect();
+        Collapse {
+            run,
+            series,
+            last: run.last_step(),
+        }
+    }
+
+    fn entropy_panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let max = (self.run.ops.len().max(1) as f64).ln();
+        let values = self
+            .series
+            .iter()
+            .flat_map(|s| s.entropy.iter().map(|p| p.1));
+        let lo = values.clone().fold(max, f64::min);
+        let pad = ((max - lo) * 0.1).max(0.002);
+        let (y0, y1) = ((lo - pad).max(0.0), max + pad);
+        let digits = super::alphas::decimals(y1 - y0);
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                "mean entropy of softmax(alpha) per edge (nats)",
+                style::bold(style::LABEL + 2.0),
+            )
+            .margin(12)
+            .margin_right(24)
+            .x_label_area_size(56)
+            .y_label_area_size(76)
+            .build_cartesian_2d(0f64..self.last, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("entropy")
+            .axis_desc_style(style::font(style::LABEL))
+            .label_style(style::font(style::TICK))
+            .light_line_style(style::GRID.mix(0.5))
+            .bold_line_style(style::GRID)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.digits$}"))
+            .draw()?;
+        style::epoch_lines(
+            &mut chart,
+            &self.run.epoch_boundaries(self.last, 20),
+            y0,
+            y1,
+        )?;
+        chart.draw_series(DashedLineSeries::new(
+            [(0.0, max), (self.last, max)],
+            8,
+            6,
+            RGBColor(90, 90, 90).stroke_width(2),
+        ))?;
+        for s in &self.series {
+            let c = style::cell_color(s.cell);
+            chart.draw_series(LineSeries::new(
+                s.entropy.iter().copied(),
+                c.stroke_width(3),
+            ))?;
+        }
+        Ok(())
+    }
+
+    fn free_panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let kept = self.series.iter().map(|s| s.kept).max().unwrap_or(1).max(1);
+        let (y0, y1) = (-0.3, kept as f64 + 0.3);
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                "parameter-free edges (skip, pool, none) in the derived genotype",
+                style::bold(style::LABEL + 2.0),
+            )
+            .margin(12)
+            .margin_right(24)
+            .x_label_area_size(56)
+            .y_label_area_size(76)
+            .build_cartesian_2d(0f64..self.last, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc(format!("edges (of {kept} kept)"))
+            .axis_desc_style(style::font(style::LABEL))
+            .label_style(style::font(style::TICK))
+            .light_line_style(style::GRID.mix(0.5))
+            .bold_line_style(style::GRID)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_labels(kept + 1)
+            .y_label_formatter(&|y| {
+                if (y - y.round()).abs() < 1e-6 {
+                    format!("{y:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .draw()?;
+        style::epoch_lines(
+            &mut chart,
+            &self.run.epoch_boundaries(self.last, 20),
+            y0,
+            y1,
+        )?;
+        // Offset the cell types slightly so equal counts do not hide each other.
+        let n = self.series.len() as f64;
+        for (i, s) in self.series.iter().enumerate() {
+            let c = style::cell_color(s.cell);
+            let dy = (i as f64 - (n - 1.0) / 2.0) * 0.06;
+            // A step line: the count holds until the next record.
+            let mut stairs = Vec::with_capacity(2 * s.free.len());
+            for (j, &(x, y)) in s.free.iter().enumerate() {
+                if j > 0 {
+                    stairs.push((x, s.free[j - 1].1 + dy));
+                }
+                stairs.push((x, y + dy));
+            }
+            chart.draw_series(LineSeries::new(stairs, c.stroke_width(3)))?;
+            chart.draw_series(
+                s.epochs
+                    .iter()
+                    .map(|&(x, y)| TriangleMarker::new((x, y + dy), 9, c.filled())),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Figure for Collapse<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1600, 760)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let (header, rest) = root.split_vertically(HEADER_H);
+        let (legend, body) = rest.split_vertically(LEGEND_H);
+        style::header(
+            &header,
+            "collapse diagnostics",
+            &format!(
+                "{}; dashed verticals: epoch ends ({} steps per epoch)",
+                self.run.space_note(),
+                self.run.log.meta.steps_per_epoch
+            ),
+        )?;
+        let mut entries: Vec<(String, Mark)> = Vec::new();
+        for s in &self.series {
+            entries.push((
+                format!("{} cell", s.cell.name()),
+                Mark::Line(style::cell_color(s.cell), 3),
+            ));
+        }
+        for s in &self.series {
+            entries.push((
+                format!("{} cell, epoch genotype", s.cell.name()),
+                Mark::Triangle(style::cell_color(s.cell)),
+            ));
+        }
+        entries.push((
+            format!("uniform alphas: ln {}", self.run.ops.len()),
+            Mark::Dashed(RGBColor(90, 90, 90)),
+        ));
+        style::legend(&legend, &entries, style::LABEL)?;
+        let body = body.margin(0, 10, 10, 10);
+        let (left, right) = body.split_horizontally(body.dim_in_pixel().0 / 2);
+        self.entropy_panel(&left)?;
+        self.free_panel(&right)
+    }
+}

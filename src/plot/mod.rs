@@ -1,0 +1,199 @@
+//! Charts of a search, drawn from the run file alone (never from tensors or the network).
+//!
+//! [`plot_run`] reads `DIR/run.h5` and writes, as PNG or SVG:
+//! - `alphas_<cell>`: softmax(alpha) per edge over training, one panel per edge;
+//! - `alphas_final`: the last recorded softmax(alpha) as a heat map per cell type;
+//! - `collapse`: mean alpha entropy and parameter-free edges of the derived genotype;
+//! - `training`: loss and accuracy per step (raw and smoothed) and per epoch;
+//! - `cell_<cell>`: the derived cell as a diagram.
+//!
+//! Each chart family is one entry of [`CHARTS`]: a function from the run to the files it
+//! wrote, or to why it drew nothing. [`watch`] redraws whenever the run file changes.
+mod alphas;
+mod cell;
+mod collapse;
+mod data;
+mod heatmap;
+mod style;
+mod training;
+mod watch;
+
+pub use watch::{watch, watch_with};
+
+use crate::{Error, Result};
+use data::RunData;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Image format of the charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Png,
+    Svg,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Png => "png",
+            Format::Svg => "svg",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "png" => Ok(Format::Png),
+            "svg" => Ok(Format::Svg),
+            _ => Err(Error::invalid("plot format", s, "png or svg")),
+        }
+    }
+}
+
+/// What one call of [`plot_run_report`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlotReport {
+    /// Files written, in chart order.
+    pub files: Vec<PathBuf>,
+    /// Charts not drawn, each with the reason (e.g. "training: no steps recorded yet").
+    pub skipped: Vec<String>,
+    /// The run has its final genotype (the search finished).
+    pub finished: bool,
+}
+
+/// Draw every chart the run file of `run_dir` has data for into `out_dir`; returns the
+/// files written. `run_dir` may also be the run file itself.
+pub fn plot_run(run_dir: &Path, out_dir: &Path, format: Format) -> Result<Vec<PathBuf>> {
+    Ok(plot_run_report(run_dir, out_dir, format)?.files)
+}
+
+/// [`plot_run`], also saying which charts were skipped and why.
+pub fn plot_run_report(run_dir: &Path, out_dir: &Path, format: Format) -> Result<PlotReport> {
+    let run = RunData::load(run_dir)?;
+    style::ensure_font()?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let out = Output {
+        dir: out_dir.to_path_buf(),
+        format,
+    };
+    let drawn: Vec<(&str, Drawn)> = CHARTS
+        .par_iter()
+        .map(|chart| Ok((chart.name, (chart.draw)(&run, &out)?)))
+        .collect::<Result<_>>()?;
+    let mut report = PlotReport {
+        finished: run.log.genotype.is_some(),
+        ..Default::default()
+    };
+    for (name, d) in drawn {
+        match d {
+            Drawn::Files(files) => report.files.extend(files),
+            Drawn::Skipped(why) => report.skipped.push(format!("{name}: {why}")),
+            Drawn::Absent => {}
+        }
+    }
+    Ok(report)
+}
+
+/// One chart family.
+struct Chart {
+    name: &'static str,
+    draw: fn(&RunData, &Output) -> Result<Drawn>,
+}
+
+/// What a chart function did.
+enum Drawn {
+    Files(Vec<PathBuf>),
+    /// Nothing drawn for a reason worth telling (e.g. no steps yet).
+    Skipped(String),
+    /// The run file has no data of this kind at all (an optional dataset): say nothing.
+    Absent,
+}
+
+/// Every chart, in output order.
+///
+/// Extension point: charts of data that later stages append to the run file (the score
+/// distribution of sampled sub-networks; inherited-vs-stand-alone accuracy with Kendall
+/// tau) are one function each, added here, that return [`Drawn::Absent`] when the run
+/// file lacks their datasets.
+const CHARTS: &[Chart] = &[
+    Chart {
+        name: "alphas",
+        draw: alphas::draw,
+    },
+    Chart {
+        name: "alphas_final",
+        draw: heatmap::draw,
+    },
+    Chart {
+        name: "collapse",
+        draw: collapse::draw,
+    },
+    Chart {
+        name: "training",
+        draw: training::draw,
+    },
+    Chart {
+        name: "cell",
+        draw: cell::draw,
+    },
+];
+
+type DrawResult<DB> =
+    std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// A picture of a fixed size that can be drawn on any backend.
+trait Figure: Sync {
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
+}
+
+/// Where and in which format the charts go.
+struct Output {
+    dir: PathBuf,
+    format: Format,
+}
+
+impl Output {
+    /// Draw `fig` into `<dir>/<stem>.<ext>`, atomically (a reader never sees half a file).
+    fn render(&self, stem: &str, fig: &impl Figure) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{stem}.{}", self.format.extension()));
+        let failed =
+            |e: &dyn std::fmt::Display| Error::io(&path, std::io::Error::other(e.to_string()));
+        let size = fig.size();
+        match self.format {
+            Format::Png => {
+                let tmp = self.dir.join(format!(".{stem}.tmp.png"));
+                let drawn = (|| {
+                    let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+                    root.fill(&WHITE)?;
+                    fig.draw(&root)?;
+                    root.present()
+                })();
+                if let Err(e) = drawn {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(failed(&e));
+                }
+                crate::fsutil::commit(&tmp, &path)?;
+            }
+            Format::Svg => {
+                let mut svg = String::new();
+                {
+                    let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+                    (|| {
+                        root.fill(&WHITE)?;
+                        fig.draw(&root)?;
+                        root.present()
+                    })()
+                    .map_err(|e| failed(&e))?;
+                }
+                crate::fsutil::write_atomic(&path, svg.as_bytes())?;
+            }
+        }
+        Ok(path)
+    }
+}

@@ -1,0 +1,236 @@
+//! The look every chart shares: the bundled font, one colour per operation and per cell
+//! type, font sizes, and a legend drawn outside the data.
+use crate::space::{CellType, OpKind};
+use crate::{Error, Result};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use std::sync::OnceLock;
+
+/// DejaVu Sans (Debian `fonts-dejavu-core`; licence in `fonts/LICENSE-DejaVu.txt`): plots
+/// render on a machine with no fonts installed.
+static FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
+/// The family every text style names; the bundled font is registered under it.
+pub const FONT_FAMILY: &str = "sans-serif";
+
+pub const TITLE: f64 = 30.0;
+pub const SUBTITLE: f64 = 19.0;
+pub const LABEL: f64 = 18.0;
+pub const TICK: f64 = 16.0;
+
+/// Register the bundled font once per process, before anything is drawn.
+pub fn ensure_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        [FontStyle::Normal, FontStyle::Bold]
+            .into_iter()
+            .all(|style| plotters::style::register_font(FONT_FAMILY, style, FONT).is_ok())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Other(
+            "the bundled plot font (DejaVuSans.ttf) could not be loaded".into(),
+        ))
+    }
+}
+
+pub fn font(size: f64) -> TextStyle<'static> {
+    (FONT_FAMILY, size).into_font().color(&BLACK)
+}
+
+pub fn bold(size: f64) -> TextStyle<'static> {
+    (FONT_FAMILY, size)
+        .into_font()
+        .style(FontStyle::Bold)
+        .color(&BLACK)
+}
+
+/// One colour per operation, indexed like [`OpKind::ALL`]: parameter-free ops in greys and
+/// blues, convolutions in warm colours; the same op has the same colour in every chart.
+const OP_PALETTE: [RGBColor; 10] = [
+    RGBColor(127, 127, 127), // none
+    RGBColor(31, 119, 180),  // max_pool_3x3
+    RGBColor(23, 170, 190),  // avg_pool_3x3
+    RGBColor(255, 127, 14),  // skip_connect
+    RGBColor(44, 160, 44),   // sep_conv_3x3
+    RGBColor(214, 39, 40),   // sep_conv_5x5
+    RGBColor(148, 103, 189), // dil_conv_3x3
+    RGBColor(140, 86, 75),   // dil_conv_5x5
+    RGBColor(227, 119, 194), // nor_conv_1x1
+    RGBColor(160, 160, 20),  // nor_conv_3x3
+];
+const _: () = assert!(OP_PALETTE.len() == OpKind::ALL.len());
+
+pub fn op_color(op: OpKind) -> RGBColor {
+    let i = OpKind::ALL.iter().position(|&o| o == op).unwrap_or(0);
+    OP_PALETTE[i]
+}
+
+pub fn cell_color(cell: CellType) -> RGBColor {
+    match cell {
+        CellType::Normal => RGBColor(33, 102, 172),
+        CellType::Reduce => RGBColor(202, 75, 0),
+    }
+}
+
+pub const GRID: RGBColor = RGBColor(225, 225, 225);
+pub const EPOCH_LINE: RGBColor = RGBColor(170, 170, 170);
+
+/// How a legend entry is drawn.
+#[derive(Debug, Clone, Copy)]
+pub enum Mark {
+    /// A line segment of this colour and width.
+    Line(RGBColor, u32),
+    /// A faint (per-step, unsmoothed) line.
+    Faint(RGBColor),
+    /// A dashed line.
+    Dashed(RGBColor),
+    /// A filled circle.
+    Dot(RGBColor),
+    /// A filled triangle.
+    Triangle(RGBColor),
+}
+
+/// Draw `entries` left to right, centred in `area`, wrapping onto further lines when they
+/// do not fit. The area is reserved for the legend, so it never covers data.
+pub fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(String, Mark)],
+    size: f64,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let style = font(size);
+    let (w, h) = area.dim_in_pixel();
+    let (w, h) = (w as i32, h as i32);
+    let swatch = 34;
+    let gap = 26;
+    let widths: Vec<i32> = entries
+        .iter()
+        .map(|(text, _)| {
+            let (tw, _) = area.estimate_text_size(text, &style).unwrap_or((0, 0));
+            swatch + 8 + tw as i32
+        })
+        .collect();
+    // Greedy line breaking.
+    let mut lines: Vec<Vec<usize>> = vec![vec![]];
+    let mut used = 0;
+    for (i, &ew) in widths.iter().enumerate() {
+        let line = lines.last_mut().expect("one line");
+        if !line.is_empty() && used + gap + ew > w - 20 {
+            lines.push(vec![i]);
+            used = ew;
+        } else {
+            used += if line.is_empty() { ew } else { gap + ew };
+            line.push(i);
+        }
+    }
+    let line_h = (size * 1.5) as i32;
+    let mut y = (h - line_h * lines.len() as i32) / 2 + line_h / 2;
+    for line in &lines {
+        let total: i32 =
+            line.iter().map(|&i| widths[i]).sum::<i32>() + gap * (line.len() as i32 - 1);
+        let mut x = (w - total) / 2;
+        for &i in line {
+            let (text, mark) = &entries[i];
+            draw_mark(area, *mark, (x, y), swatch)?;
+            area.draw(&Text::new(
+                text.clone(),
+                (x + swatch + 8, y),
+                style.pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            x += widths[i] + gap;
+        }
+        y += line_h;
+    }
+    Ok(())
+}
+
+fn draw_mark<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    mark: Mark,
+    (x, y): (i32, i32),
+    swatch: i32,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let line = |c: RGBColor, width: u32| {
+        PathElement::new(vec![(x, y), (x + swatch, y)], c.stroke_width(width))
+    };
+    match mark {
+        Mark::Line(c, width) => area.draw(&line(c, width)),
+        Mark::Faint(c) => area.draw(&PathElement::new(
+            vec![(x, y), (x + swatch, y)],
+            c.mix(0.35).stroke_width(1),
+        )),
+        Mark::Dashed(c) => {
+            for k in 0..3 {
+                let x0 = x + k * 13;
+                area.draw(&PathElement::new(
+                    vec![(x0, y), (x0 + 8, y)],
+                    c.stroke_width(2),
+                ))?;
+            }
+            Ok(())
+        }
+        Mark::Dot(c) => area.draw(&Circle::new((x + swatch / 2, y), 6, c.filled())),
+        Mark::Triangle(c) => area.draw(&TriangleMarker::new((x + swatch / 2, y), 7, c.filled())),
+    }
+}
+
+/// A title line and an optional note line at the top of `area`.
+pub fn header<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    note: &str,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (w, _) = area.dim_in_pixel();
+    let centre = Pos::new(HPos::Center, VPos::Top);
+    area.draw(&Text::new(
+        title.to_string(),
+        (w as i32 / 2, 12),
+        bold(TITLE).pos(centre),
+    ))?;
+    if !note.is_empty() {
+        area.draw(&Text::new(
+            note.to_string(),
+            (w as i32 / 2, 12 + TITLE as i32 + 10),
+            font(SUBTITLE).color(&RGBColor(80, 80, 80)).pos(centre),
+        ))?;
+    }
+    Ok(())
+}
+
+/// A message in the middle of an area that has nothing to show.
+pub fn empty_note<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (w, h) = area.dim_in_pixel();
+    area.draw(&Text::new(
+        text.to_string(),
+        (w as i32 / 2, h as i32 / 2),
+        font(LABEL)
+            .color(&RGBColor(110, 110, 110))
+            .pos(Pos::new(HPos::Center, VPos::Center)),
+    ))
+}
+
+/// A chart with f64 axes.
+pub type Chart2d<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Dashed vertical lines at the steps `xs` (epoch ends) across `y0..y1`.
+pub fn epoch_lines<DB: DrawingBackend>(
+    chart: &mut Chart2d<DB>,
+    xs: &[f64],
+    y0: f64,
+    y1: f64,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    for &x in xs {
+        chart.draw_series(DashedLineSeries::new(
+            [(x, y0), (x, y1)],
+            5,
+            4,
+            EPOCH_LINE.stroke_width(1),
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! `training`: loss and accuracy of the weights (train batches) and of the alphas'
+//! validation batches per step (raw and smoothed), and per epoch.
+use super::data::RunData;
+use super::style::{self, Mark};
+use super::{DrawResult, Drawn, Figure, Output};
+use crate::record::{EpochRecord, StepRecord};
+use crate::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+const HEADER_H: u32 = 92;
+const LEGEND_H: u32 = 84;
+const TRAIN: RGBColor = RGBColor(31, 119, 180);
+const VAL: RGBColor = RGBColor(230, 85, 13);
+
+pub(super) fn draw(run: &RunData, out: &Output) -> Result<Drawn> {
+    if run.log.steps.is_empty() {
+        return Ok(Drawn::Skipped("no training steps recorded yet".into()));
+    }
+    Ok(Drawn::Files(vec![
+        out.render("training", &Training { run })?
+    ]))
+}
+
+struct Training<'a> {
+    run: &'a RunData,
+}
+
+/// One quantity (loss or accuracy) for both halves of the data.
+struct Quantity {
+    title: &'static str,
+    axis: &'static str,
+    step: fn(&StepRecord) -> (f64, f64),
+    epoch: fn(&EpochRecord) -> (f64, f64),
+    /// Clamp of the y range (accuracy lies in 0..100).
+    bounds: (f64, f64),
+}
+
+const LOSS: Quantity = Quantity {
+    title: "loss",
+    axis: "cross-entropy",
+    step: |s| (s.train_loss, s.val_loss),
+    epoch: |e| (e.train_loss, e.val_loss),
+    bounds: (0.0, f64::INFINITY),
+};
+
+const ACCURACY: Quantity = Quantity {
+    title: "accuracy",
+    axis: "accuracy (%)",
+    step: |s| (100.0 * s.train_acc, 100.0 * s.val_acc),
+    epoch: |e| (100.0 * e.train_acc, 100.0 * e.val_acc),
+    bounds: (0.0, 100.0),
+};
+
+impl Training<'_> {
+    fn panel<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        q: &Quantity,
+    ) -> DrawResult<DB> {
+        let steps = &self.run.log.steps;
+        let epochs = &self.run.log.epochs;
+        // x: steps completed, so that an epoch's last step lands on its end.
+        let x = |s: &StepRecord| (s.step + 1) as f64;
+        let train: Vec<(f64, f64)> = steps.iter().map(|s| (x(s), (q.step)(s).0)).collect();
+        let val: Vec<(f64, f64)> = steps.iter().map(|s| (x(s), (q.step)(s).1)).collect();
+        let e_train: Vec<(f64, f64)> = epochs
+            .iter()
+            .map(|e| (self.run.epoch_end(e.epoch), (q.epoch)(e).0))
+            .collect();
+        let e_val: Vec<(f64, f64)> = epochs
+            .iter()
+            .map(|e| (self.run.epoch_end(e.epoch), (q.epoch)(e).1))
+            .collect();
+        let all = || {
+            train
+                .iter()
+                .chain(&val)
+                .chain(&e_train)
+                .chain(&e_val)
+                .map(|p| p.1)
+                .filter(|v| v.is_finite())
+        };
+        let lo = all().fold(f64::INFINITY, f64::min);
+        let hi = all().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 1.0) };
+        let pad = ((hi - lo) * 0.06).max(1e-3);
+        let (y0, y1) = ((lo - pad).max(q.bounds.0), (hi + pad).min(q.bounds.1));
+        let last = self.run.last_step();
+        let digits = super::alphas::decimals(y1 - y0).min(2);
+        let mut chart = ChartBuilder::on(area)
+            .caption(q.title, style::bold(style::LABEL + 4.0))
+            .margin(12)
+            .margin_right(24)
+            .x_label_area_size(56)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..last, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc(q.axis)
+            .axis_desc_style(style::font(style::LABEL))
+            .label_style(style::font(style::TICK))
+            .light_line_style(style::GRID.mix(0.5))
+            .bold_line_style(style::GRID)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.digits$}"))
+            .draw()?;
+        style::epoch_lines(&mut chart, &self.run.epoch_boundaries(last, 20), y0, y1)?;
+        let window = smoothing_window(steps.len());
+        for (points, c) in [(&train, TRAIN), (&val, VAL)] {
+            chart.draw_series(LineSeries::new(
+                points.iter().copied(),
+                c.mix(0.3).stroke_width(1),
+            ))?;
+            chart.draw_series(LineSeries::new(smooth(points, window), c.stroke_width(3)))?;
+        }
+        chart.draw_series(e_train.iter().map(|&p| Circle::new(p, 7, TRAIN.filled())))?;
+        chart.draw_series(
+            e_val
+                .iter()
+                .map(|&p| TriangleMarker::new(p, 9, VAL.filled())),
+        )?;
+        Ok(())
+    }
+}
+
+impl Figure for Training<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1600, 800)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let (header, rest) = root.split_vertically(HEADER_H);
+        let (legend, body) = rest.split_vertically(LEGEND_H);
+        let window = smoothing_window(self.run.log.steps.len());
+        style::header(
+            &header,
+            "training",
+            &format!(
+                "{}; {} steps, {} epochs done, {} steps per epoch (dashed: epoch ends); smoothing: mean of {window} steps",
+                self.run.space_note(),
+                self.run.log.steps.len(),
+                self.run.log.epochs.len(),
+                self.run.log.meta.steps_per_epoch
+            ),
+        )?;
+        let entries = [
+            ("train batch, per step", Mark::Faint(TRAIN)),
+            ("train, smoothed", Mark::Line(TRAIN, 3)),
+            ("train, epoch mean", Mark::Dot(TRAIN)),
+            ("validation batch (alpha step), per step", Mark::Faint(VAL)),
+            ("validation, smoothed", Mark::Line(VAL, 3)),
+            (
+                "validation half, full evaluation per epoch",
+                Mark::Triangle(VAL),
+            ),
+        ]
+        .map(|(t, m)| (t.to_string(), m));
+        style::legend(&legend, &entries, style::LABEL)?;
+        let body = body.margin(0, 10, 10, 10);
+        let (left, right) = body.split_horizontally(body.dim_in_pixel().0 / 2);
+        self.panel(&left, &LOSS)?;
+        self.panel(&right, &ACCURACY)
+    }
+}
+
+/// Steps averaged by the smoothed lines: about 1/15 of the run, odd, at least 1.
+fn smoothing_window(n: usize) -> usize {
+    let w = (n / 15).max(if n >= 10 { 3 } else { 1 });
+    w | 1
+}
+
+/// Centred moving average over `window` points (fewer at the ends), skipping non-finite
+/// values.
+fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let half = window / 2;
+    (0..points.len())
+        .filter_map(|i| {
+            let lo = i.saturating_sub(half);
+            let hi = (i + half + 1).min(points.len());
+            let vals: Vec<f64> = points[lo..hi]
+                .iter()
+                .map(|p| p.1)
+                .filter(|v| v.is_finite())
+                .collect();
+            if vals.is_empty() {
+                None
+            } else {
+                Some((points[i].0, vals.iter().sum::<f64>() / vals.len() as f64))
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,175 @@
+//! Golden values against the PyTorch reference in scripts/reference.py (same weights, same
+//! input): parameter counts and logits.
+use super::space::{space, DARTS_V2};
+use super::supernet::{input, max_rel_diff, softmax_weights};
+use std::path::Path;
+use std::process::Command;
+use supernet::inspect::count_parameters;
+use supernet::space::{Genotype, SearchSpace};
+use supernet::supernet::{ArchWeights, Supernet};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Run scripts/reference.py with the project's .venv; its stdout.
+fn reference(args: &[&str]) -> String {
+    let out = Command::new(".venv/bin/python")
+        .arg("scripts/reference.py")
+        .args(args)
+        .output()
+        .expect("run .venv/bin/python (scripts/setup creates it)");
+    assert!(
+        out.status.success(),
+        "reference.py {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn rust_count(s: &SearchSpace, shape: &str) -> i64 {
+    let vs = nn::VarStore::new(Device::Cpu);
+    Supernet::new(&vs.root(), s, input(shape)).unwrap();
+    count_parameters(&vs).0
+}
+
+#[test]
+fn parameter_counts_equal_the_pytorch_reference() {
+    for (name, shape, expected) in [
+        ("darts_cnn", "3x32x32", 1_930_618),
+        ("nb201", "3x32x32", 1_686_106),
+    ] {
+        let s = space(name);
+        let json = reference(&[
+            "count",
+            "--space",
+            &format!("supernets/{name}.toml"),
+            "--input",
+            shape,
+            "--classes",
+            "10",
+        ]);
+        let py: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        let rust = rust_count(&s, shape);
+        assert_eq!(rust, py["parameters"].as_i64().unwrap(), "{name}");
+        assert_eq!(rust, expected, "{name}");
+    }
+}
+
+/// Save weights and inputs, run the reference, compare logits.
+fn compare_logits(space_file: &str, shape: &str, overrides: &[&str], genotype: Option<&Genotype>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SearchSpace::from_file(space_file.as_ref()).unwrap();
+    if !overrides.is_empty() {
+        s = s
+            .with_overrides(supernet::space::NetworkOverrides {
+                layers: Some(overrides[1].parse().unwrap()),
+                channels: Some(overrides[3].parse().unwrap()),
+            })
+            .unwrap();
+    }
+    tch::manual_seed(3);
+    let i = input(shape);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = Supernet::new(&vs.root(), &s, i).unwrap();
+    let x = Tensor::randn(
+        [3, i.channels, i.height, i.width],
+        (Kind::Float, Device::Cpu),
+    );
+    let _ = tch::no_grad(|| net.forward_t(&x, &softmax_weights(&s, 1.0), true)); // BN running stats
+    let weights_file = dir.path().join("weights.safetensors");
+    vs.save(&weights_file).unwrap();
+
+    let mix = match genotype {
+        None => softmax_weights(&s, 2.0),
+        Some(g) => ArchWeights::from_genotype(g, &s, Device::Cpu).unwrap(),
+    };
+    let mut io = vec![("x".to_string(), x.shallow_clone())];
+    if genotype.is_none() {
+        io.push(("alpha_normal".into(), mix.normal.weights.shallow_clone()));
+        if let Some(r) = &mix.reduce {
+            io.push(("alpha_reduce".into(), r.weights.shallow_clone()));
+        }
+    }
+    let io_file = dir.path().join("io.safetensors");
+    Tensor::write_safetensors(&io, &io_file).unwrap();
+    let geno_file = dir.path().join("genotype.json");
+    if let Some(g) = genotype {
+        std::fs::write(&geno_file, g.to_json()).unwrap();
+    }
+    for train in [false, true] {
+        let out_file = dir.path().join(format!("out{train}.safetensors"));
+        let mut args: Vec<String> = vec![
+            "logits",
+            "--space",
+            space_file,
+            "--input",
+            shape,
+            "--classes",
+            "10",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        args.extend(overrides.iter().map(|a| a.to_string()));
+        for (flag, p) in [
+            ("--weights", &weights_file),
+            ("--io", &io_file),
+            ("--out", &out_file),
+        ] {
+            args.push(flag.into());
+            args.push(p.display().to_string());
+        }
+        if genotype.is_some() {
+            args.extend(["--genotype".to_string(), geno_file.display().to_string()]);
+        }
+        if train {
+            args.push("--train".into());
+        }
+        reference(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let py = read_logits(&out_file);
+        let rust = tch::no_grad(|| net.forward_t(&x, &mix, train));
+        let d = max_rel_diff(&rust, &py);
+        assert!(
+            d < 1e-5,
+            "{space_file} genotype={} train={train}: relative difference {d:e}",
+            genotype.is_some()
+        );
+    }
+}
+
+fn read_logits(path: &Path) -> Tensor {
+    let t = Tensor::read_safetensors(path).unwrap();
+    t.into_iter()
+        .find(|(k, _)| k == "logits")
+        .expect("logits in the reference output")
+        .1
+}
+
+#[test]
+fn logits_equal_the_pytorch_reference_darts() {
+    compare_logits("supernets/darts_cnn.toml", "3x32x32", &[], None);
+    compare_logits(
+        "supernets/darts_cnn.toml",
+        "3x32x32",
+        &[],
+        Some(&Genotype::parse(DARTS_V2).unwrap()),
+    );
+}
+
+#[test]
+fn logits_equal_the_pytorch_reference_nb201() {
+    let g = Genotype::parse(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|",
+    )
+    .unwrap();
+    compare_logits(
+        "supernets/nb201.toml",
+        "3x16x16",
+        &["--layers", "2", "--channels", "8"],
+        None,
+    );
+    compare_logits(
+        "supernets/nb201.toml",
+        "3x16x16",
+        &["--layers", "2", "--channels", "8"],
+        Some(&g),
+    );
+}

@@ -1,0 +1,303 @@
+//! The DARTS search: the hypergradient, determinism, exact resume after SIGKILL, NaN guard,
+//! bad input. Searches run as subprocesses of the real binary: libtorch's generator is
+//! global, and tests in this binary run in parallel.
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use supernet::record::read_run;
+use supernet::search::finite_difference_hvp;
+use tch::{Device, Kind, Tensor};
+
+fn supernet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_supernet"))
+}
+
+/// A short tiny-space search (epochs of 8 steps).
+fn tiny_search(out: &Path, epochs: usize, extra: &[&str]) -> Command {
+    let mut c = supernet();
+    c.args([
+        "search",
+        "--space",
+        "supernets/tiny.toml",
+        "--subset",
+        "512",
+        "--batch-size",
+        "32",
+    ])
+    .args([
+        "--epochs",
+        &epochs.to_string(),
+        "--seed",
+        "5",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+    ])
+    .arg(out)
+    .args(extra);
+    c
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "supernet failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn fails_with(out: Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "expected a failure, got success");
+    assert!(
+        !err.contains("panicked"),
+        "panic instead of an error:\n{err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "error does not mention '{n}':\n{err}");
+    }
+}
+
+/// Final raw alphas of a run, bit for bit, from its checkpoint.
+fn final_alphas(dir: &Path) -> Vec<(String, Vec<u32>)> {
+    let mut t: Vec<(String, Vec<u32>)> =
+        Tensor::read_safetensors(dir.join("checkpoint.safetensors"))
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("arch."))
+            .map(|(k, v)| {
+                (
+                    k,
+                    Vec::<f32>::try_from(v.flatten(0, -1))
+                        .unwrap()
+                        .iter()
+                        .map(|f| f.to_bits())
+                        .collect(),
+                )
+            })
+            .collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn finite_difference_hypergradient_matches_double_backward() {
+    tch::manual_seed(11);
+    let opts = (Kind::Double, Device::Cpu);
+    let x = Tensor::randn([16, 4], opts);
+    let w1 = Tensor::randn([4, 6], opts).set_requires_grad(true);
+    let w2 = Tensor::randn([6, 3], opts).set_requires_grad(true);
+    let alpha = (Tensor::randn([3], opts) * 0.5).set_requires_grad(true);
+    // Smooth in weights and alphas (the DARTS loss has ReLU kinks, which finite differences
+    // cannot follow at this step size; the formula is what is under test).
+    let loss = || {
+        (x.matmul(&w1)
+            .tanh()
+            .matmul(&(&w2 * alpha.softmax(-1, Kind::Double)))
+            .square())
+        .mean(Kind::Double)
+    };
+    let params = [w1.shallow_clone(), w2.shallow_clone()];
+    let v: Vec<Tensor> = params.iter().map(|p| Tensor::randn_like(p)).collect();
+
+    let g = Tensor::run_backward(&[loss()], &params, true, true);
+    let dot = g
+        .iter()
+        .zip(&v)
+        .map(|(g, v)| (g * v).sum(Kind::Double))
+        .fold(Tensor::zeros([], opts), |a, b| a + b);
+    let exact = &Tensor::run_backward(&[dot], &[&alpha], false, false)[0];
+
+    let approx = &finite_difference_hvp(&params, &[alpha.shallow_clone()], &v, loss)[0];
+    let rel = |a: &Tensor| (a - exact).norm().double_value(&[]) / exact.norm().double_value(&[]);
+    assert!(rel(approx) < 1e-2, "relative error {}", rel(approx));
+    // The scaling bug seen in public ports ((g+ - g-) / 2 * eps instead of / (2 * eps))
+    // must be caught by the same threshold.
+    let norm = v
+        .iter()
+        .map(|t| t.square().sum(Kind::Double).double_value(&[]))
+        .sum::<f64>()
+        .sqrt();
+    let eps = 0.01 / norm;
+    let buggy = approx * (2.0 * eps) / 2.0 * eps;
+    assert!(rel(&buggy) > 1e-2);
+    // The weights are restored exactly.
+    let before = w1.detach().copy();
+    let _ = finite_difference_hvp(&params, &[alpha.shallow_clone()], &v, loss);
+    assert!(w1.equal(&before));
+}
+
+#[test]
+fn same_seed_gives_bit_identical_alphas_and_resume_after_sigkill_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    ok(tiny_search(&a, 3, &["--checkpoint-every", "3"])
+        .output()
+        .unwrap());
+    ok(tiny_search(&b, 3, &["--checkpoint-every", "3"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        final_alphas(&a),
+        final_alphas(&b),
+        "same seed, different alphas"
+    );
+
+    // Kill a third run with SIGKILL after its first mid-epoch checkpoint, then resume.
+    let mut child = tiny_search(&c, 3, &["--checkpoint-every", "3"])
+        .spawn()
+        .unwrap();
+    let ckpt = c.join("checkpoint.safetensors");
+    let start = Instant::now();
+    let first = loop {
+        if let Ok(m) = std::fs::metadata(&ckpt).and_then(|m| m.modified()) {
+            break m;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    while std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok() == Some(first) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no second checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !c.join("genotype.txt").exists(),
+        "the run finished before it could be killed"
+    );
+    let killed_at = read_run(&c.join("run.h5")).unwrap().steps.len();
+    assert!(killed_at < 24, "killed after {killed_at} of 24 steps");
+
+    ok(supernet()
+        .args(["search", "--quiet", "--resume"])
+        .arg(&c)
+        .output()
+        .unwrap());
+    assert_eq!(
+        final_alphas(&a),
+        final_alphas(&c),
+        "resumed run differs from the uninterrupted one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.join("genotype.txt")).unwrap(),
+        std::fs::read_to_string(c.join("genotype.txt")).unwrap()
+    );
+    let (la, lc) = (
+        read_run(&a.join("run.h5")).unwrap(),
+        read_run(&c.join("run.h5")).unwrap(),
+    );
+    let steps: Vec<u64> = lc.steps.iter().map(|s| s.step).collect();
+    assert_eq!(
+        steps,
+        (0..24).collect::<Vec<u64>>(),
+        "every step exactly once"
+    );
+    assert_eq!(la.epochs.len(), 3);
+    assert_eq!(
+        lc.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    // Every recorded number, per step and per alpha record, is the same.
+    assert_eq!(
+        la.steps
+            .iter()
+            .map(|s| s.train_loss.to_bits())
+            .collect::<Vec<_>>(),
+        lc.steps
+            .iter()
+            .map(|s| s.train_loss.to_bits())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        la.alphas
+            .iter()
+            .map(|a| (a.step, a.normal.clone()))
+            .collect::<Vec<_>>(),
+        lc.alphas
+            .iter()
+            .map(|a| (a.step, a.normal.clone()))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn non_finite_loss_stops_with_epoch_and_step_and_keeps_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("nan");
+    fails_with(
+        tiny_search(&out, 1, &["--lr", "1e30"]).output().unwrap(),
+        &["non-finite", "epoch 0, step"],
+    );
+    // The run file and the checkpoint written before are intact and readable.
+    read_run(&out.join("run.h5")).unwrap();
+    assert!(!final_alphas(&out).is_empty());
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    fails_with(
+        supernet()
+            .args(["search", "--space", "supernets/nope.toml", "--quiet"])
+            .output()
+            .unwrap(),
+        &["supernets/nope.toml"],
+    );
+    fails_with(
+        tiny_search(&out, 1, &["--strategy", "third-order"])
+            .output()
+            .unwrap(),
+        &["strategy", "third-order", "first-order"],
+    );
+    fails_with(
+        supernet()
+            .args(["search", "--resume"])
+            .arg(dir.path())
+            .output()
+            .unwrap(),
+        &["config.toml"],
+    );
+    let wrong_flag = supernet()
+        .args(["search", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong_flag.status.code(), Some(2), "clap's usage error");
+
+    // A finished run: resuming with another space is refused; starting over it too.
+    ok(tiny_search(&out, 1, &[]).output().unwrap());
+    let before = std::fs::read(out.join("run.h5")).unwrap();
+    fails_with(
+        supernet()
+            .args([
+                "search",
+                "--quiet",
+                "--space",
+                "supernets/darts_cnn.toml",
+                "--resume",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap(),
+        &["--space", "darts_cnn.toml"],
+    );
+    fails_with(tiny_search(&out, 1, &[]).output().unwrap(), &["--resume"]);
+    assert_eq!(
+        std::fs::read(out.join("run.h5")).unwrap(),
+        before,
+        "nothing already written is lost"
+    );
+}

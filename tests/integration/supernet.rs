@@ -1,0 +1,139 @@
+//! Supernet invariants: shapes, mixing weights, and one-hot forward == inherited sub-network.
+use super::space::{space, DARTS_V2};
+use supernet::derive::derive;
+use supernet::space::{Genotype, SearchSpace};
+use supernet::supernet::{ArchWeights, InputShape, MixWeights, Supernet};
+use tch::{nn, Device, Kind, Tensor};
+
+pub fn input(text: &str) -> InputShape {
+    InputShape::parse(text, 10).unwrap()
+}
+
+/// Random softmax mixing weights for every cell type of `space`.
+pub fn softmax_weights(space: &SearchSpace, scale: f64) -> ArchWeights {
+    let shape = [space.cell.num_edges() as i64, space.ops.len() as i64];
+    let w = || {
+        MixWeights::dense(
+            (Tensor::randn(shape, (Kind::Float, Device::Cpu)) * scale).softmax(-1, Kind::Float),
+        )
+    };
+    let has_reduce = space.network.cell_types().len() == 2;
+    ArchWeights {
+        normal: w(),
+        reduce: has_reduce.then(w),
+    }
+}
+
+pub fn rows(w: &Tensor) -> Vec<Vec<f32>> {
+    Vec::<Vec<f32>>::try_from(w).unwrap()
+}
+
+pub fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let scale = b.abs().max().double_value(&[]).max(1e-12);
+    (a - b).abs().max().double_value(&[]) / scale
+}
+
+#[test]
+fn logits_have_the_classes_and_mixing_rows_sum_to_one() {
+    tch::manual_seed(0);
+    for (name, shape) in [("tiny", "1x28x28"), ("nb201", "3x16x16")] {
+        let s = space(name).with_overrides(Default::default()).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Supernet::new(&vs.root(), &s, input(shape)).unwrap();
+        let w = softmax_weights(&s, 1.0);
+        let sums = w.normal.weights.sum_dim_intlist(-1, false, Kind::Float);
+        assert!(max_rel_diff(&sums, &Tensor::ones_like(&sums)) < 1e-6);
+        let x = Tensor::randn(
+            [
+                3,
+                input(shape).channels,
+                input(shape).height,
+                input(shape).width,
+            ],
+            (Kind::Float, Device::Cpu),
+        );
+        assert_eq!(net.forward_t(&x, &w, true).size(), vec![3, 10]);
+    }
+}
+
+/// The sub-network built on its own, with weights copied from the supernet by name,
+/// computes exactly what the supernet computes under the one-hot weights.
+#[test]
+fn one_hot_forward_equals_the_inherited_subnetwork() {
+    tch::manual_seed(1);
+    let cases: Vec<(SearchSpace, &str, Genotype)> = vec![
+        (
+            space("darts_cnn")
+                .with_overrides(supernet::space::NetworkOverrides {
+                    layers: Some(5),
+                    channels: Some(6),
+                })
+                .unwrap(),
+            "3x16x16",
+            Genotype::parse(DARTS_V2).unwrap(),
+        ),
+        (
+            space("nb201")
+                .with_overrides(supernet::space::NetworkOverrides {
+                    layers: Some(1),
+                    channels: Some(4),
+                })
+                .unwrap(),
+            "3x16x16",
+            Genotype::parse(
+                "|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|",
+            )
+            .unwrap(),
+        ),
+    ];
+    for (s, shape, g) in cases {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Supernet::new(&vs.root(), &s, input(shape)).unwrap();
+        let i = input(shape);
+        let x = Tensor::randn(
+            [4, i.channels, i.height, i.width],
+            (Kind::Float, Device::Cpu),
+        );
+        // Move the BN running statistics away from their initial values.
+        let _ = tch::no_grad(|| net.forward_t(&x, &softmax_weights(&s, 1.0), true));
+        let mut sub_vs = nn::VarStore::new(Device::Cpu);
+        let sub = Supernet::subnet(&sub_vs.root(), &s, i, &g).unwrap();
+        sub_vs.copy(&vs).unwrap();
+        let one_hot = ArchWeights::from_genotype(&g, &s, Device::Cpu).unwrap();
+        for train in [false, true] {
+            let a = tch::no_grad(|| net.forward_t(&x, &one_hot, train));
+            let b = tch::no_grad(|| sub.forward_t(&x, &one_hot, train));
+            assert_eq!(max_rel_diff(&a, &b), 0.0, "{} train={train}", s.name);
+        }
+        // The sub-network holds only its own operations.
+        let params = |vs: &nn::VarStore| {
+            vs.trainable_variables()
+                .iter()
+                .map(|t| t.numel())
+                .sum::<usize>()
+        };
+        assert!(params(&sub_vs) < params(&vs));
+    }
+}
+
+#[test]
+fn derived_genotype_of_random_alphas_validates() {
+    let s = space("darts_cnn");
+    let w = softmax_weights(&s, 1.0);
+    let g = derive(
+        &s,
+        &rows(&w.normal.weights),
+        Some(&rows(&w.reduce.as_ref().unwrap().weights)),
+    );
+    g.validate(&s).unwrap();
+}
+
+#[test]
+fn odd_resolution_at_a_reduction_is_an_error_not_a_panic() {
+    let s = space("darts_cnn");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let e = Supernet::new(&vs.root(), &s, input("3x30x30"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reduction cell 5") && e.contains("15x15"), "{e}");
+}
