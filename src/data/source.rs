@@ -187,13 +187,10 @@ impl DataSource {
             });
         }
         if path.is_file() {
-            if self.format.is_some_and(|f| f != DataFormat::Hdf5) {
+            if let Some(f) = self.format.filter(|&f| f != DataFormat::Hdf5) {
                 return Err(DataError::format(
                     path,
-                    format!(
-                        "format {} needs a directory, this is a file",
-                        self.format.unwrap_or(DataFormat::Hdf5)
-                    ),
+                    format!("format {f} needs a directory, this is a file"),
                 ));
             }
             if self.format.is_none() && !is_hdf5_file(path)? {

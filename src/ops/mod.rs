@@ -28,7 +28,7 @@ pub enum Operation {
         stride: i64,
     },
     Identity,
-    FactorizedReduce(FactorizedReduce),
+    FactorizedReduce(Box<FactorizedReduce>),
     Pool {
         max: bool,
         stride: i64,
@@ -88,7 +88,7 @@ impl Operation {
             OpKind::AvgPool3x3 => pool(false),
             OpKind::SkipConnect if stride == 1 => Operation::Identity,
             OpKind::SkipConnect => {
-                Operation::FactorizedReduce(FactorizedReduce::new(&p, c, c, affine))
+                Operation::FactorizedReduce(Box::new(FactorizedReduce::new(&p, c, c, affine)))
             }
             OpKind::SepConv3x3 => Operation::Chain(sep(3)),
             OpKind::SepConv5x5 => Operation::Chain(sep(5)),

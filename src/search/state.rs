@@ -162,7 +162,7 @@ impl SearchState {
     pub fn restore_bn_stats(&self, saved: &[Tensor]) {
         tch::no_grad(|| {
             for (b, s) in self.buffers.iter().zip(saved) {
-                let _ = b.shallow_clone().copy_(s);
+                b.shallow_clone().copy_(s);
             }
         });
     }

@@ -63,7 +63,7 @@ impl Strategy for SecondOrder {
         tch::no_grad(|| {
             for (((p, g), buf), w) in params.iter().zip(&grads).zip(&st.sgd.buffers).zip(&backup) {
                 let step = buf * st.sgd.momentum + g + w * st.sgd.weight_decay;
-                let _ = p.shallow_clone().copy_(&(w - step * lr));
+                p.shallow_clone().copy_(&(w - step * lr));
             }
         });
 
@@ -83,7 +83,7 @@ impl Strategy for SecondOrder {
         tch::no_grad(|| {
             for ((a, da), h) in alphas.iter().zip(d_alpha).zip(&hessian) {
                 // SearchState gives every alpha a gradient buffer up front.
-                let _ = a.grad().copy_(&(da - h * lr));
+                a.grad().copy_(&(da - h * lr));
             }
         });
         st.arch_update()?;
@@ -116,7 +116,7 @@ pub fn finite_difference_hvp(
     let grad_at = |sign: f64| {
         tch::no_grad(|| {
             for ((p, w), d) in params.iter().zip(&backup).zip(v) {
-                let _ = p.shallow_clone().copy_(&(w + d * (sign * r)));
+                p.shallow_clone().copy_(&(w + d * (sign * r)));
             }
         });
         Tensor::run_backward(&[&loss()], alphas, false, false)
@@ -133,7 +133,7 @@ pub fn finite_difference_hvp(
 fn restore(params: &[Tensor], backup: &[Tensor]) {
     tch::no_grad(|| {
         for (p, w) in params.iter().zip(backup) {
-            let _ = p.shallow_clone().copy_(w);
+            p.shallow_clone().copy_(w);
         }
     });
 }

@@ -12,7 +12,7 @@ pub enum Preprocess {
     /// ReLU-conv1x1-BN.
     Conv(Chain),
     /// After a reduction cell, the input two cells back has twice the resolution.
-    Reduce(FactorizedReduce),
+    Reduce(Box<FactorizedReduce>),
 }
 
 impl Preprocess {
@@ -68,7 +68,9 @@ impl SearchCell {
                 .map(|(i, &(c_in, reduce))| {
                     let pp = p / format!("preprocess{i}");
                     if reduce {
-                        Preprocess::Reduce(FactorizedReduce::new(&pp, c_in, plan.c, affine))
+                        Preprocess::Reduce(Box::new(FactorizedReduce::new(
+                            &pp, c_in, plan.c, affine,
+                        )))
                     } else {
                         Preprocess::Conv(relu_conv_bn(&pp, ConvShape::new(c_in, plan.c, 1), affine))
                     }

@@ -100,7 +100,7 @@ fn finite_difference_hypergradient_matches_double_backward() {
         .mean(Kind::Double)
     };
     let params = [w1.shallow_clone(), w2.shallow_clone()];
-    let v: Vec<Tensor> = params.iter().map(|p| Tensor::randn_like(p)).collect();
+    let v: Vec<Tensor> = params.iter().map(Tensor::randn_like).collect();
 
     let g = Tensor::run_backward(&[loss()], &params, true, true);
     let dot = g
