@@ -26,6 +26,43 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Train a supernet with DARTS (bi-level) and record how the alphas evolve.
     Search(Box<SearchArgs>),
+    /// Plot a run: alpha evolution per edge, final alphas, collapse diagnostics, losses,
+    /// the derived cells. Reads only the run file.
+    Plot(PlotArgs),
+    /// A short forward/backward on a device, saying whether CUDA was used.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// Run directory (or its run.h5).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// png or svg.
+    #[arg(long, default_value = "png")]
+    pub format: crate::plot::Format,
+    /// Output directory [default: RUN/plots].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep redrawing whenever the run file changes, until the search has finished
+    /// (or Ctrl-C).
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, default_value = "supernets/darts_cnn.toml")]
+    pub space: PathBuf,
+    #[arg(long, default_value = "3x32x32")]
+    pub input: String,
+    #[arg(long, default_value_t = 64)]
+    pub batch: i64,
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -148,6 +185,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Search(a) => search(*a),
+        Command::Plot(a) => plot(a),
+        Command::Check(a) => {
+            let space = SearchSpace::from_file(&a.space)?;
+            let input = InputShape::parse(&a.input, 10)?;
+            let device = crate::search::parse_device(&a.device)?;
+            println!(
+                "{}",
+                crate::devcheck::check(&space, input, a.batch, a.steps, device)?
+            );
+            Ok(())
+        }
     }
 }
 
@@ -181,6 +229,41 @@ fn search(a: SearchArgs) -> anyhow::Result<()> {
                 dir.display()
             );
         }
+    }
+    Ok(())
+}
+
+fn plot(a: PlotArgs) -> anyhow::Result<()> {
+    let run_dir = if a.run.is_file() {
+        a.run.parent().map(PathBuf::from).unwrap_or_default()
+    } else {
+        a.run.clone()
+    };
+    let out = a.out.clone().unwrap_or_else(|| run_dir.join("plots"));
+    let print = |r: &crate::plot::PlotReport| {
+        for f in &r.files {
+            println!("{}", f.display());
+        }
+        for s in &r.skipped {
+            eprintln!("skipped {s}");
+        }
+    };
+    if a.watch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, stop.clone())?;
+        }
+        let draws = crate::plot::watch_with(
+            &a.run,
+            &out,
+            a.format,
+            std::time::Duration::from_secs(2),
+            || stop.load(std::sync::atomic::Ordering::Relaxed),
+            print,
+        )?;
+        eprintln!("plot --watch: {draws} redraw(s) into {}", out.display());
+    } else {
+        print(&crate::plot::plot_run_report(&a.run, &out, a.format)?);
     }
     Ok(())
 }

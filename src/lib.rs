@@ -3,6 +3,7 @@ pub mod arch;
 pub mod cli;
 pub mod data;
 pub mod derive;
+pub mod devcheck;
 pub mod error;
 pub mod evaluate;
 pub mod fsutil;

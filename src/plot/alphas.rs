@@ -10,8 +10,9 @@ use plotters::prelude::*;
 
 const PANEL_W: u32 = 330;
 const PANEL_H: u32 = 255;
-const HEADER_H: u32 = 92;
 const LEGEND_H: u32 = 52;
+/// At most this many epoch ends are marked.
+const EPOCH_LINES: usize = 12;
 
 pub(super) fn draw(run: &RunData, out: &Output) -> Result<Drawn> {
     if run.log.alphas.is_empty() {
@@ -49,7 +50,7 @@ impl<'a> AlphaGrid<'a> {
         let values = series.iter().flatten().flatten().map(|p| p.1);
         let lo = values.clone().fold(f64::INFINITY, f64::min);
         let hi = values.fold(f64::NEG_INFINITY, f64::max);
-        let pad = ((hi - lo) * 0.08).max(0.002);
+        let pad = ((hi - lo) * 0.08).max(1e-4);
         AlphaGrid {
             run,
             cell,
@@ -75,7 +76,7 @@ impl<'a> AlphaGrid<'a> {
             .margin(8)
             .margin_right(16)
             .x_label_area_size(28)
-            .y_label_area_size(52)
+            .y_label_area_size(44 + 9 * digits as u32)
             .build_cartesian_2d(0f64..self.last, y0..y1)?;
         chart
             .configure_mesh()
@@ -84,12 +85,12 @@ impl<'a> AlphaGrid<'a> {
             .label_style(style::font(style::TICK))
             .light_line_style(style::GRID.mix(0.5))
             .bold_line_style(style::GRID)
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&style::step_label)
             .y_label_formatter(&|y| format!("{y:.digits$}"))
             .draw()?;
         style::epoch_lines(
             &mut chart,
-            &self.run.epoch_boundaries(self.last, 12),
+            &self.run.epoch_boundaries(self.last, EPOCH_LINES),
             y0,
             y1,
         )?;
@@ -113,21 +114,27 @@ impl Figure for AlphaGrid<'_> {
         let (rows, cols) = self.rows_cols();
         (
             (cols as u32 * PANEL_W).max(1100) + 20,
-            HEADER_H + LEGEND_H + rows as u32 * PANEL_H + 10,
+            style::HEADER_H + LEGEND_H + rows as u32 * PANEL_H + 10,
         )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (header, rest) = root.split_vertically(HEADER_H);
+        let (header, rest) = root.split_vertically(style::HEADER_H);
         let (legend, body) = rest.split_vertically(LEGEND_H);
-        let spe = self.run.log.meta.steps_per_epoch;
         style::header(
             &header,
-            &format!("softmax(alpha) of the {} cell over training", self.cell.name()),
             &format!(
-                "{}; x: training step, dashed: epoch ends ({spe} steps per epoch); panels: edge to <- from (states 0..{}: cell inputs)",
+                "softmax(alpha) of the {} cell over training",
+                self.cell.name()
+            ),
+            &format!(
+                "{}; x: training step, {}; panels: edge to ← from, in states ({})",
                 self.run.space_note(),
-                self.run.space.cell.inputs - 1,
+                self.run.epoch_note(self.last, EPOCH_LINES),
+                match self.run.space.cell.inputs {
+                    1 => "0: the cell input".to_string(),
+                    n => format!("0..{}: the cell inputs", n - 1),
+                },
             ),
         )?;
         let entries: Vec<(String, Mark)> = self
@@ -136,7 +143,7 @@ impl Figure for AlphaGrid<'_> {
             .iter()
             .map(|&op| (op.name().to_string(), Mark::Line(style::op_color(op), 3)))
             .collect();
-        style::legend(&legend, &entries, style::LABEL)?;
+        style::legend(&legend, &[&entries], style::LABEL)?;
 
         let (rows, cols) = self.rows_cols();
         let body = body.margin(0, 10, 10, 10);
@@ -158,5 +165,5 @@ pub(super) fn decimals(range: f64) -> usize {
     if range <= 0.0 || !range.is_finite() {
         return 2;
     }
-    ((-(range / 5.0).log10()).ceil().max(1.0) as usize).min(4)
+    ((-(range / 5.0).log10()).ceil().max(0.0) as usize).min(6)
 }

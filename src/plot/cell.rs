@@ -11,7 +11,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-const HEADER_H: i32 = 92;
+const HEADER: i32 = style::HEADER_H as i32;
 const HEIGHT: i32 = 720;
 const COL_W: i32 = 240;
 const SIDE: i32 = 110;
@@ -83,7 +83,7 @@ impl<'a> CellDiagram<'a> {
         let width = (2 * SIDE + (cols as i32 - 1) * COL_W).max(1000);
         let col_w = f64::from(width - 2 * SIDE) / (cols - 1) as f64;
         let x = |col: usize| f64::from(SIDE) + col as f64 * col_w;
-        let top = f64::from(HEADER_H + 20);
+        let top = f64::from(HEADER + 20);
         let bottom = f64::from(HEIGHT - 20);
         let cy = (top + bottom) / 2.0;
         let spread = (bottom - top) * 0.36;
@@ -141,23 +141,52 @@ impl<'a> CellDiagram<'a> {
         let mut above: Vec<(usize, usize)> = Vec::new();
         let mut below: Vec<(usize, usize)> = Vec::new();
         let avail = cy - top - 30.0;
+        // Concatenation arcs land side by side on the bottom of the output box, the
+        // shortest (innermost) leftmost: their heads stay apart and they do not cross.
+        let landing: Vec<usize> = {
+            let mut arcs: Vec<usize> = edges
+                .iter()
+                .filter(|e| e.2.is_none() && nodes[e.1].col - nodes[e.0].col >= 2)
+                .map(|e| e.0)
+                .collect();
+            arcs.sort_by_key(|&s| std::cmp::Reverse(nodes[s].col));
+            arcs
+        };
+        let land_at = |from: usize| -> Option<(f64, f64)> {
+            let k = landing.iter().position(|&s| s == from)?;
+            let hw = f64::from(BOX.0);
+            let step = if landing.len() > 1 {
+                1.3 * hw / (landing.len() - 1) as f64
+            } else {
+                0.0
+            };
+            let at = nodes[output].at;
+            Some((at.0 - 0.8 * hw + k as f64 * step, at.1 + f64::from(BOX.1)))
+        };
         let arrows = edges
             .into_iter()
             .map(|(from, to, op)| {
                 let (a, b) = (&nodes[from], &nodes[to]);
                 let span = b.col - a.col;
-                let (p0, p2) = (a.at, b.at);
+                let p0 = a.at;
+                let p2 = op
+                    .is_none()
+                    .then(|| land_at(from))
+                    .flatten()
+                    .unwrap_or(b.at);
                 let mid = ((p0.0 + p2.0) / 2.0, (p0.1 + p2.1) / 2.0);
                 let control = if a.on_line && b.on_line && span >= 2 {
                     let concat = op.is_none();
                     let side_up = if concat {
                         false
                     } else {
-                        crossings(&above, (a.col, b.col)) <= crossings(&below, (a.col, b.col))
+                        cost(&above, (a.col, b.col)) <= cost(&below, (a.col, b.col))
                     };
                     let arcs = if side_up { &mut above } else { &mut below };
                     arcs.push((a.col, b.col));
-                    let peak = (45.0 + 50.0 * span as f64).min(avail);
+                    // Growing faster than the span, so that of two arcs leaving one node
+                    // the longer leaves more steeply and stays above the shorter.
+                    let peak = (38.0 * (span as f64).powf(1.5)).min(avail);
                     // A quadratic Bezier's apex lies halfway to its control point.
                     (mid.0, mid.1 + if side_up { -2.0 } else { 2.0 } * peak)
                 } else if !a.on_line {
@@ -273,7 +302,8 @@ impl<'a> CellDiagram<'a> {
                 .into_iter()
                 .map(at)
                 .find(|&p| {
-                    let r = Rect::around(p, hw, hh);
+                    // Kept a few pixels apart, so that no two labels touch.
+                    let r = Rect::around(p, hw + 5.0, hh + 5.0);
                     taken.iter().all(|t| !t.overlaps(&r))
                 })
                 .unwrap_or_else(|| at(0.5));
@@ -286,7 +316,7 @@ impl<'a> CellDiagram<'a> {
             root.draw(&Text::new(
                 op.name(),
                 ipt(spot),
-                font.color(&darker(color))
+                font.color(&style::darker(color))
                     .pos(Pos::new(HPos::Center, VPos::Center)),
             ))?;
         }
@@ -300,7 +330,7 @@ impl Figure for CellDiagram<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (header, _) = root.split_vertically(HEADER_H as u32);
+        let (header, _) = root.split_vertically(style::HEADER_H);
         let kept = self.arrows.iter().filter(|a| a.op.is_some()).count();
         let free = self
             .arrows
@@ -330,11 +360,18 @@ impl Figure for CellDiagram<'_> {
     }
 }
 
-/// Arcs in `arcs` that `(a, b)` would cross on the same side of the line.
-fn crossings(arcs: &[(usize, usize)], (a, b): (usize, usize)) -> usize {
+/// How bad a side of the line is for the arc `(a, b)`: arcs there that it would cross
+/// count most, arcs sharing an end with it (and so leaving or arriving close to it) less.
+fn cost(arcs: &[(usize, usize)], (a, b): (usize, usize)) -> usize {
     arcs.iter()
-        .filter(|&&(c, d)| (c < a && a < d && d < b) || (a < c && c < b && b < d))
-        .count()
+        .map(|&(c, d)| {
+            if (c < a && a < d && d < b) || (a < c && c < b && b < d) {
+                10
+            } else {
+                usize::from(c == a || d == b)
+            }
+        })
+        .sum()
 }
 
 fn bezier(p0: (f64, f64), c: (f64, f64), p2: (f64, f64), t: f64) -> (f64, f64) {
@@ -353,30 +390,42 @@ fn inside(n: &Node, p: (f64, f64)) -> bool {
     }
 }
 
-/// The part of `curve` outside both end nodes.
+/// The part of `curve` outside both end nodes, ending exactly on their outlines.
 fn trim(curve: &[(f64, f64)], a: &Node, b: &Node) -> Vec<(f64, f64)> {
     let start = curve.iter().position(|&p| !inside(a, p)).unwrap_or(0);
     let end = curve
         .iter()
         .rposition(|&p| !inside(b, p))
         .unwrap_or(curve.len() - 1);
-    if start < end {
-        curve[start..=end].to_vec()
-    } else {
-        curve.to_vec()
+    if start >= end {
+        return curve.to_vec();
     }
+    let mut path = curve[start..=end].to_vec();
+    if start > 0 {
+        path.insert(0, outline(a, curve[start - 1], curve[start]));
+    }
+    if end + 1 < curve.len() {
+        path.push(outline(b, curve[end + 1], curve[end]));
+    }
+    path
+}
+
+/// The point where the segment from `inner` (inside `n`) to `outer` leaves `n`.
+fn outline(n: &Node, inner: (f64, f64), outer: (f64, f64)) -> (f64, f64) {
+    let (mut lo, mut hi) = (inner, outer);
+    for _ in 0..12 {
+        let mid = ((lo.0 + hi.0) / 2.0, (lo.1 + hi.1) / 2.0);
+        if inside(n, mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
 }
 
 fn ipt(p: (f64, f64)) -> (i32, i32) {
     (p.0.round() as i32, p.1.round() as i32)
-}
-
-fn darker(c: RGBColor) -> RGBColor {
-    RGBColor(
-        (f64::from(c.0) * 0.75) as u8,
-        (f64::from(c.1) * 0.75) as u8,
-        (f64::from(c.2) * 0.75) as u8,
-    )
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -9,8 +9,9 @@ use crate::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-const HEADER_H: u32 = 92;
 const LEGEND_H: u32 = 52;
+/// At most this many epoch ends are marked.
+const EPOCH_LINES: usize = 20;
 
 pub(super) fn draw(run: &RunData, out: &Output) -> Result<Drawn> {
     if run.log.alphas.is_empty() {
@@ -101,7 +102,7 @@ impl<'a> Collapse<'a> {
             .iter()
             .flat_map(|s| s.entropy.iter().map(|p| p.1));
         let lo = values.clone().fold(max, f64::min);
-        let pad = ((max - lo) * 0.1).max(0.002);
+        let pad = ((max - lo) * 0.1).max(1e-4);
         let (y0, y1) = ((lo - pad).max(0.0), max + pad);
         let digits = super::alphas::decimals(y1 - y0);
         let mut chart = ChartBuilder::on(area)
@@ -112,7 +113,7 @@ impl<'a> Collapse<'a> {
             .margin(12)
             .margin_right(24)
             .x_label_area_size(56)
-            .y_label_area_size(76)
+            .y_label_area_size(50 + 11 * digits as u32)
             .build_cartesian_2d(0f64..self.last, y0..y1)?;
         chart
             .configure_mesh()
@@ -122,12 +123,12 @@ impl<'a> Collapse<'a> {
             .label_style(style::font(style::TICK))
             .light_line_style(style::GRID.mix(0.5))
             .bold_line_style(style::GRID)
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&style::step_label)
             .y_label_formatter(&|y| format!("{y:.digits$}"))
             .draw()?;
         style::epoch_lines(
             &mut chart,
-            &self.run.epoch_boundaries(self.last, 20),
+            &self.run.epoch_boundaries(self.last, EPOCH_LINES),
             y0,
             y1,
         )?;
@@ -168,7 +169,7 @@ impl<'a> Collapse<'a> {
             .label_style(style::font(style::TICK))
             .light_line_style(style::GRID.mix(0.5))
             .bold_line_style(style::GRID)
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&style::step_label)
             .y_labels(kept + 1)
             .y_label_formatter(&|y| {
                 if (y - y.round()).abs() < 1e-6 {
@@ -180,7 +181,7 @@ impl<'a> Collapse<'a> {
             .draw()?;
         style::epoch_lines(
             &mut chart,
-            &self.run.epoch_boundaries(self.last, 20),
+            &self.run.epoch_boundaries(self.last, EPOCH_LINES),
             y0,
             y1,
         )?;
@@ -214,24 +215,25 @@ impl Figure for Collapse<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (header, rest) = root.split_vertically(HEADER_H);
+        let (header, rest) = root.split_vertically(style::HEADER_H);
         let (legend, body) = rest.split_vertically(LEGEND_H);
         style::header(
             &header,
             "collapse diagnostics",
             &format!(
-                "{}; dashed verticals: epoch ends ({} steps per epoch)",
+                "{}; {}",
                 self.run.space_note(),
-                self.run.log.meta.steps_per_epoch
+                self.run.epoch_note(self.last, EPOCH_LINES)
             ),
         )?;
-        let mut entries: Vec<(String, Mark)> = Vec::new();
+        let mut lines: Vec<(String, Mark)> = Vec::new();
         for s in &self.series {
-            entries.push((
+            lines.push((
                 format!("{} cell", s.cell.name()),
                 Mark::Line(style::cell_color(s.cell), 3),
             ));
         }
+        let mut entries: Vec<(String, Mark)> = Vec::new();
         for s in &self.series {
             entries.push((
                 format!("{} cell, epoch genotype", s.cell.name()),
@@ -242,7 +244,8 @@ impl Figure for Collapse<'_> {
             format!("uniform alphas: ln {}", self.run.ops.len()),
             Mark::Dashed(RGBColor(90, 90, 90)),
         ));
-        style::legend(&legend, &entries, style::LABEL)?;
+        lines.append(&mut entries);
+        style::legend(&legend, &[&lines], style::LABEL)?;
         let body = body.margin(0, 10, 10, 10);
         let (left, right) = body.split_horizontally(body.dim_in_pixel().0 / 2);
         self.entropy_panel(&left)?;

@@ -7,8 +7,6 @@ use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 pub struct RunData {
-    /// The run file read.
-    pub path: PathBuf,
     pub log: RunLog,
     pub space: SearchSpace,
     /// Alpha columns.
@@ -98,7 +96,6 @@ impl RunData {
             )));
         }
         Ok(RunData {
-            path,
             log,
             space,
             ops,
@@ -165,9 +162,9 @@ impl RunData {
         }
     }
 
-    /// Panel title of an edge, in state indices: `"2 <- 0"`.
+    /// Panel title of an edge, in state indices: `"2 ← 0"` (state 2 from state 0).
     pub fn edge_label(e: EdgeId) -> String {
-        format!("{} <- {}", e.to, e.from)
+        format!("{} ← {}", e.to, e.from)
     }
 
     /// Step at which epoch `epoch` (from 0) ends.
@@ -182,18 +179,33 @@ impl RunData {
         steps.max(alphas).max(1) as f64
     }
 
-    /// Epoch boundaries (in steps) inside `0..=last`, thinned to at most `max` lines.
+    /// Epoch ends (in steps) inside `0..=last`, every `epoch_every(last, max)`-th.
     pub fn epoch_boundaries(&self, last: f64, max: usize) -> Vec<f64> {
         let spe = self.log.meta.steps_per_epoch as f64;
         if spe <= 0.0 {
             return vec![];
         }
         let n = (last / spe).floor() as usize;
-        let every = n.div_ceil(max.max(1)).max(1);
+        let every = self.epoch_every(last, max);
         (1..=n)
             .filter(|e| e % every == 0)
             .map(|e| e as f64 * spe)
             .collect()
+    }
+
+    /// Marking every this many epoch ends keeps at most `max` lines inside `0..=last`.
+    pub fn epoch_every(&self, last: f64, max: usize) -> usize {
+        let spe = self.log.meta.steps_per_epoch.max(1) as f64;
+        ((last / spe).floor() as usize).div_ceil(max.max(1)).max(1)
+    }
+
+    /// What the dashed lines of [`Self::epoch_boundaries`] mark, for a chart's note.
+    pub fn epoch_note(&self, last: f64, max: usize) -> String {
+        let spe = self.log.meta.steps_per_epoch;
+        match self.epoch_every(last, max) {
+            1 => format!("dashed: epoch ends ({spe} steps per epoch)"),
+            k => format!("dashed: every {k} epochs ({spe} steps per epoch)"),
+        }
     }
 
     pub fn space_note(&self) -> String {

@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-const HEADER_H: i32 = 92;
+const HEADER: i32 = style::HEADER_H as i32;
 const TITLE_H: i32 = 40;
 const COL_LABEL_H: i32 = 130;
 const ROW_LABEL_W: i32 = 96;
@@ -66,6 +66,11 @@ impl<'a> Heatmap<'a> {
         ROW_LABEL_W + CELL_W * self.run.ops.len() as i32
     }
 
+    /// Decimals that tell the printed values apart (2 to 4).
+    fn digits(&self) -> usize {
+        (super::alphas::decimals(f64::from(self.hi - self.lo)) + 1).clamp(2, 4)
+    }
+
     fn unit(&self, w: f32) -> f64 {
         if self.hi > self.lo {
             f64::from((w - self.lo) / (self.hi - self.lo))
@@ -93,14 +98,11 @@ impl<'a> Heatmap<'a> {
         cell: CellType,
         w: &[Vec<f32>],
     ) -> DrawResult<DB> {
-        let top = HEADER_H + TITLE_H + COL_LABEL_H;
+        let top = HEADER + TITLE_H + COL_LABEL_H;
         let grid_x = x0 + ROW_LABEL_W;
         root.draw(&Text::new(
             format!("{} cell", cell.name()),
-            (
-                grid_x + CELL_W * self.run.ops.len() as i32 / 2,
-                HEADER_H + 4,
-            ),
+            (grid_x + CELL_W * self.run.ops.len() as i32 / 2, HEADER + 4),
             style::bold(24.0).pos(Pos::new(HPos::Center, VPos::Top)),
         ))?;
         for (k, op) in self.run.ops.iter().enumerate() {
@@ -114,6 +116,7 @@ impl<'a> Heatmap<'a> {
                     .pos(Pos::new(HPos::Left, VPos::Center)),
             ))?;
         }
+        let digits = self.digits();
         for (e, row) in w.iter().enumerate() {
             let y = top + CELL_H * e as i32;
             root.draw(&Text::new(
@@ -130,7 +133,7 @@ impl<'a> Heatmap<'a> {
                 ))?;
                 let ink = if t < 0.6 { WHITE } else { BLACK };
                 root.draw(&Text::new(
-                    format!("{v:.3}"),
+                    format!("{v:.digits$}"),
                     (x + CELL_W / 2, y + CELL_H / 2),
                     style::font(style::TICK)
                         .color(&ink)
@@ -175,12 +178,12 @@ impl<'a> Heatmap<'a> {
         }
         let label = style::font(style::TICK);
         root.draw(&Text::new(
-            format!("{:.3}", self.lo),
+            format!("{:.*}", self.digits(), self.lo),
             (x0 - 8, y0 + 10),
             label.pos(Pos::new(HPos::Right, VPos::Center)),
         ))?;
         root.draw(&Text::new(
-            format!("{:.3}", self.hi),
+            format!("{:.*}", self.digits(), self.hi),
             (x0 + bar_w + 8, y0 + 10),
             label.pos(Pos::new(HPos::Left, VPos::Center)),
         ))?;
@@ -196,12 +199,12 @@ impl Figure for Heatmap<'_> {
     fn size(&self) -> (u32, u32) {
         let n = self.weights.len() as i32;
         let w = 2 * MARGIN + n * self.panel_w() + (n - 1) * GAP;
-        let h = HEADER_H + TITLE_H + COL_LABEL_H + CELL_H * self.run.edges.len() as i32 + BAR_H;
+        let h = HEADER + TITLE_H + COL_LABEL_H + CELL_H * self.run.edges.len() as i32 + BAR_H;
         (w.max(1000) as u32, h as u32)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (header, _) = root.split_vertically(HEADER_H as u32);
+        let (header, _) = root.split_vertically(style::HEADER_H);
         let when = if self.run.log.genotype.is_some() {
             "final"
         } else {
@@ -215,7 +218,7 @@ impl Figure for Heatmap<'_> {
                 self.rec.epoch + 1
             ),
             &format!(
-                "{}; rows: edge to <- from; outlined in red: the edges and ops the derived genotype keeps",
+                "{}; rows: edge to ← from, in states; outlined in red: the edges and ops the derived genotype keeps",
                 self.run.space_note()
             ),
         )?;

@@ -111,6 +111,7 @@ enum Drawn {
     /// Nothing drawn for a reason worth telling (e.g. no steps yet).
     Skipped(String),
     /// The run file has no data of this kind at all (an optional dataset): say nothing.
+    #[allow(dead_code)] // for the charts of optional datasets (see `CHARTS`)
     Absent,
 }
 
@@ -147,7 +148,7 @@ type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// A picture of a fixed size that can be drawn on any backend.
-trait Figure: Sync {
+trait Figure {
     fn size(&self) -> (u32, u32);
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
 }

@@ -5,6 +5,7 @@ use crate::{Error, Result};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 use std::sync::OnceLock;
 
@@ -52,14 +53,14 @@ pub fn bold(size: f64) -> TextStyle<'static> {
 const OP_PALETTE: [RGBColor; 10] = [
     RGBColor(127, 127, 127), // none
     RGBColor(31, 119, 180),  // max_pool_3x3
-    RGBColor(23, 170, 190),  // avg_pool_3x3
+    RGBColor(170, 170, 20),  // avg_pool_3x3
     RGBColor(255, 127, 14),  // skip_connect
     RGBColor(44, 160, 44),   // sep_conv_3x3
     RGBColor(214, 39, 40),   // sep_conv_5x5
     RGBColor(148, 103, 189), // dil_conv_3x3
     RGBColor(140, 86, 75),   // dil_conv_5x5
     RGBColor(227, 119, 194), // nor_conv_1x1
-    RGBColor(160, 160, 20),  // nor_conv_3x3
+    RGBColor(23, 170, 190),  // nor_conv_3x3
 ];
 const _: () = assert!(OP_PALETTE.len() == OpKind::ALL.len());
 
@@ -73,6 +74,12 @@ pub fn cell_color(cell: CellType) -> RGBColor {
         CellType::Normal => RGBColor(33, 102, 172),
         CellType::Reduce => RGBColor(202, 75, 0),
     }
+}
+
+/// A darker shade of `c` (text in an op's colour, lines over a band of that colour).
+pub fn darker(c: RGBColor) -> RGBColor {
+    let d = |v: u8| (f64::from(v) * 0.7) as u8;
+    RGBColor(d(c.0), d(c.1), d(c.2))
 }
 
 pub const GRID: RGBColor = RGBColor(225, 225, 225);
@@ -93,53 +100,54 @@ pub enum Mark {
     Triangle(RGBColor),
 }
 
-/// Draw `entries` left to right, centred in `area`, wrapping onto further lines when they
-/// do not fit. The area is reserved for the legend, so it never covers data.
+/// Draw the legend `rows` centred in `area`, each row's entries left to right, wrapping a
+/// row onto further lines when it does not fit. The area is reserved for the legend, so it
+/// never covers data.
 pub fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    entries: &[(String, Mark)],
+    rows: &[&[(String, Mark)]],
     size: f64,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let style = font(size);
     let (w, h) = area.dim_in_pixel();
     let (w, h) = (w as i32, h as i32);
     let swatch = 34;
-    let gap = 26;
-    let widths: Vec<i32> = entries
-        .iter()
-        .map(|(text, _)| {
-            let (tw, _) = area.estimate_text_size(text, &style).unwrap_or((0, 0));
-            swatch + 8 + tw as i32
-        })
-        .collect();
-    // Greedy line breaking.
-    let mut lines: Vec<Vec<usize>> = vec![vec![]];
-    let mut used = 0;
-    for (i, &ew) in widths.iter().enumerate() {
-        let line = lines.last_mut().expect("one line");
-        if !line.is_empty() && used + gap + ew > w - 20 {
-            lines.push(vec![i]);
-            used = ew;
-        } else {
+    let gap = 28;
+    let width = |text: &str| {
+        let (tw, _) = area.estimate_text_size(text, &style).unwrap_or((0, 0));
+        swatch + 8 + tw as i32
+    };
+    // Greedy line breaking within each row.
+    let mut lines: Vec<Vec<(&(String, Mark), i32)>> = Vec::new();
+    for row in rows {
+        let mut line: Vec<(&(String, Mark), i32)> = Vec::new();
+        let mut used = 0;
+        for entry in row.iter() {
+            let ew = width(&entry.0);
+            if !line.is_empty() && used + gap + ew > w - 40 {
+                lines.push(std::mem::take(&mut line));
+                used = 0;
+            }
             used += if line.is_empty() { ew } else { gap + ew };
-            line.push(i);
+            line.push((entry, ew));
+        }
+        if !line.is_empty() {
+            lines.push(line);
         }
     }
-    let line_h = (size * 1.5) as i32;
+    let line_h = (size * 1.6) as i32;
     let mut y = (h - line_h * lines.len() as i32) / 2 + line_h / 2;
     for line in &lines {
-        let total: i32 =
-            line.iter().map(|&i| widths[i]).sum::<i32>() + gap * (line.len() as i32 - 1);
+        let total: i32 = line.iter().map(|e| e.1).sum::<i32>() + gap * (line.len() as i32 - 1);
         let mut x = (w - total) / 2;
-        for &i in line {
-            let (text, mark) = &entries[i];
+        for ((text, mark), ew) in line {
             draw_mark(area, *mark, (x, y), swatch)?;
             area.draw(&Text::new(
                 text.clone(),
                 (x + swatch + 8, y),
                 style.pos(Pos::new(HPos::Left, VPos::Center)),
             ))?;
-            x += widths[i] + gap;
+            x += ew + gap;
         }
         y += line_h;
     }
@@ -159,7 +167,7 @@ fn draw_mark<DB: DrawingBackend>(
         Mark::Line(c, width) => area.draw(&line(c, width)),
         Mark::Faint(c) => area.draw(&PathElement::new(
             vec![(x, y), (x + swatch, y)],
-            c.mix(0.35).stroke_width(1),
+            c.mix(0.45).stroke_width(1),
         )),
         Mark::Dashed(c) => {
             for k in 0..3 {
@@ -176,7 +184,10 @@ fn draw_mark<DB: DrawingBackend>(
     }
 }
 
-/// A title line and an optional note line at the top of `area`.
+/// Height of the area [`header`] draws in: the title and up to two note lines.
+pub const HEADER_H: u32 = 104;
+
+/// The title and, under it, the note, broken at "; " into lines that fit the width.
 pub fn header<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
@@ -189,29 +200,32 @@ pub fn header<DB: DrawingBackend>(
         (w as i32 / 2, 12),
         bold(TITLE).pos(centre),
     ))?;
-    if !note.is_empty() {
+    let style = font(SUBTITLE).color(&RGBColor(80, 80, 80));
+    let fits = |text: &str| {
+        area.estimate_text_size(text, &style)
+            .map_or(true, |(tw, _)| tw + 40 <= w)
+    };
+    let mut lines: Vec<String> = Vec::new();
+    for part in note.split("; ").filter(|p| !p.is_empty()) {
+        match lines.last_mut() {
+            Some(last) if fits(&format!("{last}; {part}")) => {
+                last.push_str("; ");
+                last.push_str(part);
+            }
+            _ => lines.push(part.to_string()),
+        }
+    }
+    for (i, line) in lines.iter().enumerate() {
         area.draw(&Text::new(
-            note.to_string(),
-            (w as i32 / 2, 12 + TITLE as i32 + 10),
-            font(SUBTITLE).color(&RGBColor(80, 80, 80)).pos(centre),
+            line.clone(),
+            (
+                w as i32 / 2,
+                12 + TITLE as i32 + 10 + i as i32 * (SUBTITLE as i32 + 6),
+            ),
+            style.pos(centre),
         ))?;
     }
     Ok(())
-}
-
-/// A message in the middle of an area that has nothing to show.
-pub fn empty_note<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    text: &str,
-) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let (w, h) = area.dim_in_pixel();
-    area.draw(&Text::new(
-        text.to_string(),
-        (w as i32 / 2, h as i32 / 2),
-        font(LABEL)
-            .color(&RGBColor(110, 110, 110))
-            .pos(Pos::new(HPos::Center, VPos::Center)),
-    ))
 }
 
 /// A chart with f64 axes.
@@ -233,4 +247,13 @@ pub fn epoch_lines<DB: DrawingBackend>(
         ))?;
     }
     Ok(())
+}
+
+/// Tick label of a step axis: whole steps only (a short run gets fractional ticks).
+pub fn step_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
 }

@@ -8,8 +8,9 @@ use crate::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-const HEADER_H: u32 = 92;
 const LEGEND_H: u32 = 84;
+/// At most this many epoch ends are marked.
+const EPOCH_LINES: usize = 20;
 const TRAIN: RGBColor = RGBColor(31, 119, 180);
 const VAL: RGBColor = RGBColor(230, 85, 13);
 
@@ -62,16 +63,23 @@ impl Training<'_> {
         let epochs = &self.run.log.epochs;
         // x: steps completed, so that an epoch's last step lands on its end.
         let x = |s: &StepRecord| (s.step + 1) as f64;
-        let train: Vec<(f64, f64)> = steps.iter().map(|s| (x(s), (q.step)(s).0)).collect();
-        let val: Vec<(f64, f64)> = steps.iter().map(|s| (x(s), (q.step)(s).1)).collect();
-        let e_train: Vec<(f64, f64)> = epochs
-            .iter()
-            .map(|e| (self.run.epoch_end(e.epoch), (q.epoch)(e).0))
-            .collect();
-        let e_val: Vec<(f64, f64)> = epochs
-            .iter()
-            .map(|e| (self.run.epoch_end(e.epoch), (q.epoch)(e).1))
-            .collect();
+        let finite = |points: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+            points.into_iter().filter(|p| p.1.is_finite()).collect()
+        };
+        let train = finite(steps.iter().map(|s| (x(s), (q.step)(s).0)).collect());
+        let val = finite(steps.iter().map(|s| (x(s), (q.step)(s).1)).collect());
+        let e_train = finite(
+            epochs
+                .iter()
+                .map(|e| (self.run.epoch_end(e.epoch), (q.epoch)(e).0))
+                .collect(),
+        );
+        let e_val = finite(
+            epochs
+                .iter()
+                .map(|e| (self.run.epoch_end(e.epoch), (q.epoch)(e).1))
+                .collect(),
+        );
         let all = || {
             train
                 .iter()
@@ -87,13 +95,13 @@ impl Training<'_> {
         let pad = ((hi - lo) * 0.06).max(1e-3);
         let (y0, y1) = ((lo - pad).max(q.bounds.0), (hi + pad).min(q.bounds.1));
         let last = self.run.last_step();
-        let digits = super::alphas::decimals(y1 - y0).min(2);
+        let digits = super::alphas::decimals(y1 - y0).min(3);
         let mut chart = ChartBuilder::on(area)
             .caption(q.title, style::bold(style::LABEL + 4.0))
             .margin(12)
             .margin_right(24)
             .x_label_area_size(56)
-            .y_label_area_size(80)
+            .y_label_area_size(62 + 11 * digits as u32)
             .build_cartesian_2d(0f64..last, y0..y1)?;
         chart
             .configure_mesh()
@@ -103,23 +111,38 @@ impl Training<'_> {
             .label_style(style::font(style::TICK))
             .light_line_style(style::GRID.mix(0.5))
             .bold_line_style(style::GRID)
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&style::step_label)
             .y_label_formatter(&|y| format!("{y:.digits$}"))
             .draw()?;
-        style::epoch_lines(&mut chart, &self.run.epoch_boundaries(last, 20), y0, y1)?;
+        style::epoch_lines(
+            &mut chart,
+            &self.run.epoch_boundaries(last, EPOCH_LINES),
+            y0,
+            y1,
+        )?;
         let window = smoothing_window(steps.len());
+        // Dense runs: fainter raw lines, so that the smoothed ones stand out.
+        let faint = if steps.len() > 2000 { 0.18 } else { 0.45 };
         for (points, c) in [(&train, TRAIN), (&val, VAL)] {
             chart.draw_series(LineSeries::new(
                 points.iter().copied(),
-                c.mix(0.3).stroke_width(1),
+                c.mix(faint).stroke_width(1),
             ))?;
-            chart.draw_series(LineSeries::new(smooth(points, window), c.stroke_width(3)))?;
         }
-        chart.draw_series(e_train.iter().map(|&p| Circle::new(p, 7, TRAIN.filled())))?;
+        for (points, c) in [(&train, TRAIN), (&val, VAL)] {
+            let smoothed = smooth(points, window);
+            chart.draw_series(LineSeries::new(
+                smoothed.iter().copied(),
+                WHITE.mix(0.7).stroke_width(5),
+            ))?;
+            chart.draw_series(LineSeries::new(smoothed, style::darker(c).stroke_width(3)))?;
+        }
+        let (dot, tri) = if epochs.len() > 25 { (4, 6) } else { (7, 9) };
+        chart.draw_series(e_train.iter().map(|&p| Circle::new(p, dot, TRAIN.filled())))?;
         chart.draw_series(
             e_val
                 .iter()
-                .map(|&p| TriangleMarker::new(p, 9, VAL.filled())),
+                .map(|&p| TriangleMarker::new(p, tri, VAL.filled())),
         )?;
         Ok(())
     }
@@ -131,33 +154,40 @@ impl Figure for Training<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (header, rest) = root.split_vertically(HEADER_H);
+        let (header, rest) = root.split_vertically(style::HEADER_H);
         let (legend, body) = rest.split_vertically(LEGEND_H);
         let window = smoothing_window(self.run.log.steps.len());
         style::header(
             &header,
             "training",
             &format!(
-                "{}; {} steps, {} epochs done, {} steps per epoch (dashed: epoch ends); smoothing: mean of {window} steps",
+                "{}; {} steps, {} epochs done; {}; smoothed: {}",
                 self.run.space_note(),
                 self.run.log.steps.len(),
                 self.run.log.epochs.len(),
-                self.run.log.meta.steps_per_epoch
+                self.run.epoch_note(self.run.last_step(), EPOCH_LINES),
+                if window > 1 {
+                    format!("centred mean of {window} steps")
+                } else {
+                    "not (too few steps)".into()
+                }
             ),
         )?;
-        let entries = [
+        let row = |entries: [(&str, Mark); 3]| entries.map(|(t, m)| (t.to_string(), m));
+        let train = row([
             ("train batch, per step", Mark::Faint(TRAIN)),
-            ("train, smoothed", Mark::Line(TRAIN, 3)),
+            ("train, smoothed", Mark::Line(style::darker(TRAIN), 3)),
             ("train, epoch mean", Mark::Dot(TRAIN)),
+        ]);
+        let val = row([
             ("validation batch (alpha step), per step", Mark::Faint(VAL)),
-            ("validation, smoothed", Mark::Line(VAL, 3)),
+            ("validation, smoothed", Mark::Line(style::darker(VAL), 3)),
             (
                 "validation half, full evaluation per epoch",
                 Mark::Triangle(VAL),
             ),
-        ]
-        .map(|(t, m)| (t.to_string(), m));
-        style::legend(&legend, &entries, style::LABEL)?;
+        ]);
+        style::legend(&legend, &[&train, &val], style::LABEL)?;
         let body = body.margin(0, 10, 10, 10);
         let (left, right) = body.split_horizontally(body.dim_in_pixel().0 / 2);
         self.panel(&left, &LOSS)?;
@@ -165,30 +195,29 @@ impl Figure for Training<'_> {
     }
 }
 
-/// Steps averaged by the smoothed lines: about 1/15 of the run, odd, at least 1.
+/// Steps averaged by the smoothed lines: about 1/40 of the run, odd, at least 1.
 fn smoothing_window(n: usize) -> usize {
-    let w = (n / 15).max(if n >= 10 { 3 } else { 1 });
+    let w = (n / 40).max(if n >= 10 { 3 } else { 1 });
     w | 1
 }
 
 /// Centred moving average over `window` points (fewer at the ends), skipping non-finite
 /// values.
 fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    // Prefix sums of the finite values and of their count.
+    let mut sum = vec![0.0; points.len() + 1];
+    let mut count = vec![0usize; points.len() + 1];
+    for (i, p) in points.iter().enumerate() {
+        let ok = p.1.is_finite();
+        sum[i + 1] = sum[i] + if ok { p.1 } else { 0.0 };
+        count[i + 1] = count[i] + usize::from(ok);
+    }
     let half = window / 2;
     (0..points.len())
         .filter_map(|i| {
-            let lo = i.saturating_sub(half);
-            let hi = (i + half + 1).min(points.len());
-            let vals: Vec<f64> = points[lo..hi]
-                .iter()
-                .map(|p| p.1)
-                .filter(|v| v.is_finite())
-                .collect();
-            if vals.is_empty() {
-                None
-            } else {
-                Some((points[i].0, vals.iter().sum::<f64>() / vals.len() as f64))
-            }
+            let (lo, hi) = (i.saturating_sub(half), (i + half + 1).min(points.len()));
+            let n = count[hi] - count[lo];
+            (n > 0).then(|| (points[i].0, (sum[hi] - sum[lo]) / n as f64))
         })
         .collect()
 }
