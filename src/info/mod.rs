@@ -6,14 +6,7 @@ use std::path::PathBuf;
 
 pub use cuda::{cuda_devices, CudaDevice};
 
-/// Where the default data set (Fashion-MNIST from Debian's `dataset-fashion-mnist`) lives.
-pub const DEFAULT_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";
-const FASHION_MNIST_FILES: [&str; 4] = [
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-];
+use crate::data::{DataSource, DEFAULT_DATA_DIR};
 
 /// libtorch version the binary was built against (read from the wheel by build.rs).
 pub const LIBTORCH_VERSION: &str = env!("SUPERNET_LIBTORCH_VERSION");
@@ -33,9 +26,7 @@ pub struct Info {
 impl Info {
     pub fn gather() -> Self {
         let default_data_dir = PathBuf::from(DEFAULT_DATA_DIR);
-        let default_data_present = FASHION_MNIST_FILES
-            .iter()
-            .all(|f| default_data_dir.join(f).is_file());
+        let default_data_present = DataSource::fashion_mnist().resolve().is_ok();
         Info {
             crate_version: env!("CARGO_PKG_VERSION"),
             libtorch_version: LIBTORCH_VERSION,
