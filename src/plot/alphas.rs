@@ -78,21 +78,12 @@ impl<'a> AlphaGrid<'a> {
             .x_label_area_size(28)
             .y_label_area_size(44 + 9 * digits as u32)
             .build_cartesian_2d(0f64..self.last, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_labels(4)
-            .y_labels(5)
-            .label_style(style::font(style::TICK))
-            .light_line_style(style::GRID.mix(0.5))
-            .bold_line_style(style::GRID)
-            .x_label_formatter(&style::step_label)
-            .y_label_formatter(&|y| format!("{y:.digits$}"))
-            .draw()?;
-        style::epoch_lines(
+        style::step_mesh(
             &mut chart,
+            None,
+            (Some(4), Some(5)),
+            &|y| format!("{y:.digits$}"),
             &self.run.epoch_boundaries(self.last, EPOCH_LINES),
-            y0,
-            y1,
         )?;
         let few = self.run.log.alphas.len() <= 40;
         for (k, points) in self.series[e].iter().enumerate() {
@@ -119,10 +110,14 @@ impl Figure for AlphaGrid<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (header, rest) = root.split_vertically(style::HEADER_H);
-        let (legend, body) = rest.split_vertically(LEGEND_H);
-        style::header(
-            &header,
+        let entries: Vec<(String, Mark)> = self
+            .run
+            .ops
+            .iter()
+            .map(|&op| (op.name().to_string(), Mark::Line(style::op_color(op), 3)))
+            .collect();
+        let body = style::frame(
+            root,
             &format!(
                 "softmax(alpha) of the {} cell over training",
                 self.cell.name()
@@ -136,17 +131,11 @@ impl Figure for AlphaGrid<'_> {
                     n => format!("0..{}: the cell inputs", n - 1),
                 },
             ),
+            LEGEND_H,
+            &[&entries],
         )?;
-        let entries: Vec<(String, Mark)> = self
-            .run
-            .ops
-            .iter()
-            .map(|&op| (op.name().to_string(), Mark::Line(style::op_color(op), 3)))
-            .collect();
-        style::legend(&legend, &[&entries], style::LABEL)?;
 
         let (rows, cols) = self.rows_cols();
-        let body = body.margin(0, 10, 10, 10);
         let panels = body.split_evenly((rows, cols));
         let mut e = 0;
         for node in 0..rows {

@@ -105,32 +105,20 @@ impl<'a> Collapse<'a> {
         let pad = ((max - lo) * 0.1).max(1e-4);
         let (y0, y1) = ((lo - pad).max(0.0), max + pad);
         let digits = super::alphas::decimals(y1 - y0);
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                "mean entropy of softmax(alpha) per edge (nats)",
-                style::bold(style::LABEL + 2.0),
-            )
-            .margin(12)
-            .margin_right(24)
-            .x_label_area_size(56)
-            .y_label_area_size(50 + 11 * digits as u32)
-            .build_cartesian_2d(0f64..self.last, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("entropy")
-            .axis_desc_style(style::font(style::LABEL))
-            .label_style(style::font(style::TICK))
-            .light_line_style(style::GRID.mix(0.5))
-            .bold_line_style(style::GRID)
-            .x_label_formatter(&style::step_label)
-            .y_label_formatter(&|y| format!("{y:.digits$}"))
-            .draw()?;
-        style::epoch_lines(
+        let mut chart = style::step_chart(
+            area,
+            "mean entropy of softmax(alpha) per edge (nats)",
+            style::LABEL + 2.0,
+            50 + 11 * digits as u32,
+            self.last,
+            (y0, y1),
+        )?;
+        style::step_mesh(
             &mut chart,
+            Some("entropy"),
+            (None, None),
+            &|y| format!("{y:.digits$}"),
             &self.run.epoch_boundaries(self.last, EPOCH_LINES),
-            y0,
-            y1,
         )?;
         chart.draw_series(DashedLineSeries::new(
             [(0.0, max), (self.last, max)],
@@ -150,40 +138,26 @@ impl<'a> Collapse<'a> {
 
     fn free_panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let kept = self.series.iter().map(|s| s.kept).max().unwrap_or(1).max(1);
-        let (y0, y1) = (-0.3, kept as f64 + 0.3);
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                "parameter-free edges (skip, pool, none) in the derived genotype",
-                style::bold(style::LABEL + 2.0),
-            )
-            .margin(12)
-            .margin_right(24)
-            .x_label_area_size(56)
-            .y_label_area_size(76)
-            .build_cartesian_2d(0f64..self.last, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc(format!("edges (of {kept} kept)"))
-            .axis_desc_style(style::font(style::LABEL))
-            .label_style(style::font(style::TICK))
-            .light_line_style(style::GRID.mix(0.5))
-            .bold_line_style(style::GRID)
-            .x_label_formatter(&style::step_label)
-            .y_labels(kept + 1)
-            .y_label_formatter(&|y| {
+        let mut chart = style::step_chart(
+            area,
+            "parameter-free edges (skip, pool, none) in the derived genotype",
+            style::LABEL + 2.0,
+            76,
+            self.last,
+            (-0.3, kept as f64 + 0.3),
+        )?;
+        style::step_mesh(
+            &mut chart,
+            Some(&format!("edges (of {kept} kept)")),
+            (None, Some(kept + 1)),
+            &|y| {
                 if (y - y.round()).abs() < 1e-6 {
                     format!("{y:.0}")
                 } else {
                     String::new()
                 }
-            })
-            .draw()?;
-        style::epoch_lines(
-            &mut chart,
+            },
             &self.run.epoch_boundaries(self.last, EPOCH_LINES),
-            y0,
-            y1,
         )?;
         // Offset the cell types slightly so equal counts do not hide each other.
         let n = self.series.len() as f64;
@@ -215,17 +189,6 @@ impl Figure for Collapse<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (header, rest) = root.split_vertically(style::HEADER_H);
-        let (legend, body) = rest.split_vertically(LEGEND_H);
-        style::header(
-            &header,
-            "collapse diagnostics",
-            &format!(
-                "{}; {}",
-                self.run.space_note(),
-                self.run.epoch_note(self.last, EPOCH_LINES)
-            ),
-        )?;
         let mut lines: Vec<(String, Mark)> = Vec::new();
         for s in &self.series {
             lines.push((
@@ -245,8 +208,17 @@ impl Figure for Collapse<'_> {
             Mark::Dashed(RGBColor(90, 90, 90)),
         ));
         lines.append(&mut entries);
-        style::legend(&legend, &[&lines], style::LABEL)?;
-        let body = body.margin(0, 10, 10, 10);
+        let body = style::frame(
+            root,
+            "collapse diagnostics",
+            &format!(
+                "{}; {}",
+                self.run.space_note(),
+                self.run.epoch_note(self.last, EPOCH_LINES)
+            ),
+            LEGEND_H,
+            &[&lines],
+        )?;
         let (left, right) = body.split_horizontally(body.dim_in_pixel().0 / 2);
         self.entropy_panel(&left)?;
         self.free_panel(&right)

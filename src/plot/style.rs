@@ -228,6 +228,41 @@ pub fn header<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Draw the header and, under it, the legend `rows` in a band `legend_h` high; returns the
+/// area left below them for the data.
+pub fn frame<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    note: &str,
+    legend_h: u32,
+    rows: &[&[(String, Mark)]],
+) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let (top, rest) = root.split_vertically(HEADER_H);
+    let (key, body) = rest.split_vertically(legend_h);
+    header(&top, title, note)?;
+    legend(&key, rows, LABEL)?;
+    Ok(body.margin(0, 10, 10, 10))
+}
+
+/// A chart over the steps `0..last` and `y`, with a bold caption and room for axis names
+/// (the panels of the two-panel figures).
+pub fn step_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    size: f64,
+    y_label_area: u32,
+    last: f64,
+    (y0, y1): (f64, f64),
+) -> Result<Chart2d<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    ChartBuilder::on(area)
+        .caption(caption, bold(size))
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(56)
+        .y_label_area_size(y_label_area)
+        .build_cartesian_2d(0f64..last, y0..y1)
+}
+
 /// A chart with f64 axes.
 pub type Chart2d<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
@@ -247,6 +282,37 @@ pub fn epoch_lines<DB: DrawingBackend>(
         ))?;
     }
     Ok(())
+}
+
+/// Grid and tick labels (whole steps on x) of a chart over training steps, the axis names
+/// "step" and `y_desc` when given, then dashed lines at the epoch ends `epochs`.
+pub fn step_mesh<DB: DrawingBackend>(
+    chart: &mut Chart2d<DB>,
+    y_desc: Option<&str>,
+    (x_labels, y_labels): (Option<usize>, Option<usize>),
+    y_label: &dyn Fn(&f64) -> String,
+    epochs: &[f64],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut mesh = chart.configure_mesh();
+    if let Some(y_desc) = y_desc {
+        mesh.x_desc("step")
+            .y_desc(y_desc)
+            .axis_desc_style(font(LABEL));
+    }
+    if let Some(n) = x_labels {
+        mesh.x_labels(n);
+    }
+    if let Some(n) = y_labels {
+        mesh.y_labels(n);
+    }
+    mesh.label_style(font(TICK))
+        .light_line_style(GRID.mix(0.5))
+        .bold_line_style(GRID)
+        .x_label_formatter(&step_label)
+        .y_label_formatter(y_label)
+        .draw()?;
+    let y = chart.y_range();
+    epoch_lines(chart, epochs, y.start, y.end)
 }
 
 /// Tick label of a step axis: whole steps only (a short run gets fractional ticks).

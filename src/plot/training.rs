@@ -96,29 +96,20 @@ impl Training<'_> {
         let (y0, y1) = ((lo - pad).max(q.bounds.0), (hi + pad).min(q.bounds.1));
         let last = self.run.last_step();
         let digits = super::alphas::decimals(y1 - y0).min(3);
-        let mut chart = ChartBuilder::on(area)
-            .caption(q.title, style::bold(style::LABEL + 4.0))
-            .margin(12)
-            .margin_right(24)
-            .x_label_area_size(56)
-            .y_label_area_size(62 + 11 * digits as u32)
-            .build_cartesian_2d(0f64..last, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc(q.axis)
-            .axis_desc_style(style::font(style::LABEL))
-            .label_style(style::font(style::TICK))
-            .light_line_style(style::GRID.mix(0.5))
-            .bold_line_style(style::GRID)
-            .x_label_formatter(&style::step_label)
-            .y_label_formatter(&|y| format!("{y:.digits$}"))
-            .draw()?;
-        style::epoch_lines(
+        let mut chart = style::step_chart(
+            area,
+            q.title,
+            style::LABEL + 4.0,
+            62 + 11 * digits as u32,
+            last,
+            (y0, y1),
+        )?;
+        style::step_mesh(
             &mut chart,
+            Some(q.axis),
+            (None, None),
+            &|y| format!("{y:.digits$}"),
             &self.run.epoch_boundaries(last, EPOCH_LINES),
-            y0,
-            y1,
         )?;
         let window = smoothing_window(steps.len());
         // Dense runs: fainter raw lines, so that the smoothed ones stand out.
@@ -154,25 +145,7 @@ impl Figure for Training<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (header, rest) = root.split_vertically(style::HEADER_H);
-        let (legend, body) = rest.split_vertically(LEGEND_H);
         let window = smoothing_window(self.run.log.steps.len());
-        style::header(
-            &header,
-            "training",
-            &format!(
-                "{}; {} steps, {} epochs done; {}; smoothed: {}",
-                self.run.space_note(),
-                self.run.log.steps.len(),
-                self.run.log.epochs.len(),
-                self.run.epoch_note(self.run.last_step(), EPOCH_LINES),
-                if window > 1 {
-                    format!("centred mean of {window} steps")
-                } else {
-                    "not (too few steps)".into()
-                }
-            ),
-        )?;
         let row = |entries: [(&str, Mark); 3]| entries.map(|(t, m)| (t.to_string(), m));
         let train = row([
             ("train batch, per step", Mark::Faint(TRAIN)),
@@ -187,8 +160,24 @@ impl Figure for Training<'_> {
                 Mark::Triangle(VAL),
             ),
         ]);
-        style::legend(&legend, &[&train, &val], style::LABEL)?;
-        let body = body.margin(0, 10, 10, 10);
+        let body = style::frame(
+            root,
+            "training",
+            &format!(
+                "{}; {} steps, {} epochs done; {}; smoothed: {}",
+                self.run.space_note(),
+                self.run.log.steps.len(),
+                self.run.log.epochs.len(),
+                self.run.epoch_note(self.run.last_step(), EPOCH_LINES),
+                if window > 1 {
+                    format!("centred mean of {window} steps")
+                } else {
+                    "not (too few steps)".into()
+                }
+            ),
+            LEGEND_H,
+            &[&train, &val],
+        )?;
         let (left, right) = body.split_horizontally(body.dim_in_pixel().0 / 2);
         self.panel(&left, &LOSS)?;
         self.panel(&right, &ACCURACY)

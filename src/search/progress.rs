@@ -1,15 +1,21 @@
-//! Console progress: a bar per epoch (steps/s, losses, ETA) and one line per epoch.
-//! Everything printed here is also in the run file; `--quiet` prints nothing.
+//! Console progress: a bar per epoch (steps/s, losses, ETA) and one line per epoch. When
+//! stderr is not a terminal (a log file), a plain line every fifth of an epoch instead of
+//! the bar. Everything printed here is also in the run file; `--quiet` prints nothing.
 use super::strategy::StepStats;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
 
 pub struct Progress {
     quiet: bool,
+    terminal: bool,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Progress { quiet }
+        Progress {
+            quiet,
+            terminal: std::io::stderr().is_terminal(),
+        }
     }
 
     pub fn line(&self, text: &str) {
@@ -43,13 +49,24 @@ impl Progress {
     }
 
     pub fn step(&self, bar: &ProgressBar, s: &StepStats) {
-        bar.set_message(format!(
+        let message = format!(
             "train {:.3} ({:.1}%) val {:.3} ({:.1}%)",
             s.train_loss,
             100.0 * s.train_acc,
             s.val_loss,
             100.0 * s.val_acc
-        ));
+        );
         bar.inc(1);
+        if self.terminal {
+            bar.set_message(message);
+        } else if !self.quiet {
+            let (pos, len) = (bar.position(), bar.length().unwrap_or(0));
+            if pos % (len / 5).max(1) == 0 && pos < len {
+                eprintln!(
+                    "  step {pos}/{len}  {message}  {:.2} s/step",
+                    1.0 / bar.per_sec().max(1e-9)
+                );
+            }
+        }
     }
 }
