@@ -22,7 +22,9 @@ pub struct Position {
     pub space_hash: u64,
 }
 
-pub fn save(st: &SearchState, pos: &Position, dir: &Path) -> Result<()> {
+/// Every tensor a checkpoint holds, by name, as live handles into the state: saving reads
+/// them and loading copies into them, so the two cannot disagree.
+fn state_tensors(st: &SearchState) -> Vec<(String, Tensor)> {
     let mut named: Vec<(String, Tensor)> = st
         .vs
         .variables()
@@ -35,16 +37,16 @@ pub fn save(st: &SearchState, pos: &Position, dir: &Path) -> Result<()> {
     for (name, buf) in st.weight_names.iter().zip(&st.sgd.buffers) {
         named.push((format!("sgd.{name}"), buf.shallow_clone()));
     }
-    for (((t, _), m), v) in st
-        .arch
-        .alphas
-        .iter()
-        .zip(&st.adam.exp_avg)
-        .zip(&st.adam.exp_avg_sq)
-    {
+    let adam = st.adam.exp_avg.iter().zip(&st.adam.exp_avg_sq);
+    for ((t, _), (m, v)) in st.arch.alphas.iter().zip(adam) {
         named.push((format!("adam.m.{}", t.name()), m.shallow_clone()));
         named.push((format!("adam.v.{}", t.name()), v.shallow_clone()));
     }
+    named
+}
+
+pub fn save(st: &SearchState, pos: &Position, dir: &Path) -> Result<()> {
+    let mut named = state_tensors(st);
     let json = serde_json::to_vec(pos).expect("a Position always serialises");
     named.push(("position".into(), Tensor::from_slice(&json)));
     let named: Vec<(String, Tensor)> = named
@@ -102,31 +104,8 @@ pub fn load(st: &mut SearchState, dir: &Path, space_hash: u64) -> Result<Positio
         tch::no_grad(|| dst.shallow_clone().copy_(&src));
         Ok(())
     };
-    for (name, var) in st.vs.variables() {
-        let key = format!("net.{name}");
-        copy(&var, take(&key)?, &key)?;
-    }
-    for (t, a) in &st.arch.alphas {
-        let key = format!("arch.{}", t.name());
-        copy(a, take(&key)?, &key)?;
-    }
-    for (name, buf) in st.weight_names.iter().zip(&st.sgd.buffers) {
-        let key = format!("sgd.{name}");
-        copy(buf, take(&key)?, &key)?;
-    }
-    for (((t, _), m), v) in st
-        .arch
-        .alphas
-        .iter()
-        .zip(&st.adam.exp_avg)
-        .zip(&st.adam.exp_avg_sq)
-    {
-        let (km, kv) = (
-            format!("adam.m.{}", t.name()),
-            format!("adam.v.{}", t.name()),
-        );
-        copy(m, take(&km)?, &km)?;
-        copy(v, take(&kv)?, &kv)?;
+    for (key, dst) in state_tensors(st) {
+        copy(&dst, take(&key)?, &key)?;
     }
     st.adam.step = pos.adam_step;
     st.epoch = pos.epoch;
