@@ -2,9 +2,9 @@
 //! (DARTS_V2-like genotype derived from random alphas), and of a first-order-style
 //! forward+backward. `cargo bench --bench forward -- [space.toml] [CxHxW] [batch]`.
 use std::time::Instant;
-use supernet::derive::derive;
+use supernet::arch::ArchParams;
 use supernet::space::SearchSpace;
-use supernet::supernet::{ArchWeights, InputShape, MixWeights, Supernet};
+use supernet::supernet::{ArchWeights, InputShape, Supernet};
 use tch::{nn, Device, Kind, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -42,25 +42,9 @@ fn main() {
     let space = SearchSpace::from_file(space_path.as_ref()).unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Supernet::new(&vs.root(), &space, input).unwrap();
-    let (e, k) = (space.cell.num_edges() as i64, space.ops.len() as i64);
-    let alphas: Vec<Tensor> = space
-        .network
-        .cell_types()
-        .iter()
-        .map(|_| (Tensor::randn([e, k], (Kind::Float, Device::Cpu)) * 1e-3).set_requires_grad(true))
-        .collect();
-    let dense = || ArchWeights {
-        normal: MixWeights::dense(alphas[0].softmax(-1, Kind::Float)),
-        reduce: alphas
-            .get(1)
-            .map(|a| MixWeights::dense(a.softmax(-1, Kind::Float))),
-    };
-    let rows = |t: &Tensor| Vec::<Vec<f32>>::try_from(t.softmax(-1, Kind::Float).detach()).unwrap();
-    let genotype = derive(
-        &space,
-        &rows(&alphas[0]),
-        alphas.get(1).map(rows).as_deref(),
-    );
+    let arch = ArchParams::new(&space, Device::Cpu);
+    let dense = || arch.softmax();
+    let genotype = arch.genotype(&space);
     let one_hot = ArchWeights::from_genotype(&genotype, &space, Device::Cpu).unwrap();
     let xs = Tensor::randn(
         [batch, input.channels, input.height, input.width],

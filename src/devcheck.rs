@@ -1,7 +1,8 @@
 //! `supernet check`: a short forward/backward of a supernet on the chosen device, saying
 //! plainly where it ran. Used by scripts/gpu-check on machines without Rust.
+use crate::arch::ArchParams;
 use crate::space::SearchSpace;
-use crate::supernet::{ArchWeights, InputShape, MixWeights, Supernet};
+use crate::supernet::{InputShape, Supernet};
 use crate::Result;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -24,9 +25,7 @@ pub fn check(
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let net = Supernet::new(&vs.root(), space, input)?;
-    let (e, k) = (space.cell.num_edges() as i64, space.ops.len() as i64);
-    let alpha = || (Tensor::randn([e, k], (Kind::Float, device)) * 1e-3).set_requires_grad(true);
-    let (an, ar) = (alpha(), alpha());
+    let arch = ArchParams::new(space, device);
     let xs = Tensor::randn(
         [batch, input.channels, input.height, input.width],
         (Kind::Float, device),
@@ -36,12 +35,7 @@ pub fn check(
     let mut loss_value = 0.0;
     for _ in 0..steps {
         let t = Instant::now();
-        let w = ArchWeights {
-            normal: MixWeights::dense(an.softmax(-1, Kind::Float)),
-            reduce: (space.network.cell_types().len() == 2)
-                .then(|| MixWeights::dense(ar.softmax(-1, Kind::Float))),
-        };
-        let logits = net.forward_t(&xs, &w, true);
+        let logits = net.forward_t(&xs, &arch.softmax(), true);
         let loss = logits.cross_entropy_for_logits(&ys);
         loss.backward();
         loss_value = loss.double_value(&[]); // synchronises the device
@@ -51,7 +45,8 @@ pub fn check(
         .trainable_variables()
         .iter()
         .all(|t| t.device().is_cuda());
-    let used_cuda = xs.device().is_cuda() && an.grad().device().is_cuda() && weights_on_cuda;
+    let used_cuda =
+        xs.device().is_cuda() && arch.tensors()[0].grad().device().is_cuda() && weights_on_cuda;
     times.sort_by(|a, b| a.total_cmp(b));
     let _ = writeln!(
         report,

@@ -42,21 +42,24 @@ impl ArchParams {
 
     /// DARTS relaxation: softmax over the ops of each edge (differentiable).
     pub fn softmax(&self) -> ArchWeights {
-        let w = |t: CellType| {
-            self.get(t)
-                .map(|a| MixWeights::dense(a.softmax(-1, Kind::Float)))
-        };
-        ArchWeights {
-            normal: w(CellType::Normal).expect("every space has normal cells"),
-            reduce: w(CellType::Reduce),
-        }
+        self.relax(false)
     }
 
     /// The softmax weights as constants (no gradient flows to the alphas).
     pub fn softmax_detached(&self) -> ArchWeights {
+        self.relax(true)
+    }
+
+    fn relax(&self, detach: bool) -> ArchWeights {
         let w = |t: CellType| {
-            self.get(t)
-                .map(|a| MixWeights::dense(a.detach().softmax(-1, Kind::Float)))
+            self.get(t).map(|a| {
+                let a = if detach {
+                    a.detach()
+                } else {
+                    a.shallow_clone()
+                };
+                MixWeights::dense(a.softmax(-1, Kind::Float))
+            })
         };
         ArchWeights {
             normal: w(CellType::Normal).expect("every space has normal cells"),

@@ -108,7 +108,5 @@ pub fn load(st: &mut SearchState, dir: &Path, space_hash: u64) -> Result<Positio
         copy(&dst, take(&key)?, &key)?;
     }
     st.adam.step = pos.adam_step;
-    st.epoch = pos.epoch;
-    st.step_in_epoch = pos.step_in_epoch;
     Ok(pos)
 }

@@ -222,7 +222,7 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result
         let bar = progress.epoch_bar(epoch, cfg.epochs, steps, pos.step_in_epoch);
         for (wb, ab) in s.loaders.epoch(epoch, pos.step_in_epoch) {
             let t0 = Instant::now();
-            st.step_in_epoch = pos.step_in_epoch;
+            (st.epoch, st.step_in_epoch) = (epoch, pos.step_in_epoch);
             let train = Batch::to_device(&wb, s.device);
             let val = Batch::to_device(&ab, s.device);
             let stats = match strat.step(&mut st, &train, &val) {

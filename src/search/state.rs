@@ -40,6 +40,7 @@ pub struct SearchState {
     pub cfg: SearchConfig,
     /// Learning rate of the current epoch.
     pub lr: f64,
+    /// Where the loop is, for error messages (the checkpointed position is `Position`).
     pub epoch: usize,
     pub step_in_epoch: usize,
 }
