@@ -2,6 +2,10 @@
 use std::path::PathBuf;
 
 fn main() {
+    println!(
+        "cargo:rustc-env=SUPERNET_SOURCE_REVISION={}",
+        source_revision()
+    );
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     // torch-sys (links = "tch") hands its direct dependents the libtorch lib dir.
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
@@ -32,4 +36,29 @@ fn wheel_version(lib_dir: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(lib_dir.parent()?.join("version.py")).ok()?;
     let line = text.lines().find(|l| l.starts_with("__version__"))?;
     Some(line.split(['\'', '"']).nth(1)?.to_string())
+}
+
+/// The commit being built (`-dirty` with uncommitted changes to tracked files), or
+/// "unknown" outside a git checkout. Exported models record it.
+fn source_revision() -> String {
+    for path in [".git/HEAD", ".git/index", ".git/refs/heads"] {
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(rev) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(changes) if !changes.is_empty() => format!("{rev}-dirty"),
+            _ => rev,
+        },
+        None => "unknown".into(),
+    }
 }

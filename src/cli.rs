@@ -1,9 +1,12 @@
 //! Command-line verbs. Each verb resolves its flags into a validated config and calls the
 //! library; nothing here does numerical work.
+mod train;
+
 use crate::data::DataSource;
+use crate::inspect::{Architecture, Summary};
 use crate::search::{Outcome, SearchConfig};
 use crate::space::{Genotype, NetworkOverrides, SearchSpace};
-use crate::supernet::InputShape;
+use crate::supernet::{InputShape, OpStyle};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -22,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Versions, CPU threads, CUDA devices and where the default data set is.
     Info,
-    /// Describe the supernet a space file builds (or one sub-network of it).
+    /// Describe the supernet a space file builds, or the network of one genotype.
     Inspect(InspectArgs),
     /// Train a supernet with DARTS (bi-level) and record how the alphas evolve.
     Search(Box<SearchArgs>),
@@ -31,6 +34,11 @@ pub enum Command {
     Plot(PlotArgs),
     /// A short forward/backward on a device, saying whether CUDA was used.
     Check(CheckArgs),
+    /// Train a derived architecture on its own (DARTS evaluation network or NAS-Bench-201
+    /// network) and export it.
+    Train(Box<train::TrainArgs>),
+    /// Export the sub-network of a searched supernet with its inherited weights.
+    Extract(train::ExtractArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -159,10 +167,19 @@ pub struct InspectArgs {
     /// Initial channels.
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Describe the sub-network of this genotype (a file, or the DARTS / NAS-Bench-201 /
-    /// JSON text itself) with the weights it inherits from the supernet.
+    /// Describe the network of this genotype (a file, or the DARTS / NAS-Bench-201 /
+    /// JSON text itself); DARTS networks then default to the evaluation size (20 cells,
+    /// 36 channels, auxiliary head), as `train` builds them.
     #[arg(long)]
     pub genotype: Option<String>,
+    /// With --genotype: standalone (trained from scratch) or inherited (the supernet's
+    /// sub-network and its weights).
+    #[arg(long, default_value = "standalone")]
+    pub style: OpStyle,
+    /// With --genotype: the auxiliary head is built when this is above 0 [default: DARTS
+    /// 0.4, NAS-Bench-201 0].
+    #[arg(long)]
+    pub auxiliary_weight: Option<f64>,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -171,20 +188,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", crate::info::Info::gather());
             Ok(())
         }
-        Command::Inspect(a) => {
-            let space = SearchSpace::from_file(&a.space)?.with_overrides(NetworkOverrides {
-                layers: a.layers,
-                channels: a.channels,
-            })?;
-            let input = InputShape::parse(&a.input, a.classes)?;
-            let genotype = a.genotype.as_deref().map(Genotype::from_arg).transpose()?;
-            println!(
-                "{}",
-                crate::inspect::Summary::new(&space, input, genotype.as_ref())?
-            );
-            Ok(())
-        }
+        Command::Inspect(a) => inspect(a),
         Command::Search(a) => search(*a),
+        Command::Train(a) => train::train(*a),
+        Command::Extract(a) => train::extract(a),
         Command::Plot(a) => plot(a),
         Command::Check(a) => {
             let space = SearchSpace::from_file(&a.space)?;
@@ -197,6 +204,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn inspect(a: InspectArgs) -> anyhow::Result<()> {
+    let mut network = NetworkOverrides {
+        layers: a.layers,
+        channels: a.channels,
+    };
+    let input = InputShape::parse(&a.input, a.classes)?;
+    let architecture = match &a.genotype {
+        None => None,
+        Some(g) => {
+            let style = a.style;
+            let mut aux = a.auxiliary_weight;
+            if style == OpStyle::Standalone {
+                train::evaluation_defaults(&a.space, &mut network, &mut aux)?;
+            }
+            Some(Architecture {
+                genotype: Genotype::from_arg(g)?,
+                style,
+                auxiliary: aux.unwrap_or(0.0) > 0.0,
+            })
+        }
+    };
+    let space = SearchSpace::from_file(&a.space)?.with_overrides(network)?;
+    println!("{}", Summary::new(&space, input, architecture.as_ref())?);
+    Ok(())
 }
 
 fn search(a: SearchArgs) -> anyhow::Result<()> {

@@ -1,15 +1,28 @@
-//! `supernet inspect`: what a space builds into, before anything is trained.
+//! `supernet inspect`: what a space builds into, before anything is trained: the supernet,
+//! or the network of one genotype (stand-alone, or as the supernet's inherited sub-network).
+use crate::model::{Model, ModelSpec};
 use crate::space::{Genotype, SearchSpace};
-use crate::supernet::{InputShape, Supernet};
+use crate::supernet::{InputShape, OpStyle, Supernet};
 use crate::Result;
 use std::fmt;
 use tch::{nn, Device};
 
+/// The network of one genotype.
+#[derive(Debug, Clone)]
+pub struct Architecture {
+    pub genotype: Genotype,
+    pub style: OpStyle,
+    pub auxiliary: bool,
+}
+
 pub struct Summary {
     pub space: SearchSpace,
     pub input: InputShape,
-    pub genotype: Option<Genotype>,
+    /// `None`: the supernet.
+    pub architecture: Option<Architecture>,
+    /// Trainable parameters, and those without the auxiliary head.
     pub parameters: i64,
+    pub parameters_without_auxiliary: i64,
     pub buffers: i64,
     pub macs_per_image: u64,
     pub cells: Vec<String>,
@@ -31,12 +44,29 @@ impl Summary {
     pub fn new(
         space: &SearchSpace,
         input: InputShape,
-        genotype: Option<&Genotype>,
+        architecture: Option<&Architecture>,
     ) -> Result<Self> {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let net = match genotype {
-            None => Supernet::new(&vs.root(), space, input)?,
-            Some(g) => Supernet::subnet(&vs.root(), space, input, g)?,
+        let (vs, net, without_aux) = match architecture {
+            None => {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let net = Supernet::new(&vs.root(), space, input)?;
+                (vs, net, None)
+            }
+            Some(a) => {
+                let model = Model::new(
+                    ModelSpec {
+                        space_file: Default::default(),
+                        space: space.clone(),
+                        genotype: a.genotype.clone(),
+                        input,
+                        style: a.style,
+                        auxiliary: a.auxiliary,
+                    },
+                    Device::Cpu,
+                )?;
+                let without_aux = model.parameter_counts().1;
+                (model.vs, model.net, Some(without_aux))
+            }
         };
         let (parameters, buffers) = count_parameters(&vs);
         let cells = net
@@ -50,8 +80,9 @@ impl Summary {
         Ok(Summary {
             space: space.clone(),
             input,
-            genotype: genotype.cloned(),
+            architecture: architecture.cloned(),
             parameters,
+            parameters_without_auxiliary: without_aux.unwrap_or(parameters),
             buffers,
             macs_per_image: net.macs_per_image(),
             cells,
@@ -62,10 +93,10 @@ impl Summary {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.space;
-        let what = if self.genotype.is_some() {
-            "sub-network of"
-        } else {
-            "supernet of"
+        let what = match &self.architecture {
+            None => "supernet of",
+            Some(a) if a.style == OpStyle::Standalone => "stand-alone network of",
+            Some(_) => "inherited sub-network of",
         };
         writeln!(f, "{what} space '{}' ({:?})", s.name, s.network)?;
         let i = &self.input;
@@ -80,6 +111,14 @@ impl fmt::Display for Summary {
             self.parameters,
             self.parameters as f64 / 1e6
         )?;
+        if self.architecture.as_ref().is_some_and(|a| a.auxiliary) {
+            writeln!(
+                f,
+                "without aux     {} ({:.3} M; the auxiliary head is used in training only)",
+                self.parameters_without_auxiliary,
+                self.parameters_without_auxiliary as f64 / 1e6
+            )?;
+        }
         writeln!(f, "BN buffers      {}", self.buffers)?;
         writeln!(
             f,
@@ -98,8 +137,8 @@ impl fmt::Display for Summary {
         )?;
         let ops: Vec<&str> = s.ops.iter().map(|o| o.name()).collect();
         writeln!(f, "candidate ops   {}", ops.join(", "))?;
-        if let Some(g) = &self.genotype {
-            writeln!(f, "genotype        {}", g.to_text())?;
+        if let Some(a) = &self.architecture {
+            writeln!(f, "genotype        {}", a.genotype.to_text())?;
         }
         write!(f, "cells           ")?;
         for (k, c) in self.cells.iter().enumerate() {

@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod fsutil;
 pub mod info;
 pub mod inspect;
+pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod plot;
@@ -16,5 +17,7 @@ pub mod record;
 pub mod search;
 pub mod space;
 pub mod supernet;
+pub mod tensorfile;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -10,6 +10,8 @@ pub const PURPOSE_AUGMENT: u64 = 0x4155_474D;
 pub const PURPOSE_SPLIT: u64 = 0x5350_4C54;
 pub const PURPOSE_SYNTHETIC: u64 = 0x5359_4E54;
 pub const PURPOSE_STREAM: u64 = 0x5354_524D;
+pub const PURPOSE_DROP_PATH: u64 = 0x4452_4F50;
+pub const PURPOSE_PROBE: u64 = 0x5052_4F42;
 
 /// The SplitMix64 output function (Steele, Lea, Flood 2014): a strong 64-bit bijective mixer.
 #[inline]

@@ -10,6 +10,8 @@ use crate::data::{DataSource, DEFAULT_DATA_DIR};
 
 /// libtorch version the binary was built against (read from the wheel by build.rs).
 pub const LIBTORCH_VERSION: &str = env!("SUPERNET_LIBTORCH_VERSION");
+/// The commit this binary was built from (`-dirty` with uncommitted changes).
+pub const SOURCE_REVISION: &str = env!("SUPERNET_SOURCE_REVISION");
 
 pub struct Info {
     pub crate_version: &'static str,

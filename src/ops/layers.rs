@@ -140,6 +140,20 @@ pub enum Layer {
     Relu,
     Conv(Conv),
     Bn(nn::BatchNorm),
+    AvgPool(Pool),
+}
+
+/// Average pooling without padding (`count_include_pad` is irrelevant then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub kernel: i64,
+    pub stride: i64,
+}
+
+impl Pool {
+    pub fn out_size(&self, size: i64) -> i64 {
+        (size - self.kernel) / self.stride + 1
+    }
 }
 
 /// A sequence whose parameters are named by position (`op.1.weight`), as PyTorch's
@@ -155,6 +169,7 @@ pub enum LayerSpec {
     Relu,
     Conv(ConvShape),
     Bn(i64, Affine),
+    AvgPool(Pool),
 }
 
 impl Chain {
@@ -166,6 +181,7 @@ impl Chain {
                 LayerSpec::Relu => Layer::Relu,
                 LayerSpec::Conv(shape) => Layer::Conv(Conv::new(&p / i, shape)),
                 LayerSpec::Bn(c, affine) => Layer::Bn(batch_norm(&p / i, c, affine)),
+                LayerSpec::AvgPool(pool) => Layer::AvgPool(pool),
             })
             .collect();
         Chain { layers }
@@ -182,9 +198,13 @@ impl Chain {
     pub fn macs(&self, mut hw: (i64, i64)) -> (u64, (i64, i64)) {
         let mut total = 0;
         for layer in &self.layers {
-            if let Layer::Conv(c) = layer {
-                total += c.shape.macs(hw);
-                hw = (c.shape.out_size(hw.0), c.shape.out_size(hw.1));
+            match layer {
+                Layer::Conv(c) => {
+                    total += c.shape.macs(hw);
+                    hw = (c.shape.out_size(hw.0), c.shape.out_size(hw.1));
+                }
+                Layer::AvgPool(p) => hw = (p.out_size(hw.0), p.out_size(hw.1)),
+                Layer::Relu | Layer::Bn(_) => {}
             }
         }
         (total, hw)
@@ -196,6 +216,14 @@ fn apply(layer: &Layer, xs: &Tensor, train: bool) -> Tensor {
         Layer::Relu => xs.relu(),
         Layer::Conv(c) => c.forward(xs),
         Layer::Bn(bn) => xs.apply_t(bn, train),
+        Layer::AvgPool(p) => xs.avg_pool2d(
+            [p.kernel, p.kernel],
+            [p.stride, p.stride],
+            [0, 0],
+            false,
+            false,
+            None::<i64>,
+        ),
     }
 }
 

@@ -5,7 +5,7 @@ mod layers;
 
 pub use factorized::FactorizedReduce;
 pub use layers::{
-    batch_norm, linear, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer, LayerSpec,
+    batch_norm, linear, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
 };
 
 use crate::space::OpKind;

@@ -21,6 +21,7 @@ fn write_file(log: &RunLog, path: &Path) -> Result<()> {
     file.new_attr::<u32>()
         .create("format_version")?
         .write_scalar(&FORMAT_VERSION)?;
+    str_attr(&file, "kind", &m.kind)?;
     str_attr(&file, "config", &m.config)?;
     str_attr(&file, "space", &m.space)?;
     str_attr(&file, "device", &m.device)?;
@@ -126,6 +127,7 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
     let col_u64 = |name: &str| -> Result<Vec<u64>> { Ok(need(name)?.read_raw::<u64>()?) };
     let col_u32 = |name: &str| -> Result<Vec<u32>> { Ok(need(name)?.read_raw::<u32>()?) };
     let meta = RunMeta {
+        kind: read_str_attr(&file, "kind").unwrap_or_else(|_| "search".into()),
         config: read_str_attr(&file, "config")?,
         space: read_str_attr(&file, "space")?,
         seed: file.attr("seed")?.read_scalar()?,

@@ -42,7 +42,7 @@ pub struct AlphaRecord {
     pub reduce: Option<Vec<f32>>,
 }
 
-/// Per-epoch summary (`/epochs/*`).
+/// Per-epoch summary (`/epochs/*`). In training runs `val_*` hold the test-set score.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: u32,
@@ -61,6 +61,9 @@ pub struct EpochRecord {
 /// Root attributes: what produced the run.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunMeta {
+    /// "search" (a supernet) or "train" (a stand-alone network); files written before
+    /// this attribute existed are searches.
+    pub kind: String,
     pub config: String,
     pub space: String,
     pub seed: u64,
@@ -88,6 +91,32 @@ pub struct RunLog {
 }
 
 impl RunLog {
+    /// The summary of `epoch`: means over its steps (including those before a resume), the
+    /// evaluation `(loss, accuracy)`, and its time (steps plus `extra_seconds`).
+    pub fn epoch_summary(
+        &self,
+        epoch: u32,
+        lr: f64,
+        (val_loss, val_acc): (f64, f64),
+        extra_seconds: f64,
+        genotype: &str,
+    ) -> EpochRecord {
+        let steps: Vec<&StepRecord> = self.steps.iter().filter(|r| r.epoch == epoch).collect();
+        let mean = |f: fn(&StepRecord) -> f64| {
+            steps.iter().map(|r| f(r)).sum::<f64>() / steps.len().max(1) as f64
+        };
+        EpochRecord {
+            epoch,
+            train_loss: mean(|r| r.train_loss),
+            train_acc: mean(|r| r.train_acc),
+            val_loss,
+            val_acc,
+            lr,
+            seconds: steps.iter().map(|r| r.seconds).sum::<f64>() + extra_seconds,
+            genotype: genotype.to_string(),
+        }
+    }
+
     /// Drop everything recorded at or after global step `step` (resume from a checkpoint
     /// taken after `step` steps): afterwards every step is in the log exactly once.
     pub fn truncate_to(&mut self, step: u64, epochs_done: u32) {

@@ -3,10 +3,11 @@
 //! order and augmentation are pure functions of (seed, epoch, step), so the position is
 //! the whole RNG state.
 use super::state::SearchState;
+use crate::tensorfile::TensorMap;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 pub const FILE: &str = "checkpoint.safetensors";
 
@@ -47,27 +48,25 @@ fn state_tensors(st: &SearchState) -> Vec<(String, Tensor)> {
 
 pub fn save(st: &SearchState, pos: &Position, dir: &Path) -> Result<()> {
     let mut named = state_tensors(st);
-    let json = serde_json::to_vec(pos).expect("a Position always serialises");
-    named.push(("position".into(), Tensor::from_slice(&json)));
-    let named: Vec<(String, Tensor)> = named
-        .into_iter()
-        .map(|(k, v)| (k, v.to_device(Device::Cpu)))
-        .collect();
-
-    let dest = dir.join(FILE);
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let result = Tensor::write_safetensors(&named, &tmp)
-        .map_err(|e| Error::Other(format!("{}: writing checkpoint failed: {e}", tmp.display())))
-        .and_then(|()| crate::fsutil::commit(&tmp, &dest));
-    if result.is_err() {
-        // The previous checkpoint is untouched.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    named.push(("position".into(), encode_position(pos)));
+    // On failure the previous checkpoint is untouched.
+    crate::tensorfile::save(named, &dir.join(FILE))
 }
 
-/// Restore `st` in place from `dir`'s checkpoint; returns the position to continue from.
-pub fn load(st: &mut SearchState, dir: &Path, space_hash: u64) -> Result<Position> {
+/// A JSON record as a byte tensor, so the position travels in the same atomic file.
+pub fn encode_position(pos: &impl Serialize) -> Tensor {
+    let json = serde_json::to_vec(pos).expect("a position always serialises");
+    Tensor::from_slice(&json)
+}
+
+pub fn decode_position<P: for<'de> Deserialize<'de>>(map: &mut TensorMap) -> Result<P> {
+    let json = Vec::<u8>::try_from(map.take("position")?.to_kind(Kind::Uint8))
+        .map_err(|e| map.error(e.to_string()))?;
+    serde_json::from_slice(&json).map_err(|e| map.error(format!("bad position record: {e}")))
+}
+
+/// Open the checkpoint of `dir`, with a message that says why resuming needs one.
+pub fn open(dir: &Path) -> Result<TensorMap> {
     let path = dir.join(FILE);
     if !path.is_file() {
         return Err(Error::bad_file(
@@ -75,37 +74,20 @@ pub fn load(st: &mut SearchState, dir: &Path, space_hash: u64) -> Result<Positio
             "no checkpoint: nothing to resume in this directory",
         ));
     }
-    let bad = |m: String| Error::bad_file(&path, m);
-    let tensors =
-        Tensor::read_safetensors(&path).map_err(|e| bad(format!("unreadable checkpoint: {e}")))?;
-    let mut map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
-    let mut take = |name: &str| {
-        map.remove(name)
-            .ok_or_else(|| bad(format!("missing tensor '{name}'")))
-    };
+    TensorMap::read(&path)
+}
 
-    let json = Vec::<u8>::try_from(take("position")?.to_kind(Kind::Uint8))
-        .map_err(|e| bad(e.to_string()))?;
-    let pos: Position =
-        serde_json::from_slice(&json).map_err(|e| bad(format!("bad position record: {e}")))?;
+/// Restore `st` in place from `dir`'s checkpoint; returns the position to continue from.
+pub fn load(st: &mut SearchState, dir: &Path, space_hash: u64) -> Result<Position> {
+    let mut map = open(dir)?;
+    let pos: Position = decode_position(&mut map)?;
     if pos.space_hash != space_hash {
-        return Err(bad(
-            "this checkpoint was written for a different search space (or network size) than the run's".into(),
+        return Err(map.error(
+            "this checkpoint was written for a different search space (or network size) than the run's",
         ));
     }
-    let copy = |dst: &Tensor, src: Tensor, name: &str| -> Result<()> {
-        if dst.size() != src.size() {
-            return Err(bad(format!(
-                "'{name}' has shape {:?}, the network expects {:?}",
-                src.size(),
-                dst.size()
-            )));
-        }
-        tch::no_grad(|| dst.shallow_clone().copy_(&src));
-        Ok(())
-    };
     for (key, dst) in state_tensors(st) {
-        copy(&dst, take(&key)?, &key)?;
+        map.copy_into(&key, &dst)?;
     }
     st.adam.step = pos.adam_step;
     Ok(pos)

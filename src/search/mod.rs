@@ -2,7 +2,7 @@
 //! checkpoints, signals and progress; the [`Strategy`] owns the step.
 pub mod checkpoint;
 mod config;
-mod progress;
+pub(crate) mod progress;
 mod state;
 mod strategy;
 
@@ -13,7 +13,7 @@ pub use strategy::{finite_difference_hvp, FirstOrder, SecondOrder, StepStats, St
 use crate::data::{DataSets, Loader, LoaderConfig, SearchLoaders, SearchSplit};
 use crate::evaluate::evaluate;
 use crate::optim::cosine_lr;
-use crate::record::{read_run, write_run, AlphaRecord, EpochRecord, RunLog, RunMeta, StepRecord};
+use crate::record::{read_run, write_run, AlphaRecord, RunLog, RunMeta, StepRecord};
 use crate::space::{CellType, Genotype, SearchSpace};
 use crate::supernet::InputShape;
 use crate::{Error, Result};
@@ -78,13 +78,42 @@ pub fn resume(dir: &Path, space: Option<&Path>, quiet: bool) -> Result<Outcome> 
     run(cfg, dir, true, quiet)
 }
 
+/// The supernet of a finished (or interrupted) search as its last checkpoint holds it,
+/// with the run's config and data: what extraction and sub-network scoring start from.
+pub struct TrainedSupernet {
+    pub cfg: SearchConfig,
+    pub state: SearchState,
+    pub setup: Setup,
+    /// Steps and epochs the checkpoint has seen.
+    pub global_step: u64,
+    pub epoch: usize,
+}
+
+/// Load the run in `dir` (its config, data and last checkpoint) without training.
+pub fn load_trained(dir: &Path) -> Result<TrainedSupernet> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    let mut cfg = SearchConfig::from_toml(&text, &cfg_path)?;
+    let setup = setup(&mut cfg)?;
+    let mut state = SearchState::new(&setup.space, setup.input, &cfg, setup.device)?;
+    let pos = checkpoint::load(&mut state, dir, setup.space.fingerprint())?;
+    Ok(TrainedSupernet {
+        cfg,
+        state,
+        setup,
+        global_step: pos.global_step,
+        epoch: pos.epoch,
+    })
+}
+
 /// Everything fixed for the duration of a run.
-struct Setup {
-    space: SearchSpace,
-    loaders: SearchLoaders,
-    val: Loader,
-    input: InputShape,
-    device: tch::Device,
+pub struct Setup {
+    pub space: SearchSpace,
+    pub loaders: SearchLoaders,
+    /// The architecture half, for evaluation.
+    pub val: Loader,
+    pub input: InputShape,
+    pub device: tch::Device,
 }
 
 /// Load the space and the data; fills in what the config left to the data (augmentation).
@@ -121,6 +150,7 @@ fn setup(cfg: &mut SearchConfig) -> Result<Setup> {
 fn meta(cfg: &SearchConfig, s: &Setup, steps_per_epoch: usize) -> RunMeta {
     let (a, b, c) = hdf5::library_version();
     RunMeta {
+        kind: "search".into(),
         config: cfg.to_toml(),
         space: s.space.to_toml(),
         seed: cfg.seed,
@@ -149,7 +179,7 @@ fn strategy(kind: StrategyKind) -> Box<dyn Strategy> {
 }
 
 /// SIGINT/SIGTERM set a flag that the loop reads between steps.
-fn stop_flag() -> Result<Arc<AtomicBool>> {
+pub(crate) fn stop_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, flag.clone())
@@ -280,26 +310,13 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result
             false,
         );
         let genotype = st.arch.genotype(&s.space);
-        let epoch_steps: Vec<&StepRecord> = log
-            .steps
-            .iter()
-            .filter(|r| r.epoch == epoch as u32)
-            .collect();
-        let mean = |f: fn(&StepRecord) -> f64| {
-            epoch_steps.iter().map(|r| f(r)).sum::<f64>() / epoch_steps.len().max(1) as f64
-        };
-        let record = EpochRecord {
-            epoch: epoch as u32,
-            train_loss: mean(|r| r.train_loss),
-            train_acc: mean(|r| r.train_acc),
-            val_loss: score.loss,
-            val_acc: score.accuracy,
-            lr: st.lr,
-            // Steps (including those before a resume) plus this evaluation.
-            seconds: epoch_steps.iter().map(|r| r.seconds).sum::<f64>()
-                + eval_start.elapsed().as_secs_f64(),
-            genotype: genotype.to_text(),
-        };
+        let record = log.epoch_summary(
+            epoch as u32,
+            st.lr,
+            (score.loss, score.accuracy),
+            eval_start.elapsed().as_secs_f64(),
+            &genotype.to_text(),
+        );
         progress.line(&format!(
             "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  val loss {:.4} acc {:.2}%  lr {:.5}  {:.1}s  {}",
             epoch + 1,

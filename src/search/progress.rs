@@ -49,13 +49,10 @@ impl Progress {
     }
 
     pub fn step(&self, bar: &ProgressBar, s: &StepStats) {
-        let message = format!(
-            "train {:.3} ({:.1}%) val {:.3} ({:.1}%)",
-            s.train_loss,
-            100.0 * s.train_acc,
-            s.val_loss,
-            100.0 * s.val_acc
-        );
+        let mut message = format!("train {:.3} ({:.1}%)", s.train_loss, 100.0 * s.train_acc);
+        if !s.val_loss.is_nan() {
+            message += &format!(" val {:.3} ({:.1}%)", s.val_loss, 100.0 * s.val_acc);
+        }
         bar.inc(1);
         if self.terminal {
             bar.set_message(message);

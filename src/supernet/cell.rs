@@ -1,6 +1,7 @@
 //! A search cell: preprocessing of the cell inputs, then every intermediate node as the sum
 //! of mixed edges from all earlier states, then the concatenation of the output states.
 use super::mixed::MixedOp;
+use super::network::Pass;
 use super::weights::MixWeights;
 use crate::ops::{relu_conv_bn, Chain, ConvShape, FactorizedReduce, OpConfig, Operation};
 use crate::space::{CellSpec, CellType, OpKind};
@@ -109,14 +110,14 @@ impl SearchCell {
         }
     }
 
-    pub fn forward_t(&self, inputs: &[&Tensor], w: &MixWeights, train: bool) -> Tensor {
+    pub fn forward_t(&self, inputs: &[&Tensor], w: &MixWeights, pass: Pass) -> Tensor {
         let mut states: Vec<Tensor> = if self.preprocess.is_empty() {
             inputs.iter().map(|x| x.shallow_clone()).collect()
         } else {
             self.preprocess
                 .iter()
                 .zip(inputs)
-                .map(|(pp, x)| pp.forward_t(x, train))
+                .map(|(pp, x)| pp.forward_t(x, pass.train))
                 .collect()
         };
         let mut e = 0;
@@ -124,7 +125,7 @@ impl SearchCell {
             let n_in = states.len();
             let mut node: Option<Tensor> = None;
             for (from, state) in states.iter().enumerate() {
-                if let Some(y) = self.edges[e + from].forward_t(state, w, e + from, train) {
+                if let Some(y) = self.edges[e + from].forward_t(state, w, e + from, pass) {
                     node = Some(match node {
                         None => y,
                         Some(a) => a + y,
@@ -136,7 +137,7 @@ impl SearchCell {
                 Operation::Zero {
                     stride: self.edges[e].stride,
                 }
-                .forward_t(&states[0], train)
+                .forward_t(&states[0], pass.train)
             });
             e += n_in;
             states.push(node);

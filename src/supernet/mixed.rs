@@ -1,4 +1,5 @@
 //! One edge of a search cell: every candidate operation, mixed by the edge's weights.
+use super::network::Pass;
 use super::weights::MixWeights;
 use crate::ops::{OpConfig, Operation};
 use crate::space::OpKind;
@@ -40,7 +41,8 @@ impl MixedOp {
     /// `sum_k w[e, k] * op_k(x)` over the active ops. `none` is skipped: it adds exactly
     /// zero and its gradient with respect to the weight is zero too. `None` when nothing
     /// contributes (every active op is `none`, or the edge is not in a sampled path).
-    pub fn forward_t(&self, xs: &Tensor, w: &MixWeights, e: usize, train: bool) -> Option<Tensor> {
+    /// Drop-path (training only) drops every op's output except the identity's, as DARTS does.
+    pub fn forward_t(&self, xs: &Tensor, w: &MixWeights, e: usize, pass: Pass) -> Option<Tensor> {
         let row = w.weights.get(e as i64);
         let mut acc: Option<Tensor> = None;
         for k in w.active_ops(e, self.kinds.len()) {
@@ -53,7 +55,12 @@ impl MixedOp {
                     self.kinds[k]
                 )
             });
-            let y = op.forward_t(xs, train);
+            let y = op.forward_t(xs, pass.train);
+            let y = if pass.drops_path() && !matches!(op, Operation::Identity) {
+                drop_path(&y, pass.drop_path)
+            } else {
+                y
+            };
             let y = if w.is_unit() {
                 y
             } else {
@@ -71,4 +78,12 @@ impl MixedOp {
     pub fn macs(&self, hw: (i64, i64)) -> u64 {
         self.ops.iter().flatten().map(|op| op.macs(hw)).sum()
     }
+}
+
+/// Zero whole samples with probability `p` and scale the rest by `1 / (1 - p)`. The mask
+/// comes from libtorch's generator, which the training loop seeds per step.
+fn drop_path(y: &Tensor, p: f64) -> Tensor {
+    let keep = 1.0 - p;
+    let mask = Tensor::zeros([y.size()[0], 1, 1, 1], (y.kind(), y.device())).bernoulli_p(keep);
+    y / keep * mask
 }

@@ -1,8 +1,9 @@
 //! The weight-sharing supernet and the mixing weights it is driven by.
+mod auxiliary;
 mod cell;
 mod mixed;
 mod network;
 mod weights;
 
-pub use network::{InputShape, Supernet};
+pub use network::{InputShape, Logits, OpStyle, Pass, Supernet};
 pub use weights::{edge_choice, ArchWeights, MixWeights};

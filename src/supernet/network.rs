@@ -1,5 +1,8 @@
 //! The supernet: stem, cells (and NAS-Bench-201's residual reduction blocks), classifier.
-//! `forward_t(xs, &ArchWeights, train)` takes its mixing weights from outside.
+//! `forward_t(xs, &ArchWeights, train)` takes its mixing weights from outside. The same
+//! builder makes the sub-networks of a genotype, in the supernet's style (to inherit its
+//! weights) or as stand-alone networks trained from scratch (with an auxiliary head).
+use super::auxiliary::AuxiliaryHead;
 use super::cell::{CellPlan, SearchCell};
 use super::weights::{edge_choice, ArchWeights};
 use crate::ops::{batch_norm, relu_conv_bn, Affine, Chain, Conv, ConvShape, LayerSpec, OpConfig};
@@ -34,6 +37,79 @@ impl InputShape {
             classes,
         })
     }
+}
+
+/// How the operations of a network are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpStyle {
+    /// As in the supernet: affine-free BN inside the operations, BN after pooling in DARTS
+    /// spaces. A sub-network in this style holds exactly the supernet's tensors it uses.
+    Inherited,
+    /// As trained from scratch (DARTS `NetworkCIFAR`, NAS-Bench-201's inference cells):
+    /// affine BN, no BN after pooling.
+    Standalone,
+}
+
+impl OpStyle {
+    pub fn name(self) -> &'static str {
+        match self {
+            OpStyle::Inherited => "inherited",
+            OpStyle::Standalone => "standalone",
+        }
+    }
+
+    pub fn op_config(self, network: &NetworkSpec) -> OpConfig {
+        match self {
+            OpStyle::Inherited => OpConfig {
+                affine: Affine::No,
+                pool_bn: matches!(network, NetworkSpec::Darts { .. }),
+            },
+            OpStyle::Standalone => OpConfig {
+                affine: Affine::Yes,
+                pool_bn: false,
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for OpStyle {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "inherited" => Ok(OpStyle::Inherited),
+            "standalone" => Ok(OpStyle::Standalone),
+            _ => Err(Error::invalid("style", s, "standalone or inherited")),
+        }
+    }
+}
+
+/// How a forward pass runs: BN mode, and the drop-path probability (training only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pass {
+    pub train: bool,
+    pub drop_path: f64,
+}
+
+impl Pass {
+    pub fn new(train: bool) -> Self {
+        Pass {
+            train,
+            drop_path: 0.0,
+        }
+    }
+
+    pub fn drops_path(&self) -> bool {
+        self.train && self.drop_path > 0.0
+    }
+}
+
+/// Logits of a forward pass; the auxiliary head's only in training passes of networks
+/// that have one.
+#[derive(Debug)]
+pub struct Logits {
+    pub main: Tensor,
+    pub auxiliary: Option<Tensor>,
 }
 
 /// NAS-Bench-201's residual block between stages (stride 2, affine BN).
@@ -97,12 +173,14 @@ pub struct Supernet {
     /// NAS-Bench-201 applies BN + ReLU before pooling; DARTS does not.
     lastact: Option<nn::BatchNorm>,
     classifier: nn::Linear,
+    /// The auxiliary head and the index of the block whose output it reads.
+    auxiliary: Option<(usize, AuxiliaryHead)>,
 }
 
 impl Supernet {
     /// The full supernet of `space`: every candidate op on every edge.
     pub fn new(p: &nn::Path, space: &SearchSpace, input: InputShape) -> Result<Self> {
-        Self::build(p, space, input, None)
+        Self::build(p, space, input, None, OpStyle::Inherited, false)
     }
 
     /// Only the operations of `genotype`, with the same parameter names as in the
@@ -113,8 +191,21 @@ impl Supernet {
         input: InputShape,
         genotype: &Genotype,
     ) -> Result<Self> {
+        Self::standalone(p, space, input, genotype, OpStyle::Inherited, false)
+    }
+
+    /// The network of `genotype` in either style, with or without the auxiliary head
+    /// (DARTS networks only: it reads the output of the last reduction cell).
+    pub fn standalone(
+        p: &nn::Path,
+        space: &SearchSpace,
+        input: InputShape,
+        genotype: &Genotype,
+        style: OpStyle,
+        auxiliary: bool,
+    ) -> Result<Self> {
         genotype.validate(space)?;
-        Self::build(p, space, input, Some(genotype))
+        Self::build(p, space, input, Some(genotype), style, auxiliary)
     }
 
     fn build(
@@ -122,6 +213,8 @@ impl Supernet {
         space: &SearchSpace,
         input: InputShape,
         genotype: Option<&Genotype>,
+        style: OpStyle,
+        auxiliary: bool,
     ) -> Result<Self> {
         space.validate()?;
         if input.classes < 1 {
@@ -140,10 +233,8 @@ impl Supernet {
                 }
             }
         };
-        let search_cfg = OpConfig {
-            affine: Affine::No,
-            pool_bn: matches!(space.network, NetworkSpec::Darts { .. }),
-        };
+        let search_cfg = style.op_config(&space.network);
+        let mut aux_head = None;
         let mut hw = (input.height, input.width);
         let check_even = |hw: (i64, i64), what: String| -> Result<()> {
             if hw.0 % 2 != 0 || hw.1 % 2 != 0 || hw.0 < 2 || hw.1 < 2 {
@@ -167,6 +258,14 @@ impl Supernet {
                 let c_stem = (stem_multiplier * channels) as i64;
                 let stem = stem(p, input.channels, c_stem);
                 let reductions = space.network.reduction_layers();
+                let aux_after = reductions.iter().max().copied().filter(|_| auxiliary);
+                if auxiliary && aux_after.is_none() {
+                    return Err(Error::invalid(
+                        "auxiliary head",
+                        "requested",
+                        "a network with a reduction cell (its output feeds the head)",
+                    ));
+                }
                 let mut c = *channels as i64;
                 // (channels, whether it is at twice the resolution of the next cell input)
                 let (mut s0, mut s1) = ((c_stem, false), (c_stem, false));
@@ -198,6 +297,11 @@ impl Supernet {
                     if reduction {
                         hw = (hw.0 / 2, hw.1 / 2);
                     }
+                    if aux_after == Some(i) {
+                        let head =
+                            AuxiliaryHead::new(&(p / "auxiliary_head"), c_out, hw, input.classes)?;
+                        aux_head = Some((i, head));
+                    }
                 }
                 (stem, None, s1.0)
             }
@@ -205,6 +309,13 @@ impl Supernet {
                 cells_per_stage,
                 channels,
             } => {
+                if auxiliary {
+                    return Err(Error::invalid(
+                        "auxiliary head",
+                        "requested",
+                        "a DARTS network (NAS-Bench-201 networks have none; use --auxiliary-weight 0)",
+                    ));
+                }
                 let c0 = *channels as i64;
                 let stem = stem(p, input.channels, c0);
                 let mut c_prev = c0;
@@ -245,28 +356,42 @@ impl Supernet {
             blocks,
             lastact,
             classifier,
+            auxiliary: aux_head,
         })
     }
 
     /// Logits `[batch, classes]` for images `[batch, C, H, W]`.
     pub fn forward_t(&self, xs: &Tensor, w: &ArchWeights, train: bool) -> Tensor {
+        self.forward_pass(xs, w, Pass::new(train)).main
+    }
+
+    /// The main logits, and the auxiliary head's in training passes.
+    pub fn forward_pass(&self, xs: &Tensor, w: &ArchWeights, pass: Pass) -> Logits {
+        let train = pass.train;
         let stem = self.stem.forward_t(xs, train);
+        let mut auxiliary = None;
         let features = if self.lastact.is_none() {
             // DARTS: every cell reads the two previous cell outputs.
             let (mut s0, mut s1) = (stem.shallow_clone(), stem);
-            for block in &self.blocks {
+            for (i, block) in self.blocks.iter().enumerate() {
                 let Block::Cell(cell) = block else {
                     unreachable!("DARTS networks hold only cells")
                 };
-                let out = cell.forward_t(&[&s0, &s1], w.get(cell.cell_type), train);
+                let out = cell.forward_t(&[&s0, &s1], w.get(cell.cell_type), pass);
                 s0 = std::mem::replace(&mut s1, out);
+                match &self.auxiliary {
+                    Some((at, head)) if *at == i && train => {
+                        auxiliary = Some(head.forward_t(&s1, train))
+                    }
+                    _ => {}
+                }
             }
             s1
         } else {
             let mut f = stem;
             for block in &self.blocks {
                 f = match block {
-                    Block::Cell(cell) => cell.forward_t(&[&f], w.get(cell.cell_type), train),
+                    Block::Cell(cell) => cell.forward_t(&[&f], w.get(cell.cell_type), pass),
                     Block::Res(res) => res.forward_t(&f, train),
                 };
             }
@@ -276,10 +401,15 @@ impl Supernet {
             Some(bn) => features.apply_t(bn, train).relu(),
             None => features,
         };
-        features
+        let main = features
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1)
-            .apply(&self.classifier)
+            .apply(&self.classifier);
+        Logits { main, auxiliary }
+    }
+
+    pub fn has_auxiliary(&self) -> bool {
+        self.auxiliary.is_some()
     }
 
     /// Multiply-adds per image of the operations this network holds (all of them for a

@@ -5,3 +5,4 @@ mod reference;
 mod search;
 mod space;
 mod supernet;
+mod train;

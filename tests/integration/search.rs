@@ -39,7 +39,7 @@ fn tiny_search(out: &Path, epochs: usize, extra: &[&str]) -> Command {
     c
 }
 
-fn ok(out: Output) -> Output {
+pub(crate) fn ok(out: Output) -> Output {
     assert!(
         out.status.success(),
         "supernet failed:\n{}",
@@ -48,7 +48,7 @@ fn ok(out: Output) -> Output {
     out
 }
 
-fn fails_with(out: Output, needles: &[&str]) {
+pub(crate) fn fails_with(out: Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "expected a failure, got success");
     assert!(

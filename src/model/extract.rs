@@ -1,0 +1,47 @@
+//! `supernet extract`: the sub-network of a trained supernet with the weights it inherits,
+//! as a stand-alone model file that `supernet train --init` fine-tunes from.
+use super::{Model, ModelSpec};
+use crate::search::load_trained;
+use crate::space::Genotype;
+use crate::supernet::OpStyle;
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Export the sub-network of `genotype` (default: the run's current derivation) of the
+/// supernet in `run_dir` into `out`; returns the path of its `model.json`.
+pub fn extract(run_dir: &Path, genotype: Option<Genotype>, out: &Path) -> Result<PathBuf> {
+    let trained = load_trained(run_dir)?;
+    let st = &trained.state;
+    let space = trained.setup.space.clone();
+    let genotype = match genotype {
+        Some(g) => g,
+        None => st.arch.genotype(&space),
+    };
+    genotype.validate(&space)?;
+    let spec = ModelSpec {
+        space_file: trained.cfg.space.clone(),
+        space,
+        genotype,
+        input: trained.setup.input,
+        style: OpStyle::Inherited,
+        auxiliary: false,
+    };
+    let model = Model::new(spec, tch::Device::Cpu)?;
+    let supernet = st.vs.variables();
+    for (name, dst) in model.named_tensors() {
+        let src = supernet.get(&name).ok_or_else(|| {
+            Error::Other(format!(
+                "the supernet of {} has no tensor '{name}' for this sub-network",
+                run_dir.display()
+            ))
+        })?;
+        tch::no_grad(|| dst.shallow_clone().copy_(src));
+    }
+    let origin = format!(
+        "supernet extract, run {}, after {} steps ({} epochs)",
+        run_dir.display(),
+        trained.global_step,
+        trained.epoch
+    );
+    model.export(out, trained.cfg.seed, &origin)
+}

@@ -1,0 +1,169 @@
+//! The fully resolved configuration of a stand-alone training run, with the DARTS
+//! evaluation settings (`train.py`) as defaults. Written as `config.toml` into the run
+//! directory and into the run file.
+use crate::data::{Augment, DataSource};
+use crate::space::NetworkOverrides;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The architecture (any text form) and the space it belongs to, with the network size.
+    pub genotype: String,
+    pub space: PathBuf,
+    #[serde(default)]
+    pub network: NetworkOverrides,
+    /// Start from this exported model (its network, weights and BN statistics) instead of
+    /// fresh weights; its description then fixes the network.
+    pub init: Option<PathBuf>,
+    /// `standalone` (affine BN, trained from scratch) or `inherited` (the supernet's ops).
+    pub style: crate::supernet::OpStyle,
+    pub data: DataSource,
+    /// Training images used (class-balanced, seeded); all if absent.
+    pub subset: Option<usize>,
+    /// Test images evaluated after each epoch (class-balanced, seeded); all if absent.
+    pub test_subset: Option<usize>,
+    /// Training augmentation: each part left open takes the data format's default
+    /// (cutout: 16).
+    #[serde(default)]
+    pub augment: AugmentOverrides,
+    /// Weight of the auxiliary head's loss; 0 builds no head.
+    pub auxiliary_weight: f64,
+    /// Drop-path probability, ramped linearly from 0 over the epochs as in DARTS.
+    pub drop_path: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// SGD with momentum, cosine schedule from `lr` to `lr_min`, gradient clipping.
+    pub lr: f64,
+    pub lr_min: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub seed: u64,
+    /// "auto", "cpu", "cuda" or "cuda:N".
+    pub device: String,
+    /// Checkpoint every this many steps (0: only at epoch ends).
+    pub checkpoint_every: usize,
+    /// CPU threads for libtorch (0: libtorch's default).
+    pub threads: usize,
+}
+
+/// Augmentation settings given explicitly; the rest follows the data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentOverrides {
+    pub crop_padding: Option<usize>,
+    pub flip: Option<bool>,
+    pub cutout: Option<usize>,
+}
+
+impl AugmentOverrides {
+    /// These settings on top of `default` (cutout defaults to DARTS's 16).
+    pub fn resolve(&self, default: Augment) -> Augment {
+        Augment {
+            crop_padding: self.crop_padding.unwrap_or(default.crop_padding),
+            flip: self.flip.unwrap_or(default.flip),
+            cutout: self.cutout.unwrap_or(EVAL_CUTOUT),
+        }
+    }
+}
+
+/// DARTS `train.py`: 20 cells, 36 channels, cutout 16 (set where the space is known).
+pub const EVAL_LAYERS: usize = 20;
+pub const EVAL_CHANNELS: usize = 36;
+pub const EVAL_CUTOUT: usize = 16;
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            genotype: String::new(),
+            space: PathBuf::from("supernets/darts_cnn.toml"),
+            network: NetworkOverrides::default(),
+            init: None,
+            style: crate::supernet::OpStyle::Standalone,
+            data: DataSource::default(),
+            subset: None,
+            test_subset: None,
+            augment: AugmentOverrides::default(),
+            auxiliary_weight: 0.4,
+            drop_path: 0.2,
+            epochs: 600,
+            batch_size: 96,
+            lr: 0.025,
+            lr_min: 0.0,
+            momentum: 0.9,
+            weight_decay: 3e-4,
+            grad_clip: 5.0,
+            seed: 0,
+            device: "auto".into(),
+            checkpoint_every: 0,
+            threads: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a TrainConfig always serialises")
+    }
+
+    pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::bad_file(path, e.to_string()))
+    }
+
+    /// Reject values no training can run with, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |field: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(Error::invalid(field, v, "a positive number"))
+            }
+        };
+        let fraction = |field: &str, v: f64| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid(field, v, "a number in [0, 1)"))
+            }
+        };
+        if self.epochs == 0 {
+            return Err(Error::invalid("epochs", 0, "at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("batch_size", 0, "at least 1"));
+        }
+        positive("lr", self.lr)?;
+        positive("grad_clip", self.grad_clip)?;
+        if !(self.lr_min >= 0.0 && self.lr_min <= self.lr) {
+            return Err(Error::invalid("lr_min", self.lr_min, "in [0, lr]"));
+        }
+        fraction("momentum", self.momentum)?;
+        fraction("drop_path", self.drop_path)?;
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(Error::invalid(
+                "weight_decay",
+                self.weight_decay,
+                "a non-negative number",
+            ));
+        }
+        if !(self.auxiliary_weight >= 0.0 && self.auxiliary_weight.is_finite()) {
+            return Err(Error::invalid(
+                "auxiliary_weight",
+                self.auxiliary_weight,
+                "a non-negative number (0: no auxiliary head)",
+            ));
+        }
+        if self.init.is_none() && self.genotype.trim().is_empty() {
+            return Err(Error::invalid(
+                "genotype",
+                "(none)",
+                "a genotype (--genotype FILE|STRING) or a model to start from (--init DIR)",
+            ));
+        }
+        crate::search::parse_device(&self.device)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,337 @@
+//! Stand-alone networks: the published evaluation networks' sizes, training with exact
+//! resume, extraction from a supernet, and the export rebuilt in PyTorch.
+use super::search::{fails_with, ok};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use supernet::model::{Model, ModelSpec};
+use supernet::record::read_run;
+use supernet::space::{Genotype, NetworkOverrides, SearchSpace};
+use supernet::supernet::{InputShape, OpStyle};
+use tch::{Device, Tensor};
+
+fn supernet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_supernet"))
+}
+
+const TINY_GENOTYPE: &str = "Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1), ('sep_conv_3x3', 2), ('max_pool_3x3', 0)], normal_concat=[2, 3], reduce=[('max_pool_3x3', 0), ('sep_conv_3x3', 1), ('skip_connect', 2), ('sep_conv_3x3', 1)], reduce_concat=[2, 3])";
+
+/// Rebuild an export with scripts/rebuild_model.py and compare its logits on the probe.
+fn rebuild_in_pytorch(model_dir: &Path) -> String {
+    let out = Command::new(".venv/bin/python")
+        .arg("scripts/rebuild_model.py")
+        .arg(model_dir)
+        .output()
+        .expect("run .venv/bin/python (scripts/setup creates it)");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "rebuild_model.py {} failed:\n{stdout}\n{}",
+        model_dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn evaluation_model(genotype_file: &str, auxiliary: bool) -> Model {
+    let space = SearchSpace::from_file("supernets/darts_cnn.toml".as_ref())
+        .unwrap()
+        .with_overrides(NetworkOverrides {
+            layers: Some(20),
+            channels: Some(36),
+        })
+        .unwrap();
+    let spec = ModelSpec {
+        space_file: "supernets/darts_cnn.toml".into(),
+        space,
+        genotype: Genotype::from_arg(genotype_file).unwrap(),
+        input: InputShape::parse("3x32x32", 10).unwrap(),
+        style: OpStyle::Standalone,
+        auxiliary,
+    };
+    Model::new(spec, Device::Cpu).unwrap()
+}
+
+#[test]
+fn published_evaluation_networks_have_the_reference_sizes_and_rebuild_in_pytorch() {
+    // DARTS (Liu et al. 2019) reports 3.3 M parameters for DARTS_V2, PC-DARTS (Xu et al.
+    // 2020) 3.6 M; their training logs count without the auxiliary head.
+    for (file, without_aux, with_aux) in [
+        ("supernets/genotypes/darts_v2.txt", 3_349_342, 3_825_768),
+        ("supernets/genotypes/pc_darts.txt", 3_634_678, 4_111_104),
+    ] {
+        let model = evaluation_model(file, true);
+        assert_eq!(model.parameter_counts(), (with_aux, without_aux), "{file}");
+        let dir = tempfile::tempdir().unwrap();
+        model.export(dir.path(), 1, "test").unwrap();
+        let report = rebuild_in_pytorch(dir.path());
+        assert!(report.contains(&with_aux.to_string()), "{report}");
+    }
+}
+
+/// A short tiny-space training run with every training feature on.
+fn tiny_train(out: &Path, epochs: usize, extra: &[&str]) -> Command {
+    let mut c = supernet();
+    c.args([
+        "train",
+        "--space",
+        "supernets/tiny.toml",
+        "--genotype",
+        TINY_GENOTYPE,
+    ])
+    .args(["--layers", "2", "--channels", "4", "--subset", "256"])
+    .args(["--test-subset", "64", "--batch-size", "32", "--cutout", "8"])
+    .args(["--drop-path", "0.3", "--auxiliary-weight", "0.4"])
+    .args([
+        "--epochs",
+        &epochs.to_string(),
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+    ])
+    .args(["--quiet", "--out"])
+    .arg(out)
+    .args(extra);
+    c
+}
+
+/// The network tensors of a run's checkpoint, bit for bit.
+fn final_weights(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut t: Vec<(String, Vec<u8>)> =
+        Tensor::read_safetensors(dir.join("checkpoint.safetensors"))
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("net."))
+            .map(|(k, v)| {
+                let bytes: Vec<f32> = Vec::try_from(v.flatten(0, -1)).unwrap();
+                (k, bytes.iter().flat_map(|f| f.to_le_bytes()).collect())
+            })
+            .collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn training_is_deterministic_and_resumes_exactly_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    let every = ["--checkpoint-every", "3"];
+    let out = ok(tiny_train(&a, 2, &every).output().unwrap());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("test accuracy"), "{printed}");
+    ok(tiny_train(&b, 2, &every).output().unwrap());
+    assert!(
+        final_weights(&a) == final_weights(&b),
+        "same seed, different weights"
+    );
+
+    let mut child = tiny_train(&c, 2, &every).spawn().unwrap();
+    let ckpt = c.join("checkpoint.safetensors");
+    let start = Instant::now();
+    // The first checkpoint is written before step 0; wait for a mid-run one.
+    let first = loop {
+        if let Ok(m) = std::fs::metadata(&ckpt).and_then(|m| m.modified()) {
+            break m;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    while std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok() == Some(first) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no second checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !c.join("model").exists(),
+        "finished before it could be killed"
+    );
+    ok(supernet()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&c)
+        .output()
+        .unwrap());
+    assert!(
+        final_weights(&a) == final_weights(&c),
+        "resumed run differs"
+    );
+    let (la, lc) = (
+        read_run(&a.join("run.h5")).unwrap(),
+        read_run(&c.join("run.h5")).unwrap(),
+    );
+    assert_eq!(la.meta.kind, "train");
+    assert_eq!(lc.steps.len(), 16, "every step once");
+    let losses = |l: &supernet::record::RunLog| -> Vec<u64> {
+        l.steps.iter().map(|s| s.train_loss.to_bits()).collect()
+    };
+    assert_eq!(losses(&la), losses(&lc));
+    assert_eq!(
+        la.epochs.last().unwrap().val_acc,
+        lc.epochs.last().unwrap().val_acc
+    );
+    // The export rebuilds in PyTorch with the same logits.
+    rebuild_in_pytorch(&a.join("model"));
+}
+
+#[test]
+fn extracted_subnetwork_keeps_the_supernet_logits_and_fine_tunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("search");
+    ok(supernet()
+        .args([
+            "search",
+            "--space",
+            "supernets/tiny.toml",
+            "--subset",
+            "256",
+        ])
+        .args([
+            "--batch-size",
+            "32",
+            "--epochs",
+            "1",
+            "--seed",
+            "4",
+            "--quiet",
+        ])
+        .args(["--threads", "1", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap());
+    let model_dir = dir.path().join("extracted");
+    ok(supernet()
+        .args(["extract", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&model_dir)
+        .output()
+        .unwrap());
+    // The one-hot supernet and the extracted network agree on the probe images.
+    let trained = supernet::search::load_trained(&run).unwrap();
+    let (model, desc) = Model::load(&model_dir, Device::Cpu).unwrap();
+    assert_eq!(desc.style, OpStyle::Inherited);
+    assert_eq!(
+        desc.genotype_text,
+        std::fs::read_to_string(run.join("genotype.txt"))
+            .unwrap()
+            .trim()
+    );
+    let probe = Tensor::read_safetensors(model_dir.join("model.probe.safetensors")).unwrap();
+    let images = &probe.iter().find(|(k, _)| k == "images").unwrap().1;
+    let weights = supernet::supernet::ArchWeights::from_genotype(
+        &model.spec.genotype,
+        &trained.setup.space,
+        Device::Cpu,
+    )
+    .unwrap();
+    let via_supernet = tch::no_grad(|| trained.state.net.forward_t(images, &weights, false));
+    let via_model = tch::no_grad(|| model.net.forward_t(images, model.arch_weights(), false));
+    assert!(
+        via_supernet.equal(&via_model),
+        "inherited weights changed the logits"
+    );
+    rebuild_in_pytorch(&model_dir);
+
+    // Fine-tuning starts from exactly those weights.
+    let tuned = dir.path().join("tuned");
+    ok(supernet()
+        .args(["train", "--init"])
+        .arg(&model_dir)
+        .args([
+            "--subset",
+            "64",
+            "--test-subset",
+            "64",
+            "--batch-size",
+            "32",
+        ])
+        .args(["--epochs", "1", "--quiet", "--out"])
+        .arg(&tuned)
+        .output()
+        .unwrap());
+    let (tuned_model, tuned_desc) = Model::load(&tuned.join("model"), Device::Cpu).unwrap();
+    assert_eq!(tuned_desc.genotype, desc.genotype);
+    assert_eq!(tuned_model.parameter_counts(), model.parameter_counts());
+}
+
+#[test]
+fn inspect_describes_the_evaluation_network() {
+    let out = ok(supernet()
+        .args([
+            "inspect",
+            "--space",
+            "supernets/darts_cnn.toml",
+            "--input",
+            "3x32x32",
+        ])
+        .args(["--genotype", "supernets/genotypes/darts_v2.txt"])
+        .output()
+        .unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("stand-alone network"), "{text}");
+    assert!(text.contains("parameters      3825768"), "{text}");
+    assert!(text.contains("without aux     3349342"), "{text}");
+    assert!(text.contains("19:normal"), "{text}");
+}
+
+#[test]
+fn bad_training_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        supernet()
+            .arg("train")
+            .args(args)
+            .arg("--out")
+            .arg(dir.path().join("x"))
+            .output()
+            .unwrap()
+    };
+    fails_with(run(&["--space", "supernets/tiny.toml"]), &["genotype"]);
+    fails_with(
+        run(&[
+            "--space",
+            "supernets/nb201.toml",
+            "--genotype",
+            "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|",
+            "--auxiliary-weight",
+            "0.4",
+            "--subset",
+            "64",
+            "--batch-size",
+            "32",
+        ]),
+        &["auxiliary head", "NAS-Bench-201"],
+    );
+    fails_with(
+        run(&["--init", "/nonexistent/model", "--subset", "32"]),
+        &["/nonexistent/model"],
+    );
+    fails_with(
+        run(&[
+            "--space",
+            "supernets/tiny.toml",
+            "--genotype",
+            TINY_GENOTYPE,
+            "--drop-path",
+            "1.5",
+        ]),
+        &["drop_path", "1.5"],
+    );
+    fails_with(
+        run(&[
+            "--space",
+            "supernets/tiny.toml",
+            "--genotype",
+            "Genotype(normal=[('sep_conv_5x5', 0)])",
+        ]),
+        &["sep_conv_5x5"],
+    );
+}
