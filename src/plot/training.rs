@@ -160,6 +160,17 @@ impl Figure for Training<'_> {
                 Mark::Triangle(VAL),
             ),
         ]);
+        // A training run has no per-step validation; its epochs are scored on the test set.
+        let test = [(
+            "test set, full evaluation per epoch (train loss includes the auxiliary loss)"
+                .to_string(),
+            Mark::Triangle(VAL),
+        )];
+        let val: &[(String, Mark)] = if self.run.log.meta.kind == "train" {
+            &test
+        } else {
+            &val
+        };
         let body = style::frame(
             root,
             "training",
@@ -176,7 +187,7 @@ impl Figure for Training<'_> {
                 }
             ),
             LEGEND_H,
-            &[&train, &val],
+            &[&train, val],
         )?;
         let (left, right) = body.split_horizontally(body.dim_in_pixel().0 / 2);
         self.panel(&left, &LOSS)?;

@@ -163,6 +163,15 @@ impl TrainConfig {
                 "a genotype (--genotype FILE|STRING) or a model to start from (--init DIR)",
             ));
         }
+        if let Some(init) = &self.init {
+            if !init.exists() {
+                return Err(Error::invalid(
+                    "init",
+                    init.display(),
+                    "an exported model (a directory with model.json and model.safetensors)",
+                ));
+            }
+        }
         crate::search::parse_device(&self.device)?;
         Ok(())
     }

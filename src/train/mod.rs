@@ -218,7 +218,7 @@ impl TrainState {
         );
         let mut loss = logits.main.cross_entropy_for_logits(labels);
         if let Some(aux) = &logits.auxiliary {
-            loss = loss + aux.cross_entropy_for_logits(labels) * cfg.auxiliary_weight;
+            loss += aux.cross_entropy_for_logits(labels) * cfg.auxiliary_weight;
         }
         let value = finite(loss.double_value(&[]), "training loss")?;
         loss.backward();
@@ -344,8 +344,13 @@ fn run(cfg: TrainConfig, dir: &Path, resuming: bool, quiet: bool) -> Result<Outc
     let stop = stop_flag()?;
     let progress = Progress::new(quiet);
     let (params, params_main) = st.model.parameter_counts();
+    let head = if st.model.net.has_auxiliary() {
+        format!(" ({params} with the auxiliary head)")
+    } else {
+        String::new()
+    };
     progress.line(&format!(
-        "train: {genotype_text}\n  {} network, {params_main} parameters ({params} with the auxiliary head), {} epochs x {steps} steps, batch {}, device {:?}, run dir {}",
+        "train: {genotype_text}\n  {} network, {params_main} parameters{head}, {} epochs x {steps} steps, batch {}, device {:?}, run dir {}",
         st.model.spec.style.name(),
         cfg.epochs,
         cfg.batch_size,

@@ -127,7 +127,7 @@ fn interrupted_run_plots() {
             }
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_secs(300),
             "no steps recorded"
         );
         assert!(child.try_wait().unwrap().is_none(), "search ended early");
