@@ -14,6 +14,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod record;
+pub mod rundir;
 pub mod search;
 pub mod space;
 pub mod supernet;

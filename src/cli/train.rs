@@ -176,7 +176,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     let mut c = match &a.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
-            TrainConfig::from_toml(&text, path)?
+            toml::from_str(&text).map_err(|e| crate::Error::bad_file(path, e.to_string()))?
         }
         None => TrainConfig::default(),
     };

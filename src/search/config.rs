@@ -110,22 +110,10 @@ impl SearchConfig {
 
     /// Reject values no search can run with, naming the field.
     pub fn validate(&self) -> Result<()> {
-        let positive = |field: &str, v: f64| {
-            if v > 0.0 && v.is_finite() {
-                Ok(())
-            } else {
-                Err(Error::invalid(field, v, "a positive number"))
-            }
-        };
-        if self.epochs == 0 {
-            return Err(Error::invalid("epochs", 0, "at least 1"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::invalid("batch_size", 0, "at least 1"));
-        }
-        if self.alpha_every == 0 {
-            return Err(Error::invalid("alpha_every", 0, "at least 1"));
-        }
+        use crate::rundir::check::{at_least_one, fraction, positive};
+        at_least_one("epochs", self.epochs)?;
+        at_least_one("batch_size", self.batch_size)?;
+        at_least_one("alpha_every", self.alpha_every)?;
         positive("lr", self.lr)?;
         positive("arch_lr", self.arch_lr)?;
         positive("grad_clip", self.grad_clip)?;
@@ -141,9 +129,7 @@ impl SearchConfig {
             ("arch_beta1", self.arch_beta1),
             ("arch_beta2", self.arch_beta2),
         ] {
-            if !(0.0..1.0).contains(&v) {
-                return Err(Error::invalid(field, v, "in [0, 1)"));
-            }
+            fraction(field, v)?;
         }
         parse_device(&self.device)?;
         Ok(())

@@ -43,23 +43,14 @@ pub enum Outcome {
 /// Start a new search writing into `dir` (which must not hold a run yet).
 pub fn start(cfg: SearchConfig, dir: &Path, quiet: bool) -> Result<Outcome> {
     cfg.validate()?;
-    if dir.join(RUN_FILE).exists() || dir.join(checkpoint::FILE).exists() {
-        return Err(Error::invalid(
-            "--out",
-            dir.display(),
-            "a directory without a run in it (continue that run with --resume, or choose another --out)",
-        ));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::rundir::create_new(dir)?;
     run(cfg, dir, false, quiet)
 }
 
 /// Continue the run in `dir` from its last checkpoint, with its own config.
 /// `space` (when given) must be the space the run was started with.
 pub fn resume(dir: &Path, space: Option<&Path>, quiet: bool) -> Result<Outcome> {
-    let cfg_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let cfg = SearchConfig::from_toml(&text, &cfg_path)?;
+    let cfg: SearchConfig = crate::rundir::read_config(dir)?;
     if let Some(space) = space {
         let given = SearchSpace::from_file(space)?.with_overrides(cfg.network)?;
         let run_space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
@@ -91,9 +82,7 @@ pub struct TrainedSupernet {
 
 /// Load the run in `dir` (its config, data and last checkpoint) without training.
 pub fn load_trained(dir: &Path) -> Result<TrainedSupernet> {
-    let cfg_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let mut cfg = SearchConfig::from_toml(&text, &cfg_path)?;
+    let mut cfg: SearchConfig = crate::rundir::read_config(dir)?;
     let setup = setup(&mut cfg)?;
     let mut state = SearchState::new(&setup.space, setup.input, &cfg, setup.device)?;
     let pos = checkpoint::load(&mut state, dir, setup.space.fingerprint())?;

@@ -109,53 +109,24 @@ impl TrainConfig {
         toml::to_string_pretty(self).expect("a TrainConfig always serialises")
     }
 
-    pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::bad_file(path, e.to_string()))
-    }
-
     /// Reject values no training can run with, naming the field.
     pub fn validate(&self) -> Result<()> {
-        let positive = |field: &str, v: f64| {
-            if v > 0.0 && v.is_finite() {
-                Ok(())
-            } else {
-                Err(Error::invalid(field, v, "a positive number"))
-            }
-        };
-        let fraction = |field: &str, v: f64| {
-            if (0.0..1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(Error::invalid(field, v, "a number in [0, 1)"))
-            }
-        };
-        if self.epochs == 0 {
-            return Err(Error::invalid("epochs", 0, "at least 1"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::invalid("batch_size", 0, "at least 1"));
-        }
+        use crate::rundir::check::{at_least_one, fraction, non_negative, positive};
+        at_least_one("epochs", self.epochs)?;
+        at_least_one("batch_size", self.batch_size)?;
         positive("lr", self.lr)?;
         positive("grad_clip", self.grad_clip)?;
-        if !(self.lr_min >= 0.0 && self.lr_min <= self.lr) {
-            return Err(Error::invalid("lr_min", self.lr_min, "in [0, lr]"));
+        if !(0.0..=self.lr).contains(&self.lr_min) {
+            return Err(Error::invalid(
+                "lr_min",
+                self.lr_min,
+                format!("between 0 and lr = {}", self.lr),
+            ));
         }
         fraction("momentum", self.momentum)?;
         fraction("drop_path", self.drop_path)?;
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return Err(Error::invalid(
-                "weight_decay",
-                self.weight_decay,
-                "a non-negative number",
-            ));
-        }
-        if !(self.auxiliary_weight >= 0.0 && self.auxiliary_weight.is_finite()) {
-            return Err(Error::invalid(
-                "auxiliary_weight",
-                self.auxiliary_weight,
-                "a non-negative number (0: no auxiliary head)",
-            ));
-        }
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("auxiliary_weight", self.auxiliary_weight)?;
         if self.init.is_none() && self.genotype.trim().is_empty() {
             return Err(Error::invalid(
                 "genotype",

@@ -53,23 +53,13 @@ struct Position {
 /// Start a new training run in `dir` (which must not hold a run yet).
 pub fn start(cfg: TrainConfig, dir: &Path, quiet: bool) -> Result<Outcome> {
     cfg.validate()?;
-    if dir.join(RUN_FILE).exists() || dir.join(checkpoint::FILE).exists() {
-        return Err(Error::invalid(
-            "--out",
-            dir.display(),
-            "a directory without a run in it (continue that run with --resume, or choose another --out)",
-        ));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::rundir::create_new(dir)?;
     run(cfg, dir, false, quiet)
 }
 
 /// Continue the training run in `dir` from its last checkpoint, with its own config.
 pub fn resume(dir: &Path, quiet: bool) -> Result<Outcome> {
-    let cfg_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let cfg = TrainConfig::from_toml(&text, &cfg_path)?;
-    run(cfg, dir, true, quiet)
+    run(crate::rundir::read_config(dir)?, dir, true, quiet)
 }
 
 /// The network a config asks for: from `--init`'s description, or genotype + space.
@@ -358,6 +348,7 @@ fn run(cfg: TrainConfig, dir: &Path, resuming: bool, quiet: bool) -> Result<Outc
         dir.display()
     ));
 
+    let mut last_test = None;
     while pos.epoch < cfg.epochs {
         let epoch = pos.epoch;
         let lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs);
@@ -439,6 +430,7 @@ fn run(cfg: TrainConfig, dir: &Path, resuming: bool, quiet: bool) -> Result<Outc
             record.seconds,
         ));
         log.epochs.push(record);
+        last_test = Some(test);
         pos.epoch += 1;
         pos.step_in_epoch = 0;
         persist(&st, &log, &pos, dir)?;
@@ -450,13 +442,16 @@ fn run(cfg: TrainConfig, dir: &Path, resuming: bool, quiet: bool) -> Result<Outc
         }
     }
 
-    let test = evaluate(
-        &st.model.net,
-        st.model.arch_weights(),
-        &s.test,
-        s.device,
-        false,
-    );
+    // The last epoch's score, unless every epoch was done before this resume.
+    let test = last_test.unwrap_or_else(|| {
+        evaluate(
+            &st.model.net,
+            st.model.arch_weights(),
+            &s.test,
+            s.device,
+            false,
+        )
+    });
     let origin = format!(
         "supernet train, run {}, {} epochs",
         dir.display(),
