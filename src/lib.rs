@@ -13,6 +13,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod record;
+pub mod sample;
 pub mod search;
 pub mod space;
 pub mod supernet;

@@ -8,7 +8,9 @@ mod strategy;
 
 pub use config::{parse_device, SearchConfig, StrategyKind};
 pub use state::{accuracy, split_variables, Batch, SearchState};
-pub use strategy::{finite_difference_hvp, FirstOrder, SecondOrder, StepStats, Strategy};
+pub use strategy::{
+    finite_difference_hvp, FirstOrder, Gdas, SecondOrder, Spos, StepStats, Strategy,
+};
 
 use crate::data::{DataSets, Loader, LoaderConfig, SearchLoaders, SearchSplit};
 use crate::evaluate::evaluate;
@@ -57,9 +59,7 @@ pub fn start(cfg: SearchConfig, dir: &Path, quiet: bool) -> Result<Outcome> {
 /// Continue the run in `dir` from its last checkpoint, with its own config.
 /// `space` (when given) must be the space the run was started with.
 pub fn resume(dir: &Path, space: Option<&Path>, quiet: bool) -> Result<Outcome> {
-    let cfg_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let cfg = SearchConfig::from_toml(&text, &cfg_path)?;
+    let cfg = read_config(dir)?;
     if let Some(space) = space {
         let given = SearchSpace::from_file(space)?.with_overrides(cfg.network)?;
         let run_space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
@@ -78,17 +78,25 @@ pub fn resume(dir: &Path, space: Option<&Path>, quiet: bool) -> Result<Outcome> 
     run(cfg, dir, true, quiet)
 }
 
+/// The resolved config of the run in `dir` (its `config.toml`).
+pub fn read_config(dir: &Path) -> Result<SearchConfig> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    SearchConfig::from_toml(&text, &cfg_path)
+}
+
 /// Everything fixed for the duration of a run.
-struct Setup {
-    space: SearchSpace,
-    loaders: SearchLoaders,
-    val: Loader,
-    input: InputShape,
-    device: tch::Device,
+pub(crate) struct Setup {
+    pub space: SearchSpace,
+    pub loaders: SearchLoaders,
+    /// The architecture half, in evaluation batches.
+    pub val: Loader,
+    pub input: InputShape,
+    pub device: tch::Device,
 }
 
 /// Load the space and the data; fills in what the config left to the data (augmentation).
-fn setup(cfg: &mut SearchConfig) -> Result<Setup> {
+pub(crate) fn setup(cfg: &mut SearchConfig) -> Result<Setup> {
     let space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
     let device = parse_device(&cfg.device)?;
     if cfg.threads > 0 {
@@ -145,6 +153,8 @@ fn strategy(kind: StrategyKind) -> Box<dyn Strategy> {
     match kind {
         StrategyKind::FirstOrder => Box::new(FirstOrder),
         StrategyKind::SecondOrder => Box::new(SecondOrder),
+        StrategyKind::Spos => Box::new(Spos),
+        StrategyKind::Gdas => Box::new(Gdas),
     }
 }
 
@@ -223,6 +233,7 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result
         for (wb, ab) in s.loaders.epoch(epoch, pos.step_in_epoch) {
             let t0 = Instant::now();
             (st.epoch, st.step_in_epoch) = (epoch, pos.step_in_epoch);
+            st.global_step = pos.global_step;
             let train = Batch::to_device(&wb, s.device);
             let val = Batch::to_device(&ab, s.device);
             let stats = match strat.step(&mut st, &train, &val) {
