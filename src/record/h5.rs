@@ -1,7 +1,7 @@
 //! Reading and writing a [`RunLog`] as HDF5 (layout documented in README.md).
 use super::{
-    AlphaRecord, Column, EpochRecord, RunLog, RunMeta, StepRecord, Table, FORMAT_VERSION, TABLE_ROOTS,
-    TOOL,
+    AlphaRecord, Column, EpochRecord, RunLog, RunMeta, StepRecord, Table, FORMAT_VERSION,
+    TABLE_ROOTS, TOOL,
 };
 use crate::{Error, Result};
 use hdf5::types::VarLenUnicode;

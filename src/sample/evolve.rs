@@ -137,7 +137,7 @@ pub fn evolve(
     let mut ranked: Vec<ArchScore> = Vec::new();
     for generation in 0..generations {
         let mut next: Vec<Genotype> = Vec::new();
-        if generation > 0 {
+        if generation > 0 && !ranked.is_empty() {
             let parents = &ranked[..cfg.parents.min(ranked.len())];
             let n_mutation = population / 2;
             for _ in 0..tries {
@@ -176,10 +176,7 @@ pub fn evolve(
     let Some(best) = ranked.first().cloned() else {
         return Err(Error::invalid(
             "--max-params/--max-macs",
-            format!(
-                "{:?}/{:?}",
-                cfg.max_params, cfg.max_macs
-            ),
+            format!("{:?}/{:?}", cfg.max_params, cfg.max_macs),
             format!("constraints some architecture meets ({rejected} candidates were over them)"),
         ));
     };
@@ -224,7 +221,10 @@ pub fn evolve(
     let best_text = dir.join(format!("{stem}-best.txt"));
     let best_json = dir.join(format!("{stem}-best.json"));
     crate::fsutil::write_atomic(&best_text, format!("{}\n", best.text).as_bytes())?;
-    crate::fsutil::write_atomic(&best_json, format!("{}\n", best.genotype.to_json()).as_bytes())?;
+    crate::fsutil::write_atomic(
+        &best_json,
+        format!("{}\n", best.genotype.to_json()).as_bytes(),
+    )?;
     Ok(EvolveReport {
         history,
         best,

@@ -5,8 +5,8 @@
 //! edge keeps one op, `none` included), with each node's edges sorted by input, so that
 //! equal architectures have equal text.
 use crate::data::rng::Rng;
-use crate::space::{CellGenotype, CellSpec, CellType, DeriveRule, GeneEdge, Genotype, OpKind};
 use crate::space::SearchSpace;
+use crate::space::{CellGenotype, CellSpec, CellType, DeriveRule, GeneEdge, Genotype, OpKind};
 use crate::{Error, Result};
 
 /// Where architectures are drawn from.

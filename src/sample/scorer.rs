@@ -46,7 +46,13 @@ impl Default for BnMode {
 impl std::str::FromStr for BnMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("--bn", s, "batch, running, recalibrate or recalibrate:K with K >= 1");
+        let bad = || {
+            Error::invalid(
+                "--bn",
+                s,
+                "batch, running, recalibrate or recalibrate:K with K >= 1",
+            )
+        };
         match s {
             "batch" => Ok(BnMode::Batch),
             "running" => Ok(BnMode::Running),
