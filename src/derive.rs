@@ -73,7 +73,8 @@ pub fn derive(space: &SearchSpace, normal: &[Vec<f32>], reduce: Option<&[Vec<f32
 pub enum RuleArg {
     /// DARTS: per node the 2 incoming edges with the strongest op other than `none`.
     Top2,
-    /// Per edge its strongest op (`none` included: such edges are dropped).
+    /// Per edge its strongest op (`none` included), every edge kept (the NAS-Bench-201
+    /// rule; on a DARTS space the genotype validates against the space with this rule).
     Argmax,
     /// Draw K architectures from softmax(alphas), score each with inherited weights on the
     /// architecture half, keep the best.
