@@ -345,3 +345,36 @@ fn bad_sampling_input_gets_a_clear_error() {
     let log = read_run(&run.join("run.h5")).unwrap();
     assert!(log.table("samples/derive-sample-top2-seed0").is_some());
 }
+
+#[test]
+fn gdas_sample_is_one_op_per_edge_with_a_straight_through_gradient() {
+    let space = tiny();
+    let cfg = SearchConfig {
+        epochs: 5,
+        ..Default::default()
+    };
+    // Temperature: linear from tau_max (first epoch) to tau_min (last epoch).
+    assert_eq!(cfg.tau(0), 10.0);
+    assert!((cfg.tau(2) - 5.05).abs() < 1e-12);
+    assert!((cfg.tau(4) - 0.1).abs() < 1e-12);
+    let arch = supernet::arch::ArchParams::new(&space, Device::Cpu);
+    let key = |step: u64| supernet::data::rng::Rng::from_key(&[1, 2, step]);
+    let w = arch.gumbel_hard(1.0, &mut key(0), false);
+    let rows = w.normal.weights.detach();
+    let ones = rows.eq(1.0).sum_dim_intlist(-1, false, Kind::Int64);
+    let zeros = rows.eq(0.0).sum_dim_intlist(-1, false, Kind::Int64);
+    let n_ops = space.ops.len() as i64;
+    assert!(ones.eq(1).all().int64_value(&[]) == 1, "{rows}");
+    assert!(zeros.eq(n_ops - 1).all().int64_value(&[]) == 1, "{rows}");
+    // Only the sampled op of each edge is active.
+    for e in 0..space.cell.num_edges() {
+        assert_eq!(w.normal.active_ops(e, space.ops.len()).count(), 1);
+    }
+    // The same key gives the same sample; the gradient reaches the alphas.
+    let again = arch.gumbel_hard(1.0, &mut key(0), true);
+    assert!(again.normal.weights.equal(&rows));
+    let probe = Tensor::randn(rows.size(), (Kind::Float, Device::Cpu));
+    (&w.normal.weights * probe).sum(Kind::Float).backward();
+    let g = arch.get(supernet::space::CellType::Normal).unwrap().grad();
+    assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+}
