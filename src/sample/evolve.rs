@@ -120,10 +120,13 @@ pub fn evolve(
     let mut rng = Rng::from_key(&[cfg.seed, PURPOSE_EVOLVE]);
     let mut visited: HashSet<String> = HashSet::new();
     let mut rejected = 0usize;
-    // A candidate is new and meets the constraints (costs are computed without a forward).
+    // A candidate is new and meets the constraints (costs are counted without a forward).
     let mut admit = |g: Genotype, visited: &mut HashSet<String>| -> Result<Option<Genotype>> {
         if !visited.insert(g.to_text()) {
             return Ok(None);
+        }
+        if cfg.max_params.is_none() && cfg.max_macs.is_none() {
+            return Ok(Some(g));
         }
         let (params, macs) = scorer.cost(&g)?;
         if cfg.max_params.is_some_and(|m| params > m) || cfg.max_macs.is_some_and(|m| macs > m) {
