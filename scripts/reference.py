@@ -560,6 +560,15 @@ def cmd_score(args):
     chw = parse_input(args.input)
     space = load_space(args.space, args.layers, args.channels)
     model = Supernet(space, chw, args.classes)
+    if args.io:  # golden values: given weights and data, one JSON line of scores
+        from safetensors.torch import load_file
+        load_strict(model, args.weights)
+        io = load_file(args.io)
+        train = [(x, None) for x in io["train_x"].float()]
+        val = [(io["val_x"][i:i + 256].float(), io["val_y"][i:i + 256].long()) for i in range(0, len(io["val_y"]), 256)]
+        genos = [json.loads(l) for l in Path(args.genotypes).read_text().splitlines() if l.strip()]
+        print(json.dumps({"scores": [score_subnet(model, space, g, train, val) for g in genos]}))
+        return
     train = [(torch.randn(args.batch, *chw), torch.randint(args.classes, (args.batch,)))
              for _ in range(args.recalibrate)]
     val = [(torch.randn(min(256, args.val - i), *chw), torch.randint(args.classes, (min(256, args.val - i),)))
@@ -615,6 +624,8 @@ def main():
     p.add_argument("--val", type=int, default=1280, help="validation images, evaluated in batches of 256")
     p.add_argument("--archs", type=int, default=10)
     p.add_argument("--genotypes", help="JSON lines of genotypes to score (as the Rust bench writes them)")
+    p.add_argument("--weights", help="supernet weights (safetensors), with --io")
+    p.add_argument("--io", help="safetensors with train_x [K,B,C,H,W], val_x, val_y: print [loss, accuracy] per genotype")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     {"count": cmd_count, "logits": cmd_logits, "bench": cmd_bench, "score": cmd_score}[args.cmd](args)
