@@ -2,6 +2,10 @@
 //! per forward or per search step on random data, and the process's peak memory.
 //! `cargo bench --bench step -- SPACE CxHxW BATCH forward|first-order|second-order STEPS`
 //! prints one JSON line (scripts/bench runs it beside the PyTorch reference).
+//! `... SPACE CxHxW BATCH score ARCHS [VAL_IMAGES [K [GENOTYPES_OUT]]]` times
+//! `supernet sample`'s scoring of ARCHS uniform sub-networks (recalibrate:K BN on
+//! training batches of BATCH, then evaluation of VAL_IMAGES in batches of 256) and writes
+//! the architectures as JSON lines to GENOTYPES_OUT for the reference to score the same.
 use std::time::Instant;
 use supernet::search::{Batch, FirstOrder, SearchConfig, SearchState, SecondOrder, Strategy};
 use supernet::space::SearchSpace;
@@ -16,6 +20,72 @@ fn peak_rss_bytes() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Sub-networks scored per minute with inherited weights (random weights and synthetic
+/// data: the cost does not depend on the values).
+#[allow(clippy::too_many_arguments)]
+fn score(
+    st: SearchState,
+    cfg: SearchConfig,
+    input: InputShape,
+    batch: usize,
+    archs: usize,
+    val: usize,
+    k: usize,
+    out: &str,
+    rss_before: u64,
+) {
+    use std::sync::Arc;
+    use supernet::data::{Augment, Dataset, Loader, LoaderConfig, Subset};
+    use supernet::sample::{draw_distinct, BnMode, Sampler, Scorer};
+    let data = |n: usize, seed: u64| {
+        let d = Dataset::synthetic(
+            n,
+            input.classes as usize,
+            input.channels as usize,
+            input.height as usize,
+            input.width as usize,
+            seed,
+        )
+        .unwrap();
+        Subset::all(&Arc::new(d))
+    };
+    let val_loader = Loader::eval(data(val, 1), 256).unwrap();
+    let train = Loader::new(
+        data(batch * k, 2),
+        LoaderConfig::train(batch, Augment::default(), 0),
+    )
+    .unwrap();
+    let space = st.space.clone();
+    let scorer = Scorer::new(st, cfg, val_loader, train, BnMode::Recalibrate(k), None).unwrap();
+    // One extra architecture warms up and is not timed.
+    let (genotypes, _) = draw_distinct(&Sampler::Uniform, &space, archs + 1, 0);
+    let mut lines = String::new();
+    let mut times = Vec::new();
+    for (i, g) in genotypes.iter().enumerate() {
+        let t = Instant::now();
+        scorer.score(g).unwrap();
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64());
+            lines.push_str(&g.to_json().replace('\n', ""));
+            lines.push('\n');
+        }
+    }
+    std::fs::write(out, lines).unwrap();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let total: f64 = times.iter().sum();
+    println!(
+        "{{\"tool\": \"supernet\", \"space\": \"{}\", \"mode\": \"score\", \"batch\": {batch}, \"threads\": {}, \"steps\": {}, \"val_images\": {val}, \"recalibration_batches\": {k}, \"median_s\": {}, \"archs_per_minute\": {}, \"times_s\": {:?}, \"peak_memory_bytes\": {}, \"rss_before_model_bytes\": {rss_before}}}",
+        space.name,
+        tch::get_num_threads(),
+        times.len(),
+        sorted[sorted.len() / 2],
+        60.0 * times.len() as f64 / total,
+        times,
+        peak_rss_bytes()
+    );
 }
 
 fn main() {
@@ -40,6 +110,22 @@ fn main() {
         ),
         labels: Tensor::randint(input.classes, [batch], (Kind::Int64, Device::Cpu)),
     };
+    if mode == "score" {
+        let val: usize = arg(5, "1280").parse().unwrap();
+        let k: usize = arg(6, "10").parse().unwrap();
+        let out = arg(7, "target/score_genotypes.jsonl");
+        return score(
+            st,
+            cfg,
+            input,
+            batch as usize,
+            steps,
+            val,
+            k,
+            &out,
+            rss_before,
+        );
+    }
     let mut strategy: Option<Box<dyn Strategy>> = match mode.as_str() {
         "forward" => None,
         "first-order" => Some(Box::new(FirstOrder)),

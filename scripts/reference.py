@@ -508,6 +508,89 @@ def cmd_bench(args):
                       "times_s": times, "peak_memory_bytes": peak, "rss_before_model_bytes": rss_floor}))
 
 
+def uniform_genotype(space, rng):
+    """Uniform architecture under the space's rule (as src/sample/sampler.rs draws them)."""
+    cell, ops = space["cell"], space["ops"]
+    geno = {}
+    for t in cell_types(space):
+        nodes = []
+        for i in range(cell["nodes"]):
+            n_in = cell["inputs"] + i
+            if cell["derive"]["rule"] == "top_k":
+                froms = sorted(rng.sample(range(n_in), min(cell["derive"]["keep"], n_in)))
+                nodes.append([{"op": rng.choice([o for o in ops if o != "none"]), "from": f} for f in froms])
+            else:
+                nodes.append([{"op": rng.choice(ops), "from": f} for f in range(n_in)])
+        geno[t] = {"nodes": nodes, "concat": cell["concat"]}
+    return geno
+
+
+def score_subnet(model, space, geno, train_batches, val_batches):
+    """Inherited-weight score with BN recalibration (reset, momentum=None cumulative average
+    over the training batches, eval with it), the supernet's statistics restored after."""
+    mix = {t: sparse(one_hot(edge_choice(geno[t], space), len(space["ops"])), unit=True) for t in cell_types(space)}
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    with torch.no_grad():
+        model.train()
+        for x, _ in train_batches:
+            model(x, mix)
+        model.eval()
+        loss, correct, n = 0.0, 0, 0
+        for x, y in val_batches:
+            logits = model(x, mix)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            n += len(y)
+    for m, (mean, var, mom) in zip(bns, saved):
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.momentum = mom
+    return loss / n, correct / n
+
+
+def cmd_score(args):
+    """Sub-networks scored per minute, as `cargo bench --bench step -- ... score` measures."""
+    import random
+    torch.manual_seed(0)
+    rss_floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    chw = parse_input(args.input)
+    space = load_space(args.space, args.layers, args.channels)
+    model = Supernet(space, chw, args.classes)
+    if args.io:  # golden values: given weights and data, one JSON line of scores
+        from safetensors.torch import load_file
+        load_strict(model, args.weights)
+        io = load_file(args.io)
+        train = [(x, None) for x in io["train_x"].float()]
+        val = [(io["val_x"][i:i + 256].float(), io["val_y"][i:i + 256].long()) for i in range(0, len(io["val_y"]), 256)]
+        genos = [json.loads(l) for l in Path(args.genotypes).read_text().splitlines() if l.strip()]
+        print(json.dumps({"scores": [score_subnet(model, space, g, train, val) for g in genos]}))
+        return
+    train = [(torch.randn(args.batch, *chw), torch.randint(args.classes, (args.batch,)))
+             for _ in range(args.recalibrate)]
+    val = [(torch.randn(min(256, args.val - i), *chw), torch.randint(args.classes, (min(256, args.val - i),)))
+           for i in range(0, args.val, 256)]
+    if args.genotypes:
+        genos = [json.loads(l) for l in Path(args.genotypes).read_text().splitlines() if l.strip()]
+    else:
+        rng = random.Random(0)
+        genos = [uniform_genotype(space, rng) for _ in range(args.archs)]
+    times = []
+    for i, g in enumerate([genos[0]] + genos):  # the first one warms up and is not timed
+        t0 = time.perf_counter()
+        score_subnet(model, space, g, train, val)
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+    print(json.dumps({"mode": "score", "device": "cpu", "batch": args.batch, "threads": args.threads,
+                      "steps": len(times), "val_images": args.val, "recalibration_batches": args.recalibrate,
+                      "median_s": statistics.median(times), "archs_per_minute": 60 * len(times) / sum(times),
+                      "times_s": times, "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                      "rss_before_model_bytes": rss_floor}))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -534,9 +617,18 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--mode", choices=["forward", "first-order", "second-order"], default="forward")
     p.add_argument("--device", default="cpu")
+    p = common(sub.add_parser("score", help="sub-networks scored per minute (inherited weights, BN recalibration)"),
+               "1x28x28")
+    p.add_argument("--batch", type=int, default=64, help="training batch of the recalibration")
+    p.add_argument("--recalibrate", type=int, default=10, help="recalibration batches (K)")
+    p.add_argument("--val", type=int, default=1280, help="validation images, evaluated in batches of 256")
+    p.add_argument("--archs", type=int, default=10)
+    p.add_argument("--genotypes", help="JSON lines of genotypes to score (as the Rust bench writes them)")
+    p.add_argument("--weights", help="supernet weights (safetensors), with --io")
+    p.add_argument("--io", help="safetensors with train_x [K,B,C,H,W], val_x, val_y: print [loss, accuracy] per genotype")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    {"count": cmd_count, "logits": cmd_logits, "bench": cmd_bench}[args.cmd](args)
+    {"count": cmd_count, "logits": cmd_logits, "bench": cmd_bench, "score": cmd_score}[args.cmd](args)
 
 
 if __name__ == "__main__":

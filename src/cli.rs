@@ -39,6 +39,116 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Export the sub-network of a searched supernet with its inherited weights.
     Extract(train::ExtractArgs),
+    /// Draw sub-networks of a trained supernet and score them with the weights they
+    /// inherit (on the run's architecture half); a table in the run file and a CSV.
+    Sample(SampleArgs),
+    /// Evolutionary (SPOS-style) or random architecture search on a trained supernet,
+    /// with inherited-weight accuracy as the fitness.
+    Evolve(EvolveArgs),
+    /// Derive one architecture from a run by a chosen rule.
+    Derive(DeriveArgs),
+}
+
+/// How sub-networks are scored (shared by sample, evolve and derive).
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// Run directory (a finished or interrupted search: config.toml, checkpoint, run.h5).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// BN statistics: batch (of each evaluation batch), recalibrate:K (re-estimated on K
+    /// training batches per sub-network) or running (the supernet's).
+    #[arg(long, default_value = "recalibrate:10")]
+    pub bn: String,
+    /// Score on at most this many evaluation batches of the architecture half [default: all].
+    #[arg(long)]
+    pub batches: Option<usize>,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl ScoreArgs {
+    fn scorer(&self) -> anyhow::Result<crate::sample::Scorer> {
+        let bn: crate::sample::BnMode = self.bn.parse()?;
+        Ok(crate::sample::Scorer::open(&self.run, bn, self.batches)?)
+    }
+
+    fn progress(&self) -> impl FnMut(usize, &crate::sample::ArchScore) + '_ {
+        move |i, s| {
+            if !self.quiet {
+                eprintln!(
+                    "{i:>4}  acc {:6.2}%  loss {:.4}  params {:>8}  MACs {:>11}  {}",
+                    100.0 * s.accuracy,
+                    s.loss,
+                    s.parameters,
+                    s.macs,
+                    s.text
+                );
+            }
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SampleArgs {
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    /// Number of distinct architectures.
+    #[arg(long)]
+    pub n: usize,
+    /// uniform (every choice uniform, under the space's derivation rule) or alphas
+    /// (drawn from softmax(alphas)).
+    #[arg(long, default_value = "uniform")]
+    pub from: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Table name (/samples/NAME, RUN/samples-NAME.csv) [default: FROM-BN-seedSEED].
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvolveArgs {
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    #[arg(long, default_value_t = 50)]
+    pub population: usize,
+    #[arg(long, default_value_t = 20)]
+    pub generations: usize,
+    /// Probability that each choice (a node's inputs, an edge's op) is re-drawn.
+    #[arg(long, default_value_t = 0.1)]
+    pub mutation_prob: f64,
+    /// The best this many candidates so far are the parents of the next generation.
+    #[arg(long, default_value_t = 10)]
+    pub parents: usize,
+    /// Random search instead of evolution: N distinct uniform candidates.
+    #[arg(long, value_name = "N")]
+    pub random: Option<usize>,
+    /// Only candidates with at most this many parameters.
+    #[arg(long)]
+    pub max_params: Option<u64>,
+    /// Only candidates with at most this many multiply-adds per image (the "FLOPs" of
+    /// NAS papers).
+    #[arg(long, alias = "max-flops")]
+    pub max_macs: Option<u64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// History name (/evolution/NAME, RUN/evolution-NAME.csv) [default: MODE-seedSEED].
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeriveArgs {
+    /// top2 (DARTS: 2 strongest incoming edges per node, none excluded), argmax (per
+    /// edge) or sample-top:K (K architectures from softmax(alphas), scored, the best).
+    #[arg(long, default_value = "top2")]
+    pub rule: String,
+    /// Seed of sample-top:K.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub score: ScoreArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,7 +204,8 @@ pub struct SearchArgs {
     /// Use this many training images (class-balanced, seeded) before the 50/50 split.
     #[arg(long)]
     pub subset: Option<usize>,
-    /// first-order or second-order [default: first-order].
+    /// first-order, second-order (DARTS), spos (single path, uniform) or gdas (Gumbel)
+    /// [default: first-order].
     #[arg(long)]
     pub strategy: Option<String>,
     #[arg(long)]
@@ -115,6 +226,12 @@ pub struct SearchArgs {
     pub arch_lr: Option<f64>,
     #[arg(long)]
     pub arch_weight_decay: Option<f64>,
+    /// GDAS: initial Gumbel-softmax temperature [default: 10].
+    #[arg(long)]
+    pub tau_max: Option<f64>,
+    /// GDAS: final temperature (linear annealing over the epochs) [default: 0.1].
+    #[arg(long)]
+    pub tau_min: Option<f64>,
     /// DARTS: number of cells; NAS-Bench-201: cells per stage.
     #[arg(long)]
     pub layers: Option<usize>,
@@ -192,6 +309,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(a) => search(*a),
         Command::Train(a) => train::train(*a),
         Command::Extract(a) => train::extract(a),
+        Command::Sample(a) => sample(a),
+        Command::Evolve(a) => evolve(a),
+        Command::Derive(a) => derive(a),
         Command::Plot(a) => plot(a),
         Command::Check(a) => {
             let space = SearchSpace::from_file(&a.space)?;
@@ -266,6 +386,113 @@ fn search(a: SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn sample(a: SampleArgs) -> anyhow::Result<()> {
+    let scorer = a.score.scorer()?;
+    let cfg = crate::sample::SampleConfig {
+        n: a.n,
+        from: a.from.parse()?,
+        seed: a.seed,
+        name: a.name.clone(),
+    };
+    let r = crate::sample::sample(&a.score.run, &scorer, &cfg, a.score.progress())?;
+    if r.duplicates > 0 {
+        eprintln!("{} duplicate draws skipped", r.duplicates);
+    }
+    if r.scores.len() < a.n {
+        eprintln!(
+            "only {} distinct architectures found in {} draws",
+            r.scores.len(),
+            20 * a.n
+        );
+    }
+    eprintln!(
+        "{} architectures scored on {} images: {}/run.h5 /{}, {}",
+        r.scores.len(),
+        scorer.val_images(),
+        a.score.run.display(),
+        r.group,
+        r.csv.display()
+    );
+    Ok(())
+}
+
+fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
+    let scorer = a.score.scorer()?;
+    let cfg = crate::sample::EvolveConfig {
+        population: a.population,
+        generations: a.generations,
+        mutation_prob: a.mutation_prob,
+        parents: a.parents,
+        max_params: a.max_params,
+        max_macs: a.max_macs,
+        seed: a.seed,
+        random: a.random,
+        name: a.name.clone(),
+    };
+    let r = crate::sample::evolve(&a.score.run, &scorer, &cfg, a.score.progress())?;
+    println!("{}", r.best.text);
+    eprintln!(
+        "best of {} candidates: accuracy {:.2}%, loss {:.4}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
+        r.history.len(),
+        100.0 * r.best.accuracy,
+        r.best.loss,
+        r.best.parameters,
+        r.best.macs,
+        a.score.run.display(),
+        r.group,
+        r.csv.display(),
+        r.best_text.display(),
+        r.best_json.display()
+    );
+    Ok(())
+}
+
+fn derive(a: DeriveArgs) -> anyhow::Result<()> {
+    use crate::derive::RuleArg;
+    let rule: RuleArg = a.rule.parse()?;
+    let dir = &a.score.run;
+    let genotype = match rule {
+        RuleArg::SampleTop(k) => {
+            let scorer = a.score.scorer()?;
+            let cfg = crate::sample::SampleConfig {
+                n: k,
+                from: crate::sample::SampleFrom::Alphas,
+                seed: a.seed,
+                name: Some(format!("derive-{}-seed{}", rule.name(), a.seed)),
+            };
+            let r = crate::sample::sample(dir, &scorer, &cfg, a.score.progress())?;
+            let best = r
+                .scores
+                .iter()
+                .max_by(|x, y| {
+                    x.accuracy
+                        .total_cmp(&y.accuracy)
+                        .then(y.loss.total_cmp(&x.loss))
+                })
+                .expect("sample scores at least one architecture");
+            eprintln!(
+                "best of {} sampled: accuracy {:.2}% (scores in /{})",
+                r.scores.len(),
+                100.0 * best.accuracy,
+                r.group
+            );
+            best.genotype.clone()
+        }
+        _ => {
+            let space = crate::plot::data::RunData::load(dir)?.space;
+            let rule = rule.rule(&space)?.expect("top2 and argmax are rules");
+            crate::derive::derive_run(dir, rule)?
+        }
+    };
+    let stem = dir.join(format!("genotype-{}", rule.name()));
+    let (txt, json) = (stem.with_extension("txt"), stem.with_extension("json"));
+    crate::fsutil::write_atomic(&txt, format!("{}\n", genotype.to_text()).as_bytes())?;
+    crate::fsutil::write_atomic(&json, format!("{}\n", genotype.to_json()).as_bytes())?;
+    println!("{}", genotype.to_text());
+    eprintln!("written {}, {}", txt.display(), json.display());
+    Ok(())
+}
+
 fn plot(a: PlotArgs) -> anyhow::Result<()> {
     let run_dir = if a.run.is_file() {
         a.run.parent().map(PathBuf::from).unwrap_or_default()
@@ -326,6 +553,8 @@ fn search_config(a: &SearchArgs) -> anyhow::Result<SearchConfig> {
     );
     set!(
         arch_weight_decay,
+        tau_max,
+        tau_min,
         seed,
         device,
         alpha_every,

@@ -1,5 +1,8 @@
 //! From mixing weights to a discrete architecture, by the space's derivation rule.
-use crate::space::{CellGenotype, CellSpec, DeriveRule, GeneEdge, Genotype, OpKind, SearchSpace};
+use crate::space::{
+    CellGenotype, CellSpec, CellType, DeriveRule, GeneEdge, Genotype, OpKind, SearchSpace,
+};
+use crate::{Error, Result};
 
 /// Derive one cell from its mixing weights `[edges][ops]` (softmax of the alphas).
 pub fn derive_cell(weights: &[Vec<f32>], spec: &CellSpec, ops: &[OpKind]) -> CellGenotype {
@@ -63,4 +66,92 @@ pub fn derive(space: &SearchSpace, normal: &[Vec<f32>], reduce: Option<&[Vec<f32
         normal: derive_cell(normal, &space.cell, &space.ops),
         reduce: reduce.map(|w| derive_cell(w, &space.cell, &space.ops)),
     }
+}
+
+/// `supernet derive --rule`: how a run's alphas become one architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleArg {
+    /// DARTS: per node the 2 incoming edges with the strongest op other than `none`.
+    Top2,
+    /// Per edge its strongest op (`none` included), every edge kept (the NAS-Bench-201
+    /// rule; on a DARTS space the genotype validates against the space with this rule).
+    Argmax,
+    /// Draw K architectures from softmax(alphas), score each with inherited weights on the
+    /// architecture half, keep the best.
+    SampleTop(usize),
+}
+
+impl RuleArg {
+    pub fn name(self) -> String {
+        match self {
+            RuleArg::Top2 => "top2".into(),
+            RuleArg::Argmax => "argmax".into(),
+            RuleArg::SampleTop(k) => format!("sample-top{k}"),
+        }
+    }
+
+    /// The space's rule replaced by this one (top2, argmax); `None` for sample-top.
+    pub fn rule(self, space: &SearchSpace) -> Result<Option<DeriveRule>> {
+        match self {
+            RuleArg::Top2 => {
+                if space.cell.inputs < 2 {
+                    return Err(Error::invalid(
+                        "--rule",
+                        "top2",
+                        format!(
+                            "a space whose first node has at least 2 inputs ('{}' has {}); use argmax",
+                            space.name, space.cell.inputs
+                        ),
+                    ));
+                }
+                Ok(Some(DeriveRule::TopK { keep: 2 }))
+            }
+            RuleArg::Argmax => Ok(Some(DeriveRule::Argmax)),
+            RuleArg::SampleTop(_) => Ok(None),
+        }
+    }
+}
+
+impl std::str::FromStr for RuleArg {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "top2" => Ok(RuleArg::Top2),
+            "argmax" => Ok(RuleArg::Argmax),
+            _ => match s.strip_prefix("sample-top:").map(str::parse::<usize>) {
+                Some(Ok(k)) if k > 0 => Ok(RuleArg::SampleTop(k)),
+                _ => Err(Error::invalid(
+                    "--rule",
+                    s,
+                    "top2, argmax or sample-top:K with K >= 1",
+                )),
+            },
+        }
+    }
+}
+
+/// `space` with its derivation rule replaced: the space a genotype derived by another rule
+/// validates against (an argmax genotype of a DARTS space keeps every edge).
+pub fn with_rule(space: &SearchSpace, rule: DeriveRule) -> SearchSpace {
+    let mut s = space.clone();
+    s.cell.derive = rule;
+    s
+}
+
+/// The genotype the last alphas of the run in `dir` derive to by `rule` (top2 or argmax;
+/// reads only the run file).
+pub fn derive_run(dir: &std::path::Path, rule: DeriveRule) -> Result<Genotype> {
+    let data = crate::plot::data::RunData::load(dir)?;
+    let rec = data
+        .log
+        .alphas
+        .last()
+        .ok_or_else(|| Error::bad_file(dir.join("run.h5"), "no alpha record"))?;
+    let space = with_rule(&data.space, rule);
+    let normal = data.softmax(rec, CellType::Normal);
+    let reduce = rec
+        .reduce
+        .as_ref()
+        .map(|_| data.softmax(rec, CellType::Reduce));
+    Ok(derive(&space, &normal, reduce.as_deref()))
 }

@@ -19,11 +19,23 @@ pub fn evaluate(
     device: Device,
     train: bool,
 ) -> Score {
+    evaluate_batches(net, weights, loader, device, train, None)
+}
+
+/// [`evaluate`] over the first `max_batches` batches of `loader` (all when `None`).
+pub fn evaluate_batches(
+    net: &Supernet,
+    weights: &ArchWeights,
+    loader: &Loader,
+    device: Device,
+    train: bool,
+    max_batches: Option<usize>,
+) -> Score {
     let mut loss_sum = 0.0;
     let mut correct = 0i64;
     let mut samples = 0usize;
     tch::no_grad(|| {
-        for batch in loader.epoch(0, 0) {
+        for batch in loader.epoch(0, 0).take(max_batches.unwrap_or(usize::MAX)) {
             let xs = batch.images.to_device(device);
             let ys = batch.labels.to_device(device);
             let logits = net.forward_t(&xs, weights, train);

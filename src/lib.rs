@@ -15,6 +15,7 @@ pub mod optim;
 pub mod plot;
 pub mod record;
 pub mod rundir;
+pub mod sample;
 pub mod search;
 pub mod space;
 pub mod supernet;

@@ -1,5 +1,6 @@
 //! Architecture parameters (the alphas), in a store of their own so that the network
 //! optimizer never sees them, and their relaxation into mixing weights.
+use crate::data::rng::Rng;
 use crate::derive::derive;
 use crate::space::{CellType, Genotype, SearchSpace};
 use crate::supernet::{ArchWeights, MixWeights};
@@ -63,6 +64,47 @@ impl ArchParams {
         };
         ArchWeights {
             normal: w(CellType::Normal).expect("every space has normal cells"),
+            reduce: w(CellType::Reduce),
+        }
+    }
+
+    /// GDAS relaxation: per edge a hard one-hot sample of the Gumbel-softmax
+    /// `softmax((log_softmax(alpha) + g) / tau)` with `g = -log(-log u)` drawn from `rng`
+    /// (normal cell first, then reduction), as `one_hot - p.detach() + p`: the forward uses
+    /// exactly one op per edge and the gradient reaches the alphas straight through `p`.
+    /// With `detach` the weights are the plain one-hot constants.
+    pub fn gumbel_hard(&self, tau: f64, rng: &mut Rng, detach: bool) -> ArchWeights {
+        let mut w = |t: CellType| {
+            self.get(t).map(|a| {
+                let noise: Vec<f32> = (0..a.numel())
+                    .map(|_| {
+                        // u in (0, 1): never 0, so the Gumbel sample is finite.
+                        let u = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                        -(-u.ln()).ln() as f32
+                    })
+                    .collect();
+                let g = Tensor::from_slice(&noise)
+                    .view_(a.size())
+                    .to_device(a.device());
+                let a = if detach {
+                    a.detach()
+                } else {
+                    a.shallow_clone()
+                };
+                let probs = ((a.log_softmax(-1, Kind::Float) + g) / tau).softmax(-1, Kind::Float);
+                let index = probs.argmax(-1, true);
+                let one_hot = probs.zeros_like().scatter_value(-1, &index, 1.0);
+                let hard = if detach {
+                    one_hot
+                } else {
+                    one_hot - probs.detach() + probs
+                };
+                MixWeights::sparse(hard)
+            })
+        };
+        let normal = w(CellType::Normal).expect("every space has normal cells");
+        ArchWeights {
+            normal,
             reduce: w(CellType::Reduce),
         }
     }

@@ -12,6 +12,13 @@ pub const PURPOSE_SYNTHETIC: u64 = 0x5359_4E54;
 pub const PURPOSE_STREAM: u64 = 0x5354_524D;
 pub const PURPOSE_DROP_PATH: u64 = 0x4452_4F50;
 pub const PURPOSE_PROBE: u64 = 0x5052_4F42;
+/// Architecture sampling: SPOS paths, GDAS Gumbel noise (weight and alpha half of a step),
+/// `supernet sample`, evolutionary and random search.
+pub const PURPOSE_SPOS: u64 = 0x5350_4F53;
+pub const PURPOSE_GDAS_WEIGHTS: u64 = 0x4744_5357;
+pub const PURPOSE_GDAS_ARCH: u64 = 0x4744_5341;
+pub const PURPOSE_SAMPLE: u64 = 0x534D_504C;
+pub const PURPOSE_EVOLVE: u64 = 0x4556_4F4C;
 
 /// The SplitMix64 output function (Steele, Lea, Flood 2014): a strong 64-bit bijective mixer.
 #[inline]

@@ -21,10 +21,17 @@ impl Sgd {
     /// `buf = momentum * buf + (g + wd * w)`; `w -= lr * buf`. Parameters without a
     /// gradient are left alone.
     pub fn step(&mut self, params: &[Tensor], lr: f64) {
+        self.step_where(params, lr, |_| true)
+    }
+
+    /// [`Self::step`] on the parameters whose index `active` accepts; the others (and
+    /// their momentum buffers) are left alone, as PyTorch does for a parameter whose
+    /// gradient is `None`.
+    pub fn step_where(&mut self, params: &[Tensor], lr: f64, active: impl Fn(usize) -> bool) {
         tch::no_grad(|| {
-            for (p, buf) in params.iter().zip(self.buffers.iter_mut()) {
+            for (i, (p, buf)) in params.iter().zip(self.buffers.iter_mut()).enumerate() {
                 let g = p.grad();
-                if !g.defined() {
+                if !active(i) || !g.defined() {
                     continue;
                 }
                 let d = &g + p * self.weight_decay;

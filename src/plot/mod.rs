@@ -12,7 +12,7 @@
 mod alphas;
 mod cell;
 mod collapse;
-mod data;
+pub(crate) mod data;
 mod heatmap;
 mod style;
 mod training;

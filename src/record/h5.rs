@@ -1,5 +1,8 @@
 //! Reading and writing a [`RunLog`] as HDF5 (layout documented in README.md).
-use super::{AlphaRecord, EpochRecord, RunLog, RunMeta, StepRecord, FORMAT_VERSION, TOOL};
+use super::{
+    AlphaRecord, Column, EpochRecord, RunLog, RunMeta, StepRecord, Table, FORMAT_VERSION,
+    TABLE_ROOTS, TOOL,
+};
 use crate::{Error, Result};
 use hdf5::types::VarLenUnicode;
 use std::path::Path;
@@ -93,6 +96,9 @@ fn write_file(log: &RunLog, path: &Path) -> Result<()> {
         let g = file.create_group("genotype")?;
         str_attr(&g, "text", text)?;
         str_attr(&g, "json", json)?;
+    }
+    for t in &log.tables {
+        write_table(&file, t)?;
     }
     file.flush()?;
     Ok(())
@@ -228,12 +234,92 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
         Ok(g) => Some((read_str_attr(&g, "text")?, read_str_attr(&g, "json")?)),
         Err(_) => None,
     };
+    let mut tables = Vec::new();
+    for root in TABLE_ROOTS {
+        if let Ok(g) = file.group(root) {
+            for name in g.member_names()? {
+                if let Ok(sub) = g.group(&name) {
+                    tables.push(
+                        read_table(&sub, &format!("{root}/{name}"))
+                            .map_err(|e| bad(format!("table '/{root}/{name}': {e}")))?,
+                    );
+                }
+            }
+        }
+    }
     Ok(RunLog {
         meta,
         steps,
         alphas,
         epochs,
         genotype,
+        tables,
+    })
+}
+
+/// Read the run file, change it, write it back atomically.
+pub fn update_run(path: &Path, change: impl FnOnce(&mut RunLog)) -> Result<()> {
+    let mut log = read_run(path)?;
+    change(&mut log);
+    write_run(&log, path)
+}
+
+fn write_table(file: &hdf5::File, t: &Table) -> Result<()> {
+    let rows = t.columns.first().map_or(0, |(_, c)| c.len());
+    if let Some((name, _)) = t.columns.iter().find(|(_, c)| c.len() != rows) {
+        return Err(Error::Other(format!(
+            "table '{}': column '{name}' has a different length",
+            t.group
+        )));
+    }
+    let mut g: hdf5::Group = file.group("/")?;
+    for part in t.group.split('/') {
+        g = match g.group(part) {
+            Ok(sub) => sub,
+            Err(_) => g.create_group(part)?,
+        };
+    }
+    for (k, v) in &t.attrs {
+        str_attr(&g, k, v)?;
+    }
+    let names: Vec<String> = t.columns.iter().map(|(n, _)| n.clone()).collect();
+    str_attr(&g, "columns", &names.join(","))?;
+    for (name, c) in &t.columns {
+        match c {
+            Column::Text(v) => strings(&g, name, v)?,
+            Column::F64(v) => column(&g, name, v.iter().copied())?,
+            Column::U64(v) => column(&g, name, v.iter().copied())?,
+        }
+    }
+    Ok(())
+}
+
+fn read_table(g: &hdf5::Group, group: &str) -> Result<Table> {
+    use hdf5::types::TypeDescriptor as T;
+    let names: Vec<String> = match read_str_attr(g, "columns") {
+        Ok(list) if !list.is_empty() => list.split(',').map(str::to_string).collect(),
+        _ => g.member_names()?,
+    };
+    let mut columns = Vec::new();
+    for name in names {
+        let d = g.dataset(&name)?;
+        let c = match d.dtype()?.to_descriptor()? {
+            T::VarLenUnicode => Column::Text(read_strings(&d)?),
+            T::Float(_) => Column::F64(d.read_raw::<f64>()?),
+            _ => Column::U64(d.read_raw::<u64>()?),
+        };
+        columns.push((name, c));
+    }
+    let mut attrs = Vec::new();
+    for a in g.attr_names()? {
+        if a != "columns" {
+            attrs.push((a.clone(), read_str_attr(g, &a)?));
+        }
+    }
+    Ok(Table {
+        group: group.to_string(),
+        attrs,
+        columns,
     })
 }
 

@@ -7,7 +7,7 @@
 //! milliseconds.
 mod h5;
 
-pub use h5::{read_run, write_run};
+pub use h5::{read_run, update_run, write_run};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +88,89 @@ pub struct RunLog {
     pub epochs: Vec<EpochRecord>,
     /// The final genotype (text, JSON) once the search has finished.
     pub genotype: Option<(String, String)>,
+    /// Tables added after the search (sampled and scored sub-networks, evolution
+    /// histories), each in its own group under one of [`TABLE_ROOTS`].
+    pub tables: Vec<Table>,
+}
+
+/// Top-level groups that hold [`Table`]s: `/samples/<name>` and `/evolution/<name>`.
+pub const TABLE_ROOTS: [&str; 2] = ["samples", "evolution"];
+
+/// One column of a [`Table`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Text(Vec<String>),
+    F64(Vec<f64>),
+    U64(Vec<u64>),
+}
+
+impl Column {
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Text(v) => v.len(),
+            Column::F64(v) => v.len(),
+            Column::U64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A table of equally long columns stored as one HDF5 group (`group`, e.g.
+/// `samples/uniform-seed0`), one dataset per column, with string attributes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Table {
+    pub group: String,
+    pub attrs: Vec<(String, String)>,
+    pub columns: Vec<(String, Column)>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The table as CSV (header line, then one line per row; text quoted when needed).
+    pub fn to_csv(&self) -> String {
+        let quote = |s: &str| {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        };
+        let rows = self.columns.first().map_or(0, |(_, c)| c.len());
+        let mut out = self
+            .columns
+            .iter()
+            .map(|(n, _)| quote(n))
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push('\n');
+        for i in 0..rows {
+            let cells: Vec<String> = self
+                .columns
+                .iter()
+                .map(|(_, c)| match c {
+                    Column::Text(v) => quote(&v[i]),
+                    Column::F64(v) => format!("{}", v[i]),
+                    Column::U64(v) => format!("{}", v[i]),
+                })
+                .collect();
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+        out
+    }
 }
 
 impl RunLog {
@@ -125,5 +208,15 @@ impl RunLog {
         self.alphas.retain(|a| a.step <= step);
         self.epochs.retain(|e| e.epoch < epochs_done);
         self.genotype = None;
+    }
+
+    /// Add `table`, replacing one with the same group.
+    pub fn put_table(&mut self, table: Table) {
+        self.tables.retain(|t| t.group != table.group);
+        self.tables.push(table);
+    }
+
+    pub fn table(&self, group: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.group == group)
     }
 }

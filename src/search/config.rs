@@ -11,6 +11,11 @@ use std::path::PathBuf;
 pub enum StrategyKind {
     FirstOrder,
     SecondOrder,
+    /// Single-path one-shot (Guo et al. 2020): one uniform path per step, weights only.
+    Spos,
+    /// GDAS (Dong & Yang 2019): hard Gumbel-softmax sample per edge, straight-through
+    /// gradient to the alphas.
+    Gdas,
 }
 
 impl StrategyKind {
@@ -18,6 +23,8 @@ impl StrategyKind {
         match self {
             StrategyKind::FirstOrder => "first-order",
             StrategyKind::SecondOrder => "second-order",
+            StrategyKind::Spos => "spos",
+            StrategyKind::Gdas => "gdas",
         }
     }
 }
@@ -28,7 +35,13 @@ impl std::str::FromStr for StrategyKind {
         match s {
             "first-order" => Ok(StrategyKind::FirstOrder),
             "second-order" => Ok(StrategyKind::SecondOrder),
-            _ => Err(Error::invalid("strategy", s, "first-order or second-order")),
+            "spos" => Ok(StrategyKind::Spos),
+            "gdas" => Ok(StrategyKind::Gdas),
+            _ => Err(Error::invalid(
+                "strategy",
+                s,
+                "first-order, second-order, spos or gdas",
+            )),
         }
     }
 }
@@ -59,6 +72,12 @@ pub struct SearchConfig {
     pub arch_beta1: f64,
     pub arch_beta2: f64,
     pub arch_weight_decay: f64,
+    /// GDAS: Gumbel-softmax temperature, annealed linearly from `tau_max` (first epoch) to
+    /// `tau_min` (last epoch).
+    #[serde(default = "default_tau_max")]
+    pub tau_max: f64,
+    #[serde(default = "default_tau_min")]
+    pub tau_min: f64,
     pub seed: u64,
     /// "auto", "cpu", "cuda" or "cuda:N".
     pub device: String,
@@ -90,6 +109,8 @@ impl Default for SearchConfig {
             arch_beta1: 0.5,
             arch_beta2: 0.999,
             arch_weight_decay: 1e-3,
+            tau_max: default_tau_max(),
+            tau_min: default_tau_min(),
             seed: 2,
             device: "auto".into(),
             alpha_every: 10,
@@ -99,7 +120,21 @@ impl Default for SearchConfig {
     }
 }
 
+fn default_tau_max() -> f64 {
+    10.0
+}
+
+fn default_tau_min() -> f64 {
+    0.1
+}
+
 impl SearchConfig {
+    /// GDAS temperature of `epoch`: linear from `tau_max` to `tau_min` over the epochs.
+    pub fn tau(&self, epoch: usize) -> f64 {
+        let span = self.epochs.saturating_sub(1).max(1) as f64;
+        self.tau_max - (self.tau_max - self.tau_min) * (epoch as f64 / span).min(1.0)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a SearchConfig always serialises")
     }
@@ -117,6 +152,14 @@ impl SearchConfig {
         positive("lr", self.lr)?;
         positive("arch_lr", self.arch_lr)?;
         positive("grad_clip", self.grad_clip)?;
+        positive("tau_min", self.tau_min)?;
+        if !(self.tau_max >= self.tau_min && self.tau_max.is_finite()) {
+            return Err(Error::invalid(
+                "tau_max",
+                self.tau_max,
+                format!("a finite number >= tau_min = {}", self.tau_min),
+            ));
+        }
         if !(0.0..=self.lr).contains(&self.lr_min) {
             return Err(Error::invalid(
                 "lr_min",

@@ -8,7 +8,9 @@ mod strategy;
 
 pub use config::{parse_device, SearchConfig, StrategyKind};
 pub use state::{accuracy, split_variables, Batch, SearchState};
-pub use strategy::{finite_difference_hvp, FirstOrder, SecondOrder, StepStats, Strategy};
+pub use strategy::{
+    finite_difference_hvp, FirstOrder, Gdas, SecondOrder, Spos, StepStats, Strategy,
+};
 
 use crate::data::{DataSets, Loader, LoaderConfig, SearchLoaders, SearchSplit};
 use crate::evaluate::evaluate;
@@ -106,7 +108,7 @@ pub struct Setup {
 }
 
 /// Load the space and the data; fills in what the config left to the data (augmentation).
-fn setup(cfg: &mut SearchConfig) -> Result<Setup> {
+pub(crate) fn setup(cfg: &mut SearchConfig) -> Result<Setup> {
     let space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
     let device = parse_device(&cfg.device)?;
     if cfg.threads > 0 {
@@ -164,6 +166,8 @@ fn strategy(kind: StrategyKind) -> Box<dyn Strategy> {
     match kind {
         StrategyKind::FirstOrder => Box::new(FirstOrder),
         StrategyKind::SecondOrder => Box::new(SecondOrder),
+        StrategyKind::Spos => Box::new(Spos),
+        StrategyKind::Gdas => Box::new(Gdas),
     }
 }
 
@@ -242,6 +246,7 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result
         for (wb, ab) in s.loaders.epoch(epoch, pos.step_in_epoch) {
             let t0 = Instant::now();
             (st.epoch, st.step_in_epoch) = (epoch, pos.step_in_epoch);
+            st.global_step = pos.global_step;
             let train = Batch::to_device(&wb, s.device);
             let val = Batch::to_device(&ab, s.device);
             let stats = match strat.step(&mut st, &train, &val) {

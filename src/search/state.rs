@@ -3,8 +3,10 @@
 use super::config::SearchConfig;
 use super::strategy::finite;
 use crate::arch::ArchParams;
+use crate::data::rng::Rng;
 use crate::optim::{clip_grad_norm, grad_norm, zero_grad, Adam, Sgd};
 use crate::space::SearchSpace;
+use crate::supernet::ArchWeights;
 use crate::supernet::{InputShape, Supernet};
 use crate::Result;
 use tch::{nn, Device, Kind, Tensor};
@@ -43,6 +45,9 @@ pub struct SearchState {
     /// Where the loop is, for error messages (the checkpointed position is `Position`).
     pub epoch: usize,
     pub step_in_epoch: usize,
+    /// Steps completed before the current one; sampling strategies draw their paths from
+    /// (seed, global step), so a resumed run samples what the uninterrupted one did.
+    pub global_step: u64,
 }
 
 impl SearchState {
@@ -92,6 +97,7 @@ impl SearchState {
             lr: cfg.lr,
             epoch: 0,
             step_in_epoch: 0,
+            global_step: 0,
         })
     }
 
@@ -104,10 +110,47 @@ impl SearchState {
         } else {
             self.arch.softmax_detached()
         };
-        let logits = self.net.forward_t(&batch.images, &mix, true);
+        self.loss_with(batch, &mix)
+    }
+
+    /// Cross-entropy (train-mode BN) and batch accuracy under the given mixing weights.
+    pub fn loss_with(&self, batch: &Batch, mix: &ArchWeights) -> (Tensor, f64) {
+        let logits = self.net.forward_t(&batch.images, mix, true);
         let loss = logits.cross_entropy_for_logits(&batch.labels);
         let acc = accuracy(&logits, &batch.labels);
         (loss, acc)
+    }
+
+    /// A random stream that is a pure function of (seed, purpose, global step).
+    pub fn step_rng(&self, purpose: u64) -> Rng {
+        Rng::from_key(&[self.cfg.seed, purpose, self.global_step])
+    }
+
+    /// Which trainable weights `mix` computes with (in `weights` order): everything except
+    /// the operations of edges whose op column is not active. A sampled path leaves the
+    /// other operations without a gradient, and PyTorch's SGD then skips them (no momentum,
+    /// no weight decay); [`Self::weight_step_with`] does the same with this mask.
+    pub fn active_weights(&self, mix: &ArchWeights) -> Vec<bool> {
+        let cells = self.net.cell_types();
+        let edges: Vec<String> = self.space.cell.edges().iter().map(|e| e.key()).collect();
+        let n_ops = self.space.ops.len();
+        self.weight_names
+            .iter()
+            .map(|name| {
+                let parts: Vec<&str> = name.split('.').collect();
+                let ["cells", i, "edges", key, op, ..] = parts.as_slice() else {
+                    return true;
+                };
+                let (Some(Some(t)), Some(e), Some(k)) = (
+                    i.parse::<usize>().ok().and_then(|i| cells.get(i)),
+                    edges.iter().position(|x| x == key),
+                    self.space.ops.iter().position(|o| o.name() == *op),
+                ) else {
+                    return true;
+                };
+                mix.get(*t).active_ops(e, n_ops).any(|a| a == k)
+            })
+            .collect()
     }
 
     pub fn zero_arch_grad(&self) {
@@ -116,7 +159,13 @@ impl SearchState {
 
     /// Gradient of the validation loss with respect to the alphas (weights untouched).
     pub fn arch_backward(&self, val: &Batch) -> Result<(f64, f64)> {
-        let (loss, acc) = self.loss(val, true);
+        self.arch_backward_with(val, &self.arch.softmax())
+    }
+
+    /// Gradient of the validation loss under `mix` (which must depend on the alphas) with
+    /// respect to the alphas, added to their gradient buffers.
+    pub fn arch_backward_with(&self, val: &Batch, mix: &ArchWeights) -> Result<(f64, f64)> {
+        let (loss, acc) = self.loss_with(val, mix);
         let value = finite(loss.double_value(&[]), "validation loss", self)?;
         let alphas = self.arch.tensors();
         let grads = Tensor::run_backward(&[&loss], &alphas, false, false);
@@ -138,8 +187,20 @@ impl SearchState {
 
     /// SGD step of the weights on a training batch (clipped gradient).
     pub fn weight_step(&mut self, train: &Batch) -> Result<super::strategy::StepStats> {
+        self.weight_step_with(train, &self.arch.softmax_detached(), false)
+    }
+
+    /// SGD step of the weights on a training batch under the constant mixing weights
+    /// `mix`. With `only_active`, weights `mix` does not compute with are not touched
+    /// (see [`Self::active_weights`]).
+    pub fn weight_step_with(
+        &mut self,
+        train: &Batch,
+        mix: &ArchWeights,
+        only_active: bool,
+    ) -> Result<super::strategy::StepStats> {
         zero_grad(&self.weights);
-        let (loss, acc) = self.loss(train, false);
+        let (loss, acc) = self.loss_with(train, mix);
         let value = finite(loss.double_value(&[]), "training loss", self)?;
         loss.backward();
         let norm = finite(
@@ -147,7 +208,12 @@ impl SearchState {
             "weight gradient",
             self,
         )?;
-        self.sgd.step(&self.weights, self.lr);
+        if only_active {
+            let active = self.active_weights(mix);
+            self.sgd.step_where(&self.weights, self.lr, |i| active[i]);
+        } else {
+            self.sgd.step(&self.weights, self.lr);
+        }
         Ok(super::strategy::StepStats {
             train_loss: value,
             train_acc: acc,

@@ -1,6 +1,8 @@
 //! Search algorithms. The loop owns data, logging and checkpoints; a [`Strategy`] owns what
 //! one step does to the weights and the alphas.
 use super::state::{Batch, SearchState};
+use crate::data::rng::{PURPOSE_GDAS_ARCH, PURPOSE_GDAS_WEIGHTS, PURPOSE_SPOS};
+use crate::supernet::ArchWeights;
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
@@ -92,6 +94,67 @@ impl Strategy for SecondOrder {
         });
         st.arch_update()?;
         let mut stats = st.weight_step(train)?;
+        stats.val_loss = val_loss;
+        stats.val_acc = val_acc;
+        Ok(stats)
+    }
+}
+
+/// SPOS (single-path one-shot, Guo et al. 2020): each step trains one uniformly drawn
+/// path (a discrete architecture under the space's derivation rule) with SGD; only that
+/// path's operations are computed and updated. The alphas are not touched. The path is a
+/// pure function of (seed, global step).
+pub struct Spos;
+
+impl Strategy for Spos {
+    fn name(&self) -> &'static str {
+        "spos"
+    }
+
+    fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats> {
+        let genotype = crate::sample::uniform_genotype(&st.space, &mut st.step_rng(PURPOSE_SPOS));
+        let path = ArchWeights::from_genotype(&genotype, &st.space, st.device)?;
+        // The validation batch only measures the path (BN statistics left as they were).
+        let bn = st.save_bn_stats();
+        let (val_loss, val_acc) = tch::no_grad(|| {
+            let (l, a) = st.loss_with(val, &path);
+            (l.double_value(&[]), a)
+        });
+        st.restore_bn_stats(&bn);
+        let val_loss = finite(val_loss, "validation loss", st)?;
+        let mut stats = st.weight_step_with(train, &path, true)?;
+        stats.val_loss = val_loss;
+        stats.val_acc = val_acc;
+        Ok(stats)
+    }
+}
+
+/// GDAS (Dong & Yang 2019): per edge one op sampled by the hard Gumbel-softmax of the
+/// alphas at temperature `cfg.tau(epoch)` (linear from `tau_max` to `tau_min`); only the
+/// sampled ops run. As in the GDAS code, the weights are updated first (SGD on the
+/// training batch, with a sample whose weights are constants), then the alphas (Adam on
+/// the validation batch, with a fresh sample and the straight-through gradient). The
+/// Gumbel noise is a pure function of (seed, global step).
+pub struct Gdas;
+
+impl Strategy for Gdas {
+    fn name(&self) -> &'static str {
+        "gdas"
+    }
+
+    fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats> {
+        let tau = st.cfg.tau(st.epoch);
+        let sample = st
+            .arch
+            .gumbel_hard(tau, &mut st.step_rng(PURPOSE_GDAS_WEIGHTS), true);
+        let mut stats = st.weight_step_with(train, &sample, true)?;
+        st.zero_arch_grad();
+        let relaxed = st
+            .arch
+            .gumbel_hard(tau, &mut st.step_rng(PURPOSE_GDAS_ARCH), false);
+        let (val_loss, val_acc) = st.arch_backward_with(val, &relaxed)?;
+        drop(relaxed);
+        st.arch_update()?;
         stats.val_loss = val_loss;
         stats.val_acc = val_acc;
         Ok(stats)

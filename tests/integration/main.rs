@@ -2,6 +2,7 @@
 mod data;
 mod plot;
 mod reference;
+mod sample;
 mod search;
 mod space;
 mod supernet;

@@ -173,3 +173,81 @@ fn logits_equal_the_pytorch_reference_nb201() {
         Some(&g),
     );
 }
+
+/// Inherited-weight scores with BN recalibration (reset, cumulative average over K training
+/// batches, evaluation with it) equal PyTorch's `momentum=None` recalibration of the same
+/// weights on the same data.
+#[test]
+fn recalibrated_scores_equal_the_pytorch_reference() {
+    use std::sync::Arc;
+    use supernet::data::{Augment, Dataset, Loader, LoaderConfig, Subset};
+    use supernet::sample::{draw_distinct, BnMode, Sampler, Scorer};
+    use supernet::search::{SearchConfig, SearchState};
+    let dir = tempfile::tempdir().unwrap();
+    let s = space("tiny");
+    let i = input("1x28x28");
+    let cfg = SearchConfig::default();
+    let st = SearchState::new(&s, i, &cfg, Device::Cpu).unwrap();
+    let data = |n: usize, seed: u64| {
+        Subset::all(&Arc::new(
+            Dataset::synthetic(n, 10, 1, 28, 28, seed).unwrap(),
+        ))
+    };
+    let k = 3;
+    let val = Loader::eval(data(40, 1), 256).unwrap();
+    let train = Loader::new(data(64, 2), LoaderConfig::train(16, Augment::default(), 0)).unwrap();
+    let train_x = Tensor::stack(
+        &(0..k)
+            .map(|b| train.batch(0, b).unwrap().images)
+            .collect::<Vec<_>>(),
+        0,
+    );
+    let vb: Vec<_> = val.epoch(0, 0).collect();
+    let val_x = Tensor::cat(&vb.iter().map(|b| &b.images).collect::<Vec<_>>(), 0);
+    let val_y = Tensor::cat(&vb.iter().map(|b| &b.labels).collect::<Vec<_>>(), 0);
+    let weights_file = dir.path().join("weights.safetensors");
+    st.vs.save(&weights_file).unwrap();
+    let io_file = dir.path().join("io.safetensors");
+    Tensor::write_safetensors(
+        &[("train_x", train_x), ("val_x", val_x), ("val_y", val_y)],
+        &io_file,
+    )
+    .unwrap();
+    let scorer = Scorer::new(st, cfg, val, train, BnMode::Recalibrate(k), None).unwrap();
+    let (genotypes, _) = draw_distinct(&Sampler::Uniform, &s, 3, 4);
+    let geno_file = dir.path().join("genotypes.jsonl");
+    let lines: Vec<String> = genotypes
+        .iter()
+        .map(|g| g.to_json().replace('\n', ""))
+        .collect();
+    std::fs::write(&geno_file, lines.join("\n")).unwrap();
+    let json = reference(&[
+        "score",
+        "--space",
+        "supernets/tiny.toml",
+        "--input",
+        "1x28x28",
+        "--weights",
+        weights_file.to_str().unwrap(),
+        "--io",
+        io_file.to_str().unwrap(),
+        "--genotypes",
+        geno_file.to_str().unwrap(),
+    ]);
+    let py: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    for (g, p) in genotypes.iter().zip(py["scores"].as_array().unwrap()) {
+        let r = scorer.score(g).unwrap();
+        let (loss, acc) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+        assert!(
+            (r.loss - loss).abs() <= 1e-5 * loss.abs(),
+            "loss {} vs PyTorch {loss}: {}",
+            r.loss,
+            r.text
+        );
+        assert!(
+            (r.accuracy - acc).abs() <= 1.0 / 40.0,
+            "{} vs {acc}",
+            r.accuracy
+        );
+    }
+}

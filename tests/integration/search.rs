@@ -8,12 +8,12 @@ use supernet::record::read_run;
 use supernet::search::finite_difference_hvp;
 use tch::{Device, Kind, Tensor};
 
-fn supernet() -> Command {
+pub fn supernet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_supernet"))
 }
 
 /// A short tiny-space search (epochs of 8 steps).
-fn tiny_search(out: &Path, epochs: usize, extra: &[&str]) -> Command {
+pub fn tiny_search(out: &Path, epochs: usize, extra: &[&str]) -> Command {
     let mut c = supernet();
     c.args([
         "search",
@@ -61,7 +61,7 @@ pub(crate) fn fails_with(out: Output, needles: &[&str]) {
 }
 
 /// Final raw alphas of a run, bit for bit, from its checkpoint.
-fn final_alphas(dir: &Path) -> Vec<(String, Vec<u32>)> {
+pub fn final_alphas(dir: &Path) -> Vec<(String, Vec<u32>)> {
     let mut t: Vec<(String, Vec<u32>)> =
         Tensor::read_safetensors(dir.join("checkpoint.safetensors"))
             .unwrap()
@@ -80,6 +80,37 @@ fn final_alphas(dir: &Path) -> Vec<(String, Vec<u32>)> {
             .collect();
     t.sort();
     t
+}
+
+/// Start `cmd` (a search writing into `dir`), SIGKILL it as soon as its first checkpoint
+/// after the initial one appears, and check it had not finished.
+pub fn kill_after_first_mid_run_checkpoint(mut cmd: Command, dir: &Path) {
+    let mut child = cmd.spawn().unwrap();
+    let ckpt = dir.join("checkpoint.safetensors");
+    let start = Instant::now();
+    let first = loop {
+        if let Ok(m) = std::fs::metadata(&ckpt).and_then(|m| m.modified()) {
+            break m;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    while std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok() == Some(first) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no second checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !dir.join("genotype.txt").exists(),
+        "the run finished before it could be killed"
+    );
 }
 
 #[test]
@@ -150,34 +181,7 @@ fn same_seed_gives_bit_identical_alphas_and_resume_after_sigkill_is_exact() {
     );
 
     // Kill a third run with SIGKILL after its first mid-epoch checkpoint, then resume.
-    let mut child = tiny_search(&c, 3, &["--checkpoint-every", "3"])
-        .spawn()
-        .unwrap();
-    let ckpt = c.join("checkpoint.safetensors");
-    let start = Instant::now();
-    let first = loop {
-        if let Ok(m) = std::fs::metadata(&ckpt).and_then(|m| m.modified()) {
-            break m;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    while std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok() == Some(first) {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no second checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !c.join("genotype.txt").exists(),
-        "the run finished before it could be killed"
-    );
+    kill_after_first_mid_run_checkpoint(tiny_search(&c, 3, &["--checkpoint-every", "3"]), &c);
     let killed_at = read_run(&c.join("run.h5")).unwrap().steps.len();
     assert!(killed_at < 24, "killed after {killed_at} of 24 steps");
 

@@ -1,0 +1,239 @@
+//! Architecture search on a trained supernet with inherited-weight fitness (validation
+//! accuracy of the sub-network, higher is better; ties: lower loss): SPOS-style
+//! evolutionary search (the top-k candidates seen so far are the parents; half of each
+//! new generation by mutation, half by crossover; constraint filtering) and random search.
+use super::sampler::{crossover, mutate, uniform_genotype};
+use super::scorer::{ArchScore, Scorer};
+use super::{check_name, score_columns, store_table};
+use crate::data::rng::{Rng, PURPOSE_EVOLVE};
+use crate::record::{Column, Table};
+use crate::space::Genotype;
+use crate::{Error, Result};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct EvolveConfig {
+    pub population: usize,
+    pub generations: usize,
+    /// Probability that each choice (a node's inputs, an edge's op) is re-drawn.
+    pub mutation_prob: f64,
+    /// The best this many candidates seen so far breed the next generation.
+    pub parents: usize,
+    /// Constraints: candidates above them are never scored.
+    pub max_params: Option<u64>,
+    pub max_macs: Option<u64>,
+    pub seed: u64,
+    /// Random search instead: this many distinct uniform candidates, one generation.
+    pub random: Option<usize>,
+    /// Table name: `/evolution/<name>`, `DIR/evolution-<name>.csv`.
+    pub name: Option<String>,
+}
+
+impl Default for EvolveConfig {
+    fn default() -> Self {
+        EvolveConfig {
+            population: 50,
+            generations: 20,
+            mutation_prob: 0.1,
+            parents: 10,
+            max_params: None,
+            max_macs: None,
+            seed: 0,
+            random: None,
+            name: None,
+        }
+    }
+}
+
+impl EvolveConfig {
+    fn validate(&self) -> Result<()> {
+        let at_least_1 = |flag: &str, v: usize| {
+            if v == 0 {
+                Err(Error::invalid(flag, 0, "at least 1"))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(n) = self.random {
+            return at_least_1("--random", n);
+        }
+        at_least_1("--population", self.population)?;
+        at_least_1("--generations", self.generations)?;
+        at_least_1("--parents", self.parents)?;
+        if self.parents > self.population {
+            return Err(Error::invalid(
+                "--parents",
+                self.parents,
+                format!("at most --population = {}", self.population),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.mutation_prob) {
+            return Err(Error::invalid(
+                "--mutation-prob",
+                self.mutation_prob,
+                "a probability in [0, 1]",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct EvolveReport {
+    /// Every scored candidate with the generation it was scored in.
+    pub history: Vec<(usize, ArchScore)>,
+    pub best: ArchScore,
+    pub group: String,
+    pub csv: PathBuf,
+    pub best_text: PathBuf,
+    pub best_json: PathBuf,
+}
+
+/// Higher accuracy first, then lower loss, then the text (a total, seed-free order).
+fn better(a: &ArchScore, b: &ArchScore) -> std::cmp::Ordering {
+    b.accuracy
+        .total_cmp(&a.accuracy)
+        .then(a.loss.total_cmp(&b.loss))
+        .then(a.text.cmp(&b.text))
+}
+
+/// Run the search on the supernet in `scorer`, record the history in the run file of
+/// `dir` and write the best genotype next to it. `progress` sees each scored candidate.
+pub fn evolve(
+    dir: &Path,
+    scorer: &Scorer,
+    cfg: &EvolveConfig,
+    mut progress: impl FnMut(usize, &ArchScore),
+) -> Result<EvolveReport> {
+    cfg.validate()?;
+    let (mode, population, generations) = match cfg.random {
+        Some(n) => ("random", n, 1),
+        None => ("evolution", cfg.population, cfg.generations),
+    };
+    let name = cfg
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{mode}-seed{}", cfg.seed));
+    check_name(&name)?;
+    let space = &scorer.space;
+    let mut rng = Rng::from_key(&[cfg.seed, PURPOSE_EVOLVE]);
+    let mut visited: HashSet<String> = HashSet::new();
+    let mut rejected = 0usize;
+    // A candidate is new and meets the constraints (costs are counted without a forward).
+    let mut admit = |g: Genotype, visited: &mut HashSet<String>| -> Result<Option<Genotype>> {
+        if !visited.insert(g.to_text()) {
+            return Ok(None);
+        }
+        if cfg.max_params.is_none() && cfg.max_macs.is_none() {
+            return Ok(Some(g));
+        }
+        let (params, macs) = scorer.cost(&g)?;
+        if cfg.max_params.is_some_and(|m| params > m) || cfg.max_macs.is_some_and(|m| macs > m) {
+            rejected += 1;
+            return Ok(None);
+        }
+        Ok(Some(g))
+    };
+    let tries = 50 * population.max(1);
+    let mut history: Vec<(usize, ArchScore)> = Vec::new();
+    let mut ranked: Vec<ArchScore> = Vec::new();
+    for generation in 0..generations {
+        let mut next: Vec<Genotype> = Vec::new();
+        if generation > 0 && !ranked.is_empty() {
+            let parents = &ranked[..cfg.parents.min(ranked.len())];
+            let n_mutation = population / 2;
+            for _ in 0..tries {
+                if next.len() >= n_mutation {
+                    break;
+                }
+                let p = &parents[rng.below(parents.len())].genotype;
+                let child = mutate(p, space, cfg.mutation_prob, &mut rng);
+                next.extend(admit(child, &mut visited)?);
+            }
+            for _ in 0..tries {
+                if next.len() >= population || parents.len() < 2 {
+                    break;
+                }
+                let a = &parents[rng.below(parents.len())].genotype;
+                let b = &parents[rng.below(parents.len())].genotype;
+                let child = crossover(a, b, &mut rng);
+                next.extend(admit(child, &mut visited)?);
+            }
+        }
+        // The first generation, and whatever breeding could not fill: uniform candidates.
+        for _ in 0..tries {
+            if next.len() >= population {
+                break;
+            }
+            next.extend(admit(uniform_genotype(space, &mut rng), &mut visited)?);
+        }
+        for g in &next {
+            let s = scorer.score(g)?;
+            progress(generation, &s);
+            ranked.push(s.clone());
+            history.push((generation, s));
+        }
+        ranked.sort_by(better);
+    }
+    let Some(best) = ranked.first().cloned() else {
+        return Err(Error::invalid(
+            "--max-params/--max-macs",
+            format!("{:?}/{:?}", cfg.max_params, cfg.max_macs),
+            format!("constraints some architecture meets ({rejected} candidates were over them)"),
+        ));
+    };
+
+    let group = format!("evolution/{name}");
+    let mut columns = vec![(
+        "generation".to_string(),
+        Column::U64(history.iter().map(|(g, _)| *g as u64).collect()),
+    )];
+    columns.extend(score_columns(
+        &history.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+    ));
+    let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
+    let mut attrs = vec![
+        ("mode".to_string(), mode.to_string()),
+        ("seed".into(), cfg.seed.to_string()),
+        ("population".into(), population.to_string()),
+        ("generations".into(), generations.to_string()),
+        ("max_params".into(), opt(cfg.max_params)),
+        ("max_macs".into(), opt(cfg.max_macs)),
+        ("rejected_by_constraints".into(), rejected.to_string()),
+        ("bn".into(), scorer.bn.name()),
+        ("val_images".into(), scorer.val_images().to_string()),
+        ("best_text".into(), best.text.clone()),
+        ("best_json".into(), best.genotype.to_json()),
+        ("best_accuracy".into(), best.accuracy.to_string()),
+    ];
+    if cfg.random.is_none() {
+        attrs.push(("mutation_prob".into(), cfg.mutation_prob.to_string()));
+        attrs.push(("parents".into(), cfg.parents.to_string()));
+    }
+    let stem = format!("evolution-{name}");
+    let csv = store_table(
+        dir,
+        Table {
+            group: group.clone(),
+            attrs,
+            columns,
+        },
+        &stem,
+    )?;
+    let best_text = dir.join(format!("{stem}-best.txt"));
+    let best_json = dir.join(format!("{stem}-best.json"));
+    crate::fsutil::write_atomic(&best_text, format!("{}\n", best.text).as_bytes())?;
+    crate::fsutil::write_atomic(
+        &best_json,
+        format!("{}\n", best.genotype.to_json()).as_bytes(),
+    )?;
+    Ok(EvolveReport {
+        history,
+        best,
+        group,
+        csv,
+        best_text,
+        best_json,
+    })
+}

@@ -1,0 +1,184 @@
+//! Sub-networks of a trained supernet: drawn, scored with the weights they inherit, and
+//! searched over (random and evolutionary search), plus rank-agreement measures.
+//! `supernet sample`, `supernet evolve` and `supernet derive --rule sample-top:K`.
+mod evolve;
+pub mod rank;
+mod sampler;
+mod scorer;
+
+pub use evolve::{evolve, EvolveConfig, EvolveReport};
+pub use sampler::{crossover, mutate, uniform_genotype, SampleFrom, Sampler};
+pub use scorer::{ArchScore, BnMode, Scorer, DEFAULT_RECALIBRATION_BATCHES};
+
+use crate::data::rng::{Rng, PURPOSE_SAMPLE};
+use crate::record::{update_run, Column, Table};
+use crate::search::RUN_FILE;
+use crate::space::{CellType, Genotype};
+use crate::{Error, Result};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// The sampler of `from` for the supernet in `scorer` (its alphas for `alphas`).
+pub fn sampler(scorer: &Scorer, from: SampleFrom) -> Sampler {
+    match from {
+        SampleFrom::Uniform => Sampler::Uniform,
+        SampleFrom::Alphas => Sampler::Weights {
+            normal: scorer
+                .st
+                .arch
+                .softmax_rows(CellType::Normal)
+                .expect("normal alphas"),
+            reduce: scorer.st.arch.softmax_rows(CellType::Reduce),
+        },
+    }
+}
+
+/// `n` distinct architectures drawn from `sampler` with a generator seeded by `seed`;
+/// also the number of duplicate draws skipped. Stops early (fewer than `n`) when
+/// `20 n` draws do not find `n` distinct ones (a small space).
+pub fn draw_distinct(
+    sampler: &Sampler,
+    space: &crate::space::SearchSpace,
+    n: usize,
+    seed: u64,
+) -> (Vec<Genotype>, usize) {
+    let mut rng = Rng::from_key(&[seed, PURPOSE_SAMPLE]);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut duplicates = 0;
+    for _ in 0..n.saturating_mul(20) {
+        if out.len() == n {
+            break;
+        }
+        let g = sampler.genotype(space, &mut rng);
+        if seen.insert(g.to_text()) {
+            out.push(g);
+        } else {
+            duplicates += 1;
+        }
+    }
+    (out, duplicates)
+}
+
+/// The columns every table of scored architectures has.
+pub fn score_columns(scores: &[&ArchScore]) -> Vec<(String, Column)> {
+    vec![
+        (
+            "architecture".into(),
+            Column::Text(scores.iter().map(|s| s.text.clone()).collect()),
+        ),
+        (
+            "accuracy".into(),
+            Column::F64(scores.iter().map(|s| s.accuracy).collect()),
+        ),
+        (
+            "loss".into(),
+            Column::F64(scores.iter().map(|s| s.loss).collect()),
+        ),
+        (
+            "parameters".into(),
+            Column::U64(scores.iter().map(|s| s.parameters).collect()),
+        ),
+        (
+            "macs".into(),
+            Column::U64(scores.iter().map(|s| s.macs).collect()),
+        ),
+    ]
+}
+
+/// A table name usable as an HDF5 group and a file name.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Error::invalid(
+            "--name",
+            name,
+            "letters, digits, '-', '_' and '.' only",
+        ));
+    }
+    Ok(())
+}
+
+/// Store `table` in the run file of `dir` and as `DIR/<file_stem>.csv`; returns the CSV path.
+pub fn store_table(dir: &Path, table: Table, file_stem: &str) -> Result<PathBuf> {
+    let csv = dir.join(format!("{file_stem}.csv"));
+    crate::fsutil::write_atomic(&csv, table.to_csv().as_bytes())?;
+    update_run(&dir.join(RUN_FILE), |log| log.put_table(table))?;
+    Ok(csv)
+}
+
+/// What `supernet sample` does.
+#[derive(Debug, Clone)]
+pub struct SampleConfig {
+    pub n: usize,
+    pub from: SampleFrom,
+    pub seed: u64,
+    /// Table name: `/samples/<name>` and `DIR/samples-<name>.csv`.
+    pub name: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct SampleReport {
+    pub scores: Vec<ArchScore>,
+    pub duplicates: usize,
+    pub group: String,
+    pub csv: PathBuf,
+}
+
+/// Draw, score and record `cfg.n` distinct architectures of the run in `dir`.
+/// `progress` receives each score as it is computed.
+pub fn sample(
+    dir: &Path,
+    scorer: &Scorer,
+    cfg: &SampleConfig,
+    mut progress: impl FnMut(usize, &ArchScore),
+) -> Result<SampleReport> {
+    if cfg.n == 0 {
+        return Err(Error::invalid("--n", 0, "at least 1"));
+    }
+    let name = cfg.name.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}-seed{}",
+            cfg.from.name(),
+            scorer.bn.name().replace(':', ""),
+            cfg.seed
+        )
+    });
+    check_name(&name)?;
+    let start = std::time::Instant::now();
+    let (genotypes, duplicates) =
+        draw_distinct(&sampler(scorer, cfg.from), &scorer.space, cfg.n, cfg.seed);
+    let mut scores = Vec::with_capacity(genotypes.len());
+    for (i, g) in genotypes.iter().enumerate() {
+        let s = scorer.score(g)?;
+        progress(i, &s);
+        scores.push(s);
+    }
+    let group = format!("samples/{name}");
+    let table = Table {
+        group: group.clone(),
+        attrs: vec![
+            ("from".into(), cfg.from.name().into()),
+            ("bn".into(), scorer.bn.name()),
+            ("seed".into(), cfg.seed.to_string()),
+            ("requested".into(), cfg.n.to_string()),
+            ("duplicates_skipped".into(), duplicates.to_string()),
+            ("val_images".into(), scorer.val_images().to_string()),
+            (
+                "seconds".into(),
+                format!("{:.3}", start.elapsed().as_secs_f64()),
+            ),
+        ],
+        columns: score_columns(&scores.iter().collect::<Vec<_>>()),
+    };
+    let csv = store_table(dir, table, &format!("samples-{name}"))?;
+    Ok(SampleReport {
+        scores,
+        duplicates,
+        group,
+        csv,
+    })
+}

@@ -1,0 +1,98 @@
+//! Rank agreement between two scorings of the same architectures (for example inherited
+//! weights vs stand-alone training): Kendall's tau-b, Spearman's rho (with average ranks
+//! for ties) and top-k overlap. Pure functions on host numbers; `None` where the measure is
+//! undefined (fewer than two items, or a constant vector).
+
+/// Kendall's tau-b: `(concordant - discordant) / sqrt((n0 - ties_x) (n0 - ties_y))` with
+/// `n0 = n (n - 1) / 2`; pairs tied in both vectors count in both tie terms (as SciPy).
+pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() != y.len() {
+        return None;
+    }
+    let n = x.len();
+    let (mut conc, mut disc, mut tx, mut ty) = (0i64, 0i64, 0i64, 0i64);
+    for i in 0..n {
+        for j in i + 1..n {
+            let dx = x[i].partial_cmp(&x[j])?;
+            let dy = y[i].partial_cmp(&y[j])?;
+            use std::cmp::Ordering::Equal;
+            match (dx, dy) {
+                (Equal, Equal) => {
+                    tx += 1;
+                    ty += 1;
+                }
+                (Equal, _) => tx += 1,
+                (_, Equal) => ty += 1,
+                (a, b) if a == b => conc += 1,
+                _ => disc += 1,
+            }
+        }
+    }
+    let n0 = (n * n.saturating_sub(1) / 2) as i64;
+    let denom = (((n0 - tx) as f64) * ((n0 - ty) as f64)).sqrt();
+    (denom > 0.0).then(|| (conc - disc) as f64 / denom)
+}
+
+/// Ranks from 1, ties sharing their average rank. `None` on NaN.
+pub fn average_ranks(x: &[f64]) -> Option<Vec<f64>> {
+    if x.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut ranks = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && x[order[j + 1]] == x[order[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = avg;
+        }
+        i = j + 1;
+    }
+    Some(ranks)
+}
+
+/// Spearman's rho: the Pearson correlation of the average ranks.
+pub fn spearman_rho(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() != y.len() {
+        return None;
+    }
+    if x.len() < 2 {
+        return None;
+    }
+    let (rx, ry) = (average_ranks(x)?, average_ranks(y)?);
+    let n = rx.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// Indices of the `k` largest values (ties: the lower index first).
+pub fn top_k(x: &[f64], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[b].total_cmp(&x[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
+/// Fraction of the top `k` items by `x` that are also in the top `k` by `y` (higher is
+/// better in both); `None` when `k` is 0 or larger than the number of items.
+pub fn top_k_overlap(x: &[f64], y: &[f64], k: usize) -> Option<f64> {
+    if x.len() != y.len() {
+        return None;
+    }
+    if k == 0 || k > x.len() {
+        return None;
+    }
+    let (a, b) = (top_k(x, k), top_k(y, k));
+    Some(a.iter().filter(|i| b.contains(i)).count() as f64 / k as f64)
+}

@@ -1,0 +1,226 @@
+//! Scoring discrete architectures with the weights they inherit from a trained supernet:
+//! one-hot mixing weights ([`ArchWeights::from_genotype`]) so that only the sampled path
+//! runs, on the run's architecture (validation) half, with a choice of BN statistics.
+use crate::data::Loader;
+use crate::evaluate::evaluate_batches;
+use crate::inspect::Architecture;
+use crate::inspect::Summary;
+use crate::search::{load_trained, SearchConfig, SearchState};
+use crate::space::{Genotype, SearchSpace};
+use crate::supernet::OpStyle;
+use crate::supernet::{ArchWeights, InputShape};
+use crate::{Error, Result};
+use std::path::Path;
+use tch::{nn, Device, Tensor};
+
+/// Which BN statistics a sub-network is evaluated with (`--bn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BnMode {
+    /// Train-mode BN: the statistics of each evaluation batch (nothing persisted).
+    Batch,
+    /// Running statistics re-estimated for the sub-network: reset, then the cumulative
+    /// average over K training batches in train mode (PyTorch `momentum=None`), then
+    /// evaluation with them. The supernet's statistics are restored afterwards.
+    Recalibrate(usize),
+    /// The supernet's stored running statistics.
+    Running,
+}
+
+/// Training batches used by `recalibrate` when no count is given.
+pub const DEFAULT_RECALIBRATION_BATCHES: usize = 10;
+
+impl BnMode {
+    pub fn name(self) -> String {
+        match self {
+            BnMode::Batch => "batch".into(),
+            BnMode::Recalibrate(k) => format!("recalibrate:{k}"),
+            BnMode::Running => "running".into(),
+        }
+    }
+}
+
+impl Default for BnMode {
+    fn default() -> Self {
+        BnMode::Recalibrate(DEFAULT_RECALIBRATION_BATCHES)
+    }
+}
+
+impl std::str::FromStr for BnMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::invalid(
+                "--bn",
+                s,
+                "batch, running, recalibrate or recalibrate:K with K >= 1",
+            )
+        };
+        match s {
+            "batch" => Ok(BnMode::Batch),
+            "running" => Ok(BnMode::Running),
+            "recalibrate" => Ok(BnMode::default()),
+            _ => match s.strip_prefix("recalibrate:").map(str::parse::<usize>) {
+                Some(Ok(k)) if k > 0 => Ok(BnMode::Recalibrate(k)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+/// One scored architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchScore {
+    pub genotype: Genotype,
+    /// The genotype in its text form (DARTS or NAS-Bench-201).
+    pub text: String,
+    pub accuracy: f64,
+    pub loss: f64,
+    /// Trainable parameters of the sub-network (the supernet's cells hold only its ops).
+    pub parameters: u64,
+    /// Multiply-adds per image of the sub-network.
+    pub macs: u64,
+}
+
+/// A trained supernet ready to score sub-networks.
+pub struct Scorer {
+    pub st: SearchState,
+    pub cfg: SearchConfig,
+    pub space: SearchSpace,
+    pub input: InputShape,
+    /// Evaluation batches of the architecture half.
+    pub val: Loader,
+    /// The weight half (training batches, with the run's augmentation) for recalibration.
+    pub train: Loader,
+    pub device: Device,
+    pub bn: BnMode,
+    /// Use at most this many evaluation batches (`None`: the whole architecture half).
+    pub max_batches: Option<usize>,
+    /// BN running statistics as the supernet holds them (restored after every score).
+    saved_bn: Vec<Tensor>,
+}
+
+impl Scorer {
+    /// The supernet of the run in `dir`: its config, data split and last checkpoint.
+    pub fn open(dir: &Path, bn: BnMode, max_batches: Option<usize>) -> Result<Self> {
+        let t = load_trained(dir)?;
+        Self::new(
+            t.state,
+            t.cfg,
+            t.setup.val,
+            t.setup.loaders.weights,
+            bn,
+            max_batches,
+        )
+    }
+
+    /// A scorer over a state built elsewhere (benchmarks, tests).
+    pub fn new(
+        st: SearchState,
+        cfg: SearchConfig,
+        val: Loader,
+        train: Loader,
+        bn: BnMode,
+        max_batches: Option<usize>,
+    ) -> Result<Self> {
+        if max_batches == Some(0) {
+            return Err(Error::invalid("--batches", 0, "at least 1"));
+        }
+        let saved_bn = st.save_bn_stats();
+        Ok(Scorer {
+            space: st.space.clone(),
+            input: st.net.input,
+            device: st.device,
+            st,
+            cfg,
+            val,
+            train,
+            bn,
+            max_batches,
+            saved_bn,
+        })
+    }
+
+    /// Images one score is computed on.
+    pub fn val_images(&self) -> usize {
+        let b = self.val.config().batch_size;
+        self.max_batches
+            .map_or(self.val.len(), |m| (m * b).min(self.val.len()))
+    }
+
+    /// Accuracy and loss of `g` with inherited weights, its parameters and multiply-adds.
+    /// The supernet is left exactly as it was.
+    pub fn score(&self, g: &Genotype) -> Result<ArchScore> {
+        let w = ArchWeights::from_genotype(g, &self.space, self.device)?;
+        let eval = |train: bool| {
+            evaluate_batches(
+                &self.st.net,
+                &w,
+                &self.val,
+                self.device,
+                train,
+                self.max_batches,
+            )
+        };
+        let score = match self.bn {
+            BnMode::Running => Ok(eval(false)),
+            BnMode::Batch => Ok(eval(true)),
+            BnMode::Recalibrate(k) => {
+                let done = self.recalibrate(&w, k);
+                let score = eval(false);
+                done.map(|()| score)
+            }
+        };
+        self.st.restore_bn_stats(&self.saved_bn);
+        let score = score?;
+        let (parameters, macs) = self.cost(g)?;
+        Ok(ArchScore {
+            genotype: g.clone(),
+            text: g.to_text(),
+            accuracy: score.accuracy,
+            loss: score.loss,
+            parameters,
+            macs,
+        })
+    }
+
+    /// Trainable parameters and multiply-adds per image of the sub-network of `g`.
+    pub fn cost(&self, g: &Genotype) -> Result<(u64, u64)> {
+        let arch = Architecture {
+            genotype: g.clone(),
+            style: OpStyle::Inherited,
+            auxiliary: false,
+        };
+        let summary = Summary::new(&self.space, self.input, Some(&arch))?;
+        Ok((summary.parameters as u64, summary.macs_per_image))
+    }
+
+    /// Running statistics := the plain average of the train-mode batch statistics over `k`
+    /// training batches. libtorch's update is `r = (1 - m) r + m s`; starting each batch
+    /// from `r = 0` leaves `m s`, which is summed and divided by `k m`.
+    fn recalibrate(&self, w: &ArchWeights, k: usize) -> Result<()> {
+        let m = nn::BatchNormConfig::default().momentum;
+        let bufs = &self.st.buffers;
+        let mut sums: Vec<Tensor> = bufs.iter().map(|b| b.zeros_like()).collect();
+        let batches = self.train.batches_per_epoch().max(1);
+        tch::no_grad(|| {
+            for i in 0..k {
+                for b in bufs {
+                    let _ = b.shallow_clone().zero_();
+                }
+                // Epoch 0's batches in order, wrapping around a small weight half.
+                let batch = self.train.batch(i / batches, i % batches)?;
+                let _ = self
+                    .st
+                    .net
+                    .forward_t(&batch.images.to_device(self.device), w, true);
+                for (s, b) in sums.iter_mut().zip(bufs) {
+                    let _ = s.g_add_(b);
+                }
+            }
+            for (b, s) in bufs.iter().zip(&sums) {
+                b.shallow_clone().copy_(&(s / (k as f64 * m)));
+            }
+            Ok(())
+        })
+    }
+}
