@@ -39,6 +39,9 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Export the sub-network of a searched supernet with its inherited weights.
     Extract(train::ExtractArgs),
+    /// Train K sampled sub-networks on their own and report how well their inherited-weight
+    /// scores rank them (Kendall tau, Spearman rho, top-k overlap).
+    RankCheck(train::RankCheckArgs),
     /// Draw sub-networks of a trained supernet and score them with the weights they
     /// inherit (on the run's architecture half); a table in the run file and a CSV.
     Sample(SampleArgs),
@@ -309,6 +312,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(a) => search(*a),
         Command::Train(a) => train::train(*a),
         Command::Extract(a) => train::extract(a),
+        Command::RankCheck(a) => train::rank_check(a),
         Command::Sample(a) => sample(a),
         Command::Evolve(a) => evolve(a),
         Command::Derive(a) => derive(a),

@@ -244,3 +244,80 @@ pub fn extract(a: ExtractArgs) -> anyhow::Result<()> {
     println!("{}", json.display());
     Ok(())
 }
+
+#[derive(clap::Args, Debug)]
+pub struct RankCheckArgs {
+    /// Run directory of a search with a sample table (`supernet sample`).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Sub-networks to train on their own, spread over the sampled score range.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Sample table (/samples/NAME) [default: the run's only one].
+    #[arg(long, value_name = "NAME")]
+    pub samples: Option<String>,
+    /// Size of the top sets whose overlap is reported.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
+    /// Stand-alone training budget: epochs each.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Training images (class-balanced, seeded) [default: all].
+    #[arg(long, default_value_t = 5000)]
+    pub subset: usize,
+    /// Test images evaluated (class-balanced, seeded).
+    #[arg(long, default_value_t = 2000)]
+    pub test_subset: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Stand-alone network size [default: the supernet's].
+    #[arg(long)]
+    pub layers: Option<usize>,
+    #[arg(long)]
+    pub channels: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads for libtorch (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
+    let cfg = crate::sample::RankCheckConfig {
+        k: a.k,
+        samples: a.samples.clone(),
+        top: a.top,
+        epochs: a.epochs,
+        subset: Some(a.subset),
+        test_subset: Some(a.test_subset),
+        batch_size: a.batch_size,
+        layers: a.layers,
+        channels: a.channels,
+        seed: a.seed,
+        threads: a.threads,
+    };
+    let report = crate::sample::rank_check(&a.run, &cfg, |i, r| {
+        if !a.quiet {
+            eprintln!(
+                "{i:>3}  inherited {:6.2}%  stand-alone {:6.2}%  {}",
+                100.0 * r.inherited,
+                100.0 * r.standalone,
+                r.architecture
+            );
+        }
+    })?;
+    let show = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.3}"));
+    println!(
+        "Kendall tau {}  Spearman rho {}  top-{} overlap {}  ({} sub-networks)",
+        show(report.kendall_tau),
+        show(report.spearman_rho),
+        a.top,
+        show(report.top_overlap),
+        report.rows.len()
+    );
+    eprintln!("stored in /{} and {}", report.group, report.csv.display());
+    Ok(())
+}

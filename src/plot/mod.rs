@@ -5,7 +5,8 @@
 //! - `alphas_final`: the last recorded softmax(alpha) as a heat map per cell type;
 //! - `collapse`: mean alpha entropy and parameter-free edges of the derived genotype;
 //! - `training`: loss and accuracy per step (raw and smoothed) and per epoch;
-//! - `cell_<cell>`: the derived cell as a diagram.
+//! - `cell_<cell>`: the derived cell as a diagram;
+//! - `rank_check-<name>`: inherited vs stand-alone accuracy of a `rank-check`.
 //!
 //! Each chart family is one entry of [`CHARTS`]: a function from the run to the files it
 //! wrote, or to why it drew nothing. [`watch`] redraws whenever the run file changes.
@@ -14,6 +15,7 @@ mod cell;
 mod collapse;
 pub(crate) mod data;
 mod heatmap;
+mod rank_check;
 mod style;
 mod training;
 mod watch;
@@ -111,7 +113,6 @@ enum Drawn {
     /// Nothing drawn for a reason worth telling (e.g. no steps yet).
     Skipped(String),
     /// The run file has no data of this kind at all (an optional dataset): say nothing.
-    #[allow(dead_code)] // for the charts of optional datasets (see `CHARTS`)
     Absent,
 }
 
@@ -141,6 +142,10 @@ const CHARTS: &[Chart] = &[
     Chart {
         name: "cell",
         draw: cell::draw,
+    },
+    Chart {
+        name: "rank_check",
+        draw: rank_check::draw,
     },
 ];
 

@@ -93,8 +93,9 @@ pub struct RunLog {
     pub tables: Vec<Table>,
 }
 
-/// Top-level groups that hold [`Table`]s: `/samples/<name>` and `/evolution/<name>`.
-pub const TABLE_ROOTS: [&str; 2] = ["samples", "evolution"];
+/// Top-level groups that hold [`Table`]s: `/samples/<name>`, `/evolution/<name>` and
+/// `/rank_check/<name>`.
+pub const TABLE_ROOTS: [&str; 3] = ["samples", "evolution", "rank_check"];
 
 /// One column of a [`Table`].
 #[derive(Debug, Clone, PartialEq)]

@@ -3,10 +3,12 @@
 //! `supernet sample`, `supernet evolve` and `supernet derive --rule sample-top:K`.
 mod evolve;
 pub mod rank;
+mod rank_check;
 mod sampler;
 mod scorer;
 
 pub use evolve::{evolve, EvolveConfig, EvolveReport};
+pub use rank_check::{rank_check, spread, RankCheckConfig, RankCheckReport, RankCheckRow};
 pub use sampler::{crossover, mutate, uniform_genotype, SampleFrom, Sampler};
 pub use scorer::{ArchScore, BnMode, Scorer, DEFAULT_RECALIBRATION_BATCHES};
 

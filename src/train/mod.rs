@@ -4,7 +4,7 @@
 //! search. The trained network is exported into `DIR/model/` at the end.
 mod config;
 
-pub use config::{TrainConfig, EVAL_CHANNELS, EVAL_CUTOUT, EVAL_LAYERS};
+pub use config::{AugmentOverrides, TrainConfig, EVAL_CHANNELS, EVAL_CUTOUT, EVAL_LAYERS};
 
 use crate::data::rng::{hash_key, PURPOSE_DROP_PATH};
 use crate::data::{DataSets, Loader, LoaderConfig, Subset};

@@ -335,3 +335,99 @@ fn bad_training_input_gets_a_clear_error() {
         &["sep_conv_5x5"],
     );
 }
+
+#[test]
+fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
+    use supernet::sample::spread;
+    assert_eq!(spread(&[0.5, 0.1, 0.9, 0.3, 0.7], 3), vec![1, 0, 2]);
+    assert_eq!(spread(&[0.2, 0.1], 5), vec![1, 0]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("search");
+    ok(supernet()
+        .args([
+            "search",
+            "--space",
+            "supernets/tiny.toml",
+            "--subset",
+            "256",
+        ])
+        .args([
+            "--batch-size",
+            "32",
+            "--epochs",
+            "1",
+            "--seed",
+            "6",
+            "--quiet",
+        ])
+        .args(["--threads", "1", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap());
+    ok(supernet()
+        .args(["sample", "--n", "6", "--batches", "1", "--quiet", "--run"])
+        .arg(&run)
+        .output()
+        .unwrap());
+    let rank_check = || {
+        ok(supernet()
+            .args(["rank-check", "--k", "3", "--top", "1", "--epochs", "1"])
+            .args([
+                "--subset",
+                "128",
+                "--test-subset",
+                "64",
+                "--batch-size",
+                "32",
+            ])
+            .args(["--threads", "1", "--quiet", "--run"])
+            .arg(&run)
+            .output()
+            .unwrap())
+    };
+    let first = String::from_utf8_lossy(&rank_check().stdout).to_string();
+    assert!(first.contains("Kendall tau"), "{first}");
+    let log = read_run(&run.join("run.h5")).unwrap();
+    let table = log
+        .tables
+        .iter()
+        .find(|t| t.group.starts_with("rank_check/"))
+        .expect("a rank_check table");
+    let samples = log
+        .tables
+        .iter()
+        .find(|t| t.group.starts_with("samples/"))
+        .unwrap();
+    let (
+        Some(supernet::record::Column::F64(inherited)),
+        Some(supernet::record::Column::F64(sampled)),
+    ) = (
+        table.column("inherited_accuracy"),
+        samples.column("accuracy"),
+    )
+    else {
+        panic!("accuracy columns missing")
+    };
+    assert_eq!(inherited.len(), 3);
+    // The lowest and the highest sampled score are among the checked ones.
+    let min = sampled.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = sampled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    assert!(inherited.contains(&min) && inherited.contains(&max));
+    assert!(table.attr("kendall_tau").is_some() && table.attr("spearman_rho").is_some());
+    // A second call reuses the finished stand-alone runs and reports the same.
+    assert_eq!(String::from_utf8_lossy(&rank_check().stdout), first);
+    let png = run.join("plots");
+    ok(supernet()
+        .args(["plot", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .unwrap());
+    assert!(std::fs::read_dir(&png).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("rank_check-")));
+}

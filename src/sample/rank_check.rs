@@ -1,0 +1,242 @@
+//! `supernet rank-check`: how far inherited-weight scores can be trusted. K sub-networks of
+//! a sample table, spread over its score range, are trained on their own for a short fixed
+//! budget; Kendall's tau, Spearman's rho and the top-k overlap between the two accuracies
+//! go into the run file (`/rank_check/<name>`) and a CSV.
+//!
+//! Each stand-alone training is an ordinary `supernet train` run in
+//! `DIR/rank-check/<name>/<i>`, so an interrupted rank-check continues where it stopped.
+use super::rank::{kendall_tau_b, spearman_rho, top_k_overlap};
+use super::{check_name, store_table};
+use crate::record::{read_run, Column, Table};
+use crate::search::{SearchConfig, RUN_FILE};
+use crate::supernet::OpStyle;
+use crate::train::{self, AugmentOverrides, TrainConfig, MODEL_DIR};
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// What `supernet rank-check` does.
+#[derive(Debug, Clone)]
+pub struct RankCheckConfig {
+    /// Sub-networks trained on their own (at least 3).
+    pub k: usize,
+    /// The sample table to draw them from (`/samples/<name>`); the run's only one if absent.
+    pub samples: Option<String>,
+    /// Size of the top sets compared by the overlap.
+    pub top: usize,
+    /// The stand-alone training budget and network size.
+    pub epochs: usize,
+    pub subset: Option<usize>,
+    pub test_subset: Option<usize>,
+    pub batch_size: usize,
+    pub layers: Option<usize>,
+    pub channels: Option<usize>,
+    pub seed: u64,
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankCheckRow {
+    pub architecture: String,
+    pub inherited: f64,
+    pub standalone: f64,
+}
+
+#[derive(Debug)]
+pub struct RankCheckReport {
+    pub rows: Vec<RankCheckRow>,
+    pub kendall_tau: Option<f64>,
+    pub spearman_rho: Option<f64>,
+    pub top_overlap: Option<f64>,
+    pub group: String,
+    pub csv: PathBuf,
+}
+
+/// `k` indices into `scores` spread evenly over their sorted order (lowest and highest
+/// included), distinct.
+pub fn spread(scores: &[f64], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+    let n = order.len();
+    if k >= n {
+        return order;
+    }
+    let mut picked: Vec<usize> = (0..k)
+        .map(|i| order[(i * (n - 1) + (k - 1) / 2) / (k - 1).max(1)])
+        .collect();
+    picked.dedup();
+    picked
+}
+
+/// The sample table `name` (or the run's only one) as (architecture, accuracy) columns.
+fn sample_table(dir: &Path, name: Option<&str>) -> Result<(String, Vec<String>, Vec<f64>)> {
+    let path = dir.join(RUN_FILE);
+    let log = read_run(&path)?;
+    let samples: Vec<&Table> = log
+        .tables
+        .iter()
+        .filter(|t| t.group.starts_with("samples/"))
+        .collect();
+    let names: Vec<&str> = samples
+        .iter()
+        .map(|t| &t.group["samples/".len()..])
+        .collect();
+    let table = match name {
+        Some(n) => samples.iter().find(|t| t.group == format!("samples/{n}")),
+        None if samples.len() == 1 => samples.first(),
+        None => None,
+    }
+    .ok_or_else(|| {
+        Error::bad_file(
+            &path,
+            match (name, names.is_empty()) {
+                (_, true) => "no sample table: run `supernet sample --run DIR --n N` first".into(),
+                (Some(n), _) => format!("no sample table '{n}' (it has: {})", names.join(", ")),
+                (None, _) => format!(
+                    "several sample tables, choose one with --samples ({})",
+                    names.join(", ")
+                ),
+            },
+        )
+    })?;
+    let (Some(Column::Text(archs)), Some(Column::F64(acc))) =
+        (table.column("architecture"), table.column("accuracy"))
+    else {
+        return Err(Error::bad_file(
+            &path,
+            format!("{} lacks its architecture or accuracy column", table.group),
+        ));
+    };
+    let short = table.group["samples/".len()..].to_string();
+    Ok((short, archs.clone(), acc.clone()))
+}
+
+/// Train `architecture` on its own in `dir` (or finish or reuse an earlier attempt there);
+/// its test accuracy.
+fn standalone_accuracy(dir: &Path, cfg: TrainConfig) -> Result<f64> {
+    let outcome = if dir
+        .join(MODEL_DIR)
+        .join(crate::model::DESCRIPTION_FILE)
+        .is_file()
+    {
+        let log = read_run(&dir.join(RUN_FILE))?;
+        let last = log.epochs.last().ok_or_else(|| {
+            Error::bad_file(dir.join(RUN_FILE), "a finished training run without epochs")
+        })?;
+        return Ok(last.val_acc);
+    } else if dir.join(RUN_FILE).is_file() {
+        train::resume(dir, true)?
+    } else {
+        train::start(cfg, dir, true)?
+    };
+    match outcome {
+        train::Outcome::Finished { test, .. } => Ok(test.accuracy),
+        train::Outcome::Interrupted { .. } => Err(Error::Other(format!(
+            "interrupted; run the same rank-check again to continue ({})",
+            dir.display()
+        ))),
+    }
+}
+
+pub fn rank_check(
+    dir: &Path,
+    cfg: &RankCheckConfig,
+    mut progress: impl FnMut(usize, &RankCheckRow),
+) -> Result<RankCheckReport> {
+    if cfg.k < 3 {
+        return Err(Error::invalid("--k", cfg.k, "at least 3"));
+    }
+    if cfg.top == 0 || cfg.top > cfg.k {
+        return Err(Error::invalid("--top", cfg.top, format!("1..={}", cfg.k)));
+    }
+    let (samples, archs, inherited) = sample_table(dir, cfg.samples.as_deref())?;
+    if archs.len() < cfg.k {
+        return Err(Error::invalid(
+            "--k",
+            cfg.k,
+            format!(
+                "at most the {} architectures of sample table '{samples}'",
+                archs.len()
+            ),
+        ));
+    }
+    let name = format!("{samples}-k{}", cfg.k);
+    check_name(&name)?;
+    let search: SearchConfig = crate::rundir::read_config(dir)?;
+    let mut network = search.network;
+    network.layers = cfg.layers.or(network.layers);
+    network.channels = cfg.channels.or(network.channels);
+    let mut rows = Vec::new();
+    for (i, idx) in spread(&inherited, cfg.k).into_iter().enumerate() {
+        // A short plain training: no auxiliary head, drop-path or cutout.
+        let train_cfg = TrainConfig {
+            genotype: archs[idx].clone(),
+            space: search.space.clone(),
+            network,
+            init: None,
+            style: OpStyle::Standalone,
+            data: search.data.clone(),
+            subset: cfg.subset,
+            test_subset: cfg.test_subset,
+            augment: AugmentOverrides {
+                cutout: Some(0),
+                ..Default::default()
+            },
+            auxiliary_weight: 0.0,
+            drop_path: 0.0,
+            epochs: cfg.epochs,
+            batch_size: cfg.batch_size,
+            seed: cfg.seed,
+            threads: cfg.threads,
+            ..TrainConfig::default()
+        };
+        let run_dir = dir.join("rank-check").join(&name).join(i.to_string());
+        let row = RankCheckRow {
+            architecture: archs[idx].clone(),
+            inherited: inherited[idx],
+            standalone: standalone_accuracy(&run_dir, train_cfg)?,
+        };
+        progress(i, &row);
+        rows.push(row);
+    }
+    let x: Vec<f64> = rows.iter().map(|r| r.inherited).collect();
+    let y: Vec<f64> = rows.iter().map(|r| r.standalone).collect();
+    let (tau, rho, overlap) = (
+        kendall_tau_b(&x, &y),
+        spearman_rho(&x, &y),
+        top_k_overlap(&x, &y, cfg.top),
+    );
+    let show = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.6}"));
+    let group = format!("rank_check/{name}");
+    let table = Table {
+        group: group.clone(),
+        attrs: vec![
+            ("samples".into(), samples),
+            ("kendall_tau".into(), show(tau)),
+            ("spearman_rho".into(), show(rho)),
+            ("top".into(), cfg.top.to_string()),
+            ("top_overlap".into(), show(overlap)),
+            ("epochs".into(), cfg.epochs.to_string()),
+            ("subset".into(), format!("{:?}", cfg.subset)),
+            ("test_subset".into(), format!("{:?}", cfg.test_subset)),
+            ("batch_size".into(), cfg.batch_size.to_string()),
+            ("seed".into(), cfg.seed.to_string()),
+        ],
+        columns: vec![
+            (
+                "architecture".into(),
+                Column::Text(rows.iter().map(|r| r.architecture.clone()).collect()),
+            ),
+            ("inherited_accuracy".into(), Column::F64(x)),
+            ("standalone_accuracy".into(), Column::F64(y)),
+        ],
+    };
+    let csv = store_table(dir, table, &format!("rank-check-{name}"))?;
+    Ok(RankCheckReport {
+        rows,
+        kendall_tau: tau,
+        spearman_rho: rho,
+        top_overlap: overlap,
+        group,
+        csv,
+    })
+}
