@@ -431,3 +431,15 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
         .to_string_lossy()
         .starts_with("rank_check-")));
 }
+
+#[test]
+fn non_finite_training_loss_stops_with_epoch_and_step_and_keeps_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("nan");
+    fails_with(
+        tiny_train(&out, 1, &["--lr", "1e30"]).output().unwrap(),
+        &["non-finite", "epoch 0, step"],
+    );
+    read_run(&out.join("run.h5")).unwrap();
+    assert!(!final_weights(&out).is_empty());
+}
