@@ -99,7 +99,11 @@ impl ArchParams {
                 } else {
                     one_hot - probs.detach() + probs
                 };
-                MixWeights::sparse(hard)
+                if detach {
+                    MixWeights::sparse(hard)
+                } else {
+                    MixWeights::straight_through(hard)
+                }
             })
         };
         let normal = w(CellType::Normal).expect("every space has normal cells");

@@ -71,6 +71,24 @@ impl MixedOp {
                 Some(a) => a + y,
             });
         }
+        if w.is_straight_through() {
+            let active: Vec<usize> = w.active_ops(e, self.kinds.len()).collect();
+            let left_out: Vec<i64> = (0..self.kinds.len())
+                .filter(|k| !active.contains(k))
+                .map(|k| k as i64)
+                .collect();
+            if !left_out.is_empty() {
+                let index = Tensor::from_slice(&left_out).to_device(row.device());
+                let s = row.index_select(0, &index).sum(row.kind());
+                let base = acc.unwrap_or_else(|| {
+                    Operation::Zero {
+                        stride: self.stride,
+                    }
+                    .forward_t(xs, pass.train)
+                });
+                acc = Some(base + s);
+            }
+        }
         acc
     }
 

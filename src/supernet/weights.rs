@@ -14,6 +14,9 @@ pub struct MixWeights {
     /// Every active weight is exactly 1 and needs no gradient (a discrete architecture):
     /// the multiplication can be skipped.
     unit: bool,
+    /// GDAS: the (zero-valued) weights of the ops not computed are added to the edge output
+    /// too, so that their straight-through gradient is the sum of the output gradient.
+    straight_through: bool,
 }
 
 impl MixWeights {
@@ -23,6 +26,7 @@ impl MixWeights {
             weights,
             active: None,
             unit: false,
+            straight_through: false,
         }
     }
 
@@ -46,7 +50,21 @@ impl MixWeights {
             weights,
             active: Some(active),
             unit: false,
+            straight_through: false,
         }
+    }
+
+    /// Hard straight-through weights (GDAS `hardwts`): sparse, and every op left out adds
+    /// its weight (0 in value) to the edge output, as the GDAS reference does.
+    pub fn straight_through(weights: Tensor) -> Self {
+        MixWeights {
+            straight_through: true,
+            ..Self::sparse(weights)
+        }
+    }
+
+    pub fn is_straight_through(&self) -> bool {
+        self.straight_through
     }
 
     pub fn is_unit(&self) -> bool {
@@ -83,6 +101,7 @@ impl MixWeights {
             weights,
             active: Some(active),
             unit: true,
+            straight_through: false,
         })
     }
 }
