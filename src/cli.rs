@@ -65,6 +65,10 @@ pub struct ScoreArgs {
     /// Score on at most this many evaluation batches of the architecture half [default: all].
     #[arg(long)]
     pub batches: Option<usize>,
+    /// CPU threads for libtorch [default: the run's setting]. Give each of several
+    /// concurrent jobs a share of the cores: oversubscribed threads are many times slower.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -73,7 +77,11 @@ pub struct ScoreArgs {
 impl ScoreArgs {
     fn scorer(&self) -> anyhow::Result<crate::sample::Scorer> {
         let bn: crate::sample::BnMode = self.bn.parse()?;
-        Ok(crate::sample::Scorer::open(&self.run, bn, self.batches)?)
+        let scorer = crate::sample::Scorer::open(&self.run, bn, self.batches)?;
+        if let Some(t) = self.threads.filter(|&t| t > 0) {
+            tch::set_num_threads(t as i32);
+        }
+        Ok(scorer)
     }
 
     fn progress(&self) -> impl FnMut(usize, &crate::sample::ArchScore) + '_ {

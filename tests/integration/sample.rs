@@ -244,7 +244,7 @@ fn spos_and_gdas_searches_resume_exactly_after_sigkill() {
         let (a, c) = (dir.path().join("a"), dir.path().join("c"));
         let args = ["--strategy", strategy, "--checkpoint-every", "3"];
         ok(tiny_search(&a, 2, &args).output().unwrap());
-        kill_after_first_mid_run_checkpoint(tiny_search(&c, 2, &args), &c);
+        kill_after_first_mid_run_checkpoint(tiny_search(&c, 2, &args), &c, "genotype.txt");
         ok(supernet()
             .args(["search", "--quiet", "--resume"])
             .arg(&c)

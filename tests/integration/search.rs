@@ -82,9 +82,10 @@ pub fn final_alphas(dir: &Path) -> Vec<(String, Vec<u32>)> {
     t
 }
 
-/// Start `cmd` (a search writing into `dir`), SIGKILL it as soon as its first checkpoint
-/// after the initial one appears, and check it had not finished.
-pub fn kill_after_first_mid_run_checkpoint(mut cmd: Command, dir: &Path) {
+/// Start `cmd` (a search or training writing into `dir`), SIGKILL it as soon as its first
+/// checkpoint after the initial one appears, and check it had not finished (`dir/finished`,
+/// what a finished run writes last, is absent).
+pub fn kill_after_first_mid_run_checkpoint(mut cmd: Command, dir: &Path, finished: &str) {
     let mut child = cmd.spawn().unwrap();
     let ckpt = dir.join("checkpoint.safetensors");
     let start = Instant::now();
@@ -108,7 +109,7 @@ pub fn kill_after_first_mid_run_checkpoint(mut cmd: Command, dir: &Path) {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        !dir.join("genotype.txt").exists(),
+        !dir.join(finished).exists(),
         "the run finished before it could be killed"
     );
 }
@@ -181,7 +182,11 @@ fn same_seed_gives_bit_identical_alphas_and_resume_after_sigkill_is_exact() {
     );
 
     // Kill a third run with SIGKILL after its first mid-epoch checkpoint, then resume.
-    kill_after_first_mid_run_checkpoint(tiny_search(&c, 3, &["--checkpoint-every", "3"]), &c);
+    kill_after_first_mid_run_checkpoint(
+        tiny_search(&c, 3, &["--checkpoint-every", "3"]),
+        &c,
+        "genotype.txt",
+    );
     let killed_at = read_run(&c.join("run.h5")).unwrap().steps.len();
     assert!(killed_at < 24, "killed after {killed_at} of 24 steps");
 

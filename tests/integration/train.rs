@@ -1,18 +1,13 @@
 //! Stand-alone networks: the published evaluation networks' sizes, training with exact
 //! resume, extraction from a supernet, and the export rebuilt in PyTorch.
-use super::search::{fails_with, ok};
+use super::search::{fails_with, kill_after_first_mid_run_checkpoint, ok, supernet, tiny_search};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 use supernet::model::{Model, ModelSpec};
 use supernet::record::read_run;
 use supernet::space::{Genotype, NetworkOverrides, SearchSpace};
 use supernet::supernet::{InputShape, OpStyle};
 use tch::{Device, Tensor};
-
-fn supernet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_supernet"))
-}
 
 const TINY_GENOTYPE: &str = "Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1), ('sep_conv_3x3', 2), ('max_pool_3x3', 0)], normal_concat=[2, 3], reduce=[('max_pool_3x3', 0), ('sep_conv_3x3', 1), ('skip_connect', 2), ('sep_conv_3x3', 1)], reduce_concat=[2, 3])";
 
@@ -130,30 +125,7 @@ fn training_is_deterministic_and_resumes_exactly_after_sigkill() {
         "same seed, different weights"
     );
 
-    let mut child = tiny_train(&c, 2, &every).spawn().unwrap();
-    let ckpt = c.join("checkpoint.safetensors");
-    let start = Instant::now();
-    // The first checkpoint is written before step 0; wait for a mid-run one.
-    let first = loop {
-        if let Ok(m) = std::fs::metadata(&ckpt).and_then(|m| m.modified()) {
-            break m;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    while std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok() == Some(first) {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no second checkpoint"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !c.join("model").exists(),
-        "finished before it could be killed"
-    );
+    kill_after_first_mid_run_checkpoint(tiny_train(&c, 2, &every), &c, "model");
     ok(supernet()
         .args(["train", "--quiet", "--resume"])
         .arg(&c)
@@ -185,27 +157,7 @@ fn training_is_deterministic_and_resumes_exactly_after_sigkill() {
 fn extracted_subnetwork_keeps_the_supernet_logits_and_fine_tunes() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("search");
-    ok(supernet()
-        .args([
-            "search",
-            "--space",
-            "supernets/tiny.toml",
-            "--subset",
-            "256",
-        ])
-        .args([
-            "--batch-size",
-            "32",
-            "--epochs",
-            "1",
-            "--seed",
-            "4",
-            "--quiet",
-        ])
-        .args(["--threads", "1", "--out"])
-        .arg(&run)
-        .output()
-        .unwrap());
+    ok(tiny_search(&run, 1, &[]).output().unwrap());
     let model_dir = dir.path().join("extracted");
     ok(supernet()
         .args(["extract", "--run"])
@@ -344,27 +296,7 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
 
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("search");
-    ok(supernet()
-        .args([
-            "search",
-            "--space",
-            "supernets/tiny.toml",
-            "--subset",
-            "256",
-        ])
-        .args([
-            "--batch-size",
-            "32",
-            "--epochs",
-            "1",
-            "--seed",
-            "6",
-            "--quiet",
-        ])
-        .args(["--threads", "1", "--out"])
-        .arg(&run)
-        .output()
-        .unwrap());
+    ok(tiny_search(&run, 1, &[]).output().unwrap());
     ok(supernet()
         .args(["sample", "--n", "6", "--batches", "1", "--quiet", "--run"])
         .arg(&run)
