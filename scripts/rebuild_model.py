@@ -46,8 +46,8 @@ def bn(c, affine):
     return nn.BatchNorm2d(c, eps=1e-5, momentum=0.1, affine=affine)
 
 
-def conv(c_in, c_out, k, stride=1, padding=0, dilation=1, groups=1):
-    return nn.Conv2d(c_in, c_out, k, stride, padding, dilation, groups, bias=False)
+def conv(c_in, c_out, k, stride=1, padding=0, dilation=1, groups=1, bias=False):
+    return nn.Conv2d(c_in, c_out, k, stride, padding, dilation, groups, bias=bias)
 
 
 class Op(nn.Module):
@@ -61,8 +61,8 @@ class Op(nn.Module):
         return self.op(x)
 
 
-def relu_conv_bn(c_in, c_out, k, stride, padding, affine):
-    return Op(nn.ReLU(), conv(c_in, c_out, k, stride, padding), bn(c_out, affine))
+def relu_conv_bn(c_in, c_out, k, stride, padding, affine, bias=False):
+    return Op(nn.ReLU(), conv(c_in, c_out, k, stride, padding, bias=bias), bn(c_out, affine))
 
 
 class FactorizedReduce(nn.Module):
@@ -116,7 +116,8 @@ def make_op(kind, c, stride, affine, pool_bn):
                   bn(c, affine))
     if kind.startswith("nor_conv_"):
         k = int(kind.rsplit("x", 1)[1])
-        return relu_conv_bn(c, c, k, stride, k // 2, affine)
+        # NAS-Bench-201's ReLUConvBN: Conv2d(..., bias=not affine).
+        return relu_conv_bn(c, c, k, stride, k // 2, affine, bias=not affine)
     raise BadExport(f"unknown operation '{kind}'")
 
 

@@ -113,8 +113,8 @@ def bn(c, affine):
     return nn.BatchNorm2d(c, eps=1e-5, momentum=0.1, affine=affine)
 
 
-def conv(c_in, c_out, k, stride=1, padding=0, dilation=1, groups=1):
-    return nn.Conv2d(c_in, c_out, k, stride, padding, dilation, groups, bias=False)
+def conv(c_in, c_out, k, stride=1, padding=0, dilation=1, groups=1, bias=False):
+    return nn.Conv2d(c_in, c_out, k, stride, padding, dilation, groups, bias=bias)
 
 
 class Chain(nn.Module):
@@ -128,8 +128,8 @@ class Chain(nn.Module):
         return self.op(x)
 
 
-def relu_conv_bn(c_in, c_out, k, stride, padding, affine):
-    return Chain(nn.ReLU(), conv(c_in, c_out, k, stride, padding), bn(c_out, affine))
+def relu_conv_bn(c_in, c_out, k, stride, padding, affine, bias=False):
+    return Chain(nn.ReLU(), conv(c_in, c_out, k, stride, padding, bias=bias), bn(c_out, affine))
 
 
 class FactorizedReduce(nn.Module):
@@ -178,8 +178,10 @@ def make_op(kind, c, stride, pool_bn):
         "skip_connect": lambda: nn.Identity() if stride == 1 else FactorizedReduce(c, c, False),
         "sep_conv_3x3": lambda: sep(3), "sep_conv_5x5": lambda: sep(5),
         "dil_conv_3x3": lambda: dil(3), "dil_conv_5x5": lambda: dil(5),
-        "nor_conv_1x1": lambda: relu_conv_bn(c, c, 1, stride, 0, False),
-        "nor_conv_3x3": lambda: relu_conv_bn(c, c, 3, stride, 1, False),
+        # NAS-Bench-201's ReLUConvBN: Conv2d(..., bias=not affine), so the search cells'
+        # convolutions (affine-free BN) have a bias.
+        "nor_conv_1x1": lambda: relu_conv_bn(c, c, 1, stride, 0, False, bias=True),
+        "nor_conv_3x3": lambda: relu_conv_bn(c, c, 3, stride, 1, False, bias=True),
     }
     return table[kind]()
 

@@ -60,6 +60,8 @@ pub struct ConvShape {
     pub padding: i64,
     pub dilation: i64,
     pub groups: i64,
+    /// A bias (NAS-Bench-201's `ReLUConvBN` has one exactly when its BN is affine-free).
+    pub bias: bool,
 }
 
 impl ConvShape {
@@ -72,7 +74,12 @@ impl ConvShape {
             padding: 0,
             dilation: 1,
             groups: 1,
+            bias: false,
         }
+    }
+
+    pub fn with_bias(self, bias: bool) -> Self {
+        ConvShape { bias, ..self }
     }
 
     pub fn stride(self, stride: i64) -> Self {
@@ -105,7 +112,8 @@ impl ConvShape {
     }
 }
 
-/// A bias-free convolution (every convolution in these networks is followed by BN).
+/// A convolution, bias-free unless its shape asks for one (every convolution in these
+/// networks is followed by BN), initialised as PyTorch's `nn.Conv2d`.
 #[derive(Debug)]
 pub struct Conv {
     pub conv: nn::Conv2D,
@@ -114,13 +122,15 @@ pub struct Conv {
 
 impl Conv {
     pub fn new(p: nn::Path, shape: ConvShape) -> Self {
+        let fan_in = shape.c_in / shape.groups * shape.kernel * shape.kernel;
         let config = nn::ConvConfig {
             stride: shape.stride,
             padding: shape.padding,
             dilation: shape.dilation,
             groups: shape.groups,
-            bias: false,
-            ws_init: pytorch_uniform(shape.c_in / shape.groups * shape.kernel * shape.kernel),
+            bias: shape.bias,
+            ws_init: pytorch_uniform(fan_in),
+            bs_init: pytorch_uniform(fan_in),
             ..Default::default()
         };
         Conv {

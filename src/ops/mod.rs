@@ -70,10 +70,14 @@ impl Operation {
                 &[Relu, Conv(dw), Conv(ConvShape::new(c, c, 1)), Bn(c, affine)],
             )
         };
+        // NAS-Bench-201: `Conv2d(..., bias=not affine)`.
         let nor = |k: i64| {
             relu_conv_bn(
                 &p,
-                ConvShape::new(c, c, k).stride(stride).padding(k / 2),
+                ConvShape::new(c, c, k)
+                    .stride(stride)
+                    .padding(k / 2)
+                    .with_bias(affine == Affine::No),
                 affine,
             )
         };
