@@ -378,3 +378,55 @@ fn gdas_sample_is_one_op_per_edge_with_a_straight_through_gradient() {
     let g = arch.get(supernet::space::CellType::Normal).unwrap().grad();
     assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
 }
+
+#[test]
+fn gdas_left_out_ops_get_the_output_gradient_sum_and_leave_the_forward_alone() {
+    use supernet::supernet::{InputShape, MixWeights};
+    let space = tiny();
+    let input = InputShape::parse("1x28x28", 10).unwrap();
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = Supernet::new(&vs.root(), &space, input).unwrap();
+    let xs = Tensor::randn([4, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let (edges, ops) = (space.cell.num_edges() as i64, space.ops.len() as i64);
+    // One op per edge (the last, sep_conv_3x3, so no edge's output is all `none`).
+    let hard = || {
+        Tensor::zeros([edges, ops], (Kind::Float, Device::Cpu))
+            .index_fill(1, &Tensor::from_slice(&[ops - 1]), 1.0)
+            .set_requires_grad(true)
+    };
+    let run = |make: fn(Tensor) -> MixWeights| {
+        let (n, r) = (hard(), hard());
+        let w = ArchWeights {
+            normal: make(n.shallow_clone()),
+            reduce: Some(make(r.shallow_clone())),
+        };
+        let loss = net.forward_t(&xs, &w, true).square().mean(Kind::Float);
+        loss.backward();
+        (loss.double_value(&[]), n.grad())
+    };
+    let (plain_loss, plain) = run(MixWeights::sparse);
+    let (st_loss, st) = run(MixWeights::straight_through);
+    assert_eq!(
+        plain_loss, st_loss,
+        "the zero-valued terms changed the forward"
+    );
+    let left_out = |g: &Tensor| g.narrow(1, 0, ops - 1);
+    // Before: left-out ops got no gradient. Now each gets the sum of its edge's output
+    // gradient: one value per edge, shared by the edge's left-out ops, not all zero.
+    assert_eq!(
+        left_out(&plain).abs().sum(Kind::Float).double_value(&[]),
+        0.0
+    );
+    let g = left_out(&st);
+    let first = g.narrow(1, 0, 1);
+    assert!(
+        g.eq_tensor(&first.expand_as(&g)).all().int64_value(&[]) == 1,
+        "{g}"
+    );
+    assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    // The chosen op's gradient is the same either way.
+    assert!(st
+        .narrow(1, ops - 1, 1)
+        .allclose(&plain.narrow(1, ops - 1, 1), 1e-6, 1e-9, false));
+}
