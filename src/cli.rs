@@ -30,7 +30,7 @@ pub enum Command {
     /// Train a supernet with DARTS (bi-level) and record how the alphas evolve.
     Search(Box<SearchArgs>),
     /// Plot a run: alpha evolution per edge, final alphas, collapse diagnostics, losses,
-    /// the derived cells. Reads only the run file.
+    /// the derived cells, rank-check scatter plots. Reads only the run file.
     Plot(PlotArgs),
     /// A short forward/backward on a device, saying whether CUDA was used.
     Check(CheckArgs),
