@@ -490,11 +490,7 @@ fn derive(a: DeriveArgs) -> anyhow::Result<()> {
             );
             best.genotype.clone()
         }
-        _ => {
-            let space = crate::plot::data::RunData::load(dir)?.space;
-            let rule = rule.rule(&space)?.expect("top2 and argmax are rules");
-            crate::derive::derive_run(dir, rule)?
-        }
+        _ => crate::derive::derive_run(dir, rule)?,
     };
     let stem = dir.join(format!("genotype-{}", rule.name()));
     let (txt, json) = (stem.with_extension("txt"), stem.with_extension("json"));

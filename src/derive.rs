@@ -138,10 +138,13 @@ pub fn with_rule(space: &SearchSpace, rule: DeriveRule) -> SearchSpace {
     s
 }
 
-/// The genotype the last alphas of the run in `dir` derive to by `rule` (top2 or argmax;
-/// reads only the run file).
-pub fn derive_run(dir: &std::path::Path, rule: DeriveRule) -> Result<Genotype> {
+/// The genotype the last alphas of the run in `dir` derive to by `rule` (top2 or argmax,
+/// checked against the run's space; reads only the run file, once).
+pub fn derive_run(dir: &std::path::Path, rule: RuleArg) -> Result<Genotype> {
     let data = crate::plot::data::RunData::load(dir)?;
+    let rule = rule
+        .rule(&data.space)?
+        .ok_or_else(|| Error::invalid("--rule", rule.name(), "top2 or argmax here"))?;
     let rec = data
         .log
         .alphas

@@ -24,6 +24,19 @@ pub fn read_config<T: DeserializeOwned>(dir: &Path) -> Result<T> {
     toml::from_str(&text).map_err(|e| Error::bad_file(&path, e.to_string()))
 }
 
+/// Whether the loop checkpoints after a step: when interrupted or every `every` steps
+/// (0: never), but not after an epoch's last step, whose checkpoint follows the epoch's
+/// evaluation.
+pub fn checkpoint_after_step(
+    interrupted: bool,
+    every: usize,
+    global_step: u64,
+    mid_epoch: bool,
+) -> bool {
+    let due = every > 0 && global_step % every as u64 == 0;
+    (interrupted || due) && mid_epoch
+}
+
 /// Field checks shared by the configs: each error names the field and the value.
 pub mod check {
     use crate::{Error, Result};

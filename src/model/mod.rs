@@ -193,31 +193,48 @@ impl Model {
 
     /// Load an exported model: `path` is its directory or its `model.json`.
     pub fn load(path: &Path, device: Device) -> Result<(Self, Description)> {
-        let (dir, json_path) = if path.is_dir() {
-            (path.to_path_buf(), path.join(DESCRIPTION_FILE))
-        } else {
-            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            (dir, path.to_path_buf())
-        };
+        let (dir, json_path) = locate(path);
         let desc = read_description(&json_path)?;
-        let space = SearchSpace::from_toml(&desc.space)
-            .map_err(|e| Error::bad_file(&json_path, format!("field 'space': {e}")))?;
-        let spec = ModelSpec {
-            space_file: desc.space_file.clone(),
-            space,
-            genotype: desc.genotype.clone(),
-            input: desc.input,
-            style: desc.style,
-            auxiliary: desc.auxiliary,
-        };
-        let model = Model::new(spec, device)
+        let model = Model::new(desc.spec(&json_path)?, device)
             .map_err(|e| Error::bad_file(&json_path, format!("cannot build its network: {e}")))?;
+        model.load_weights(&dir)?;
+        Ok((model, desc))
+    }
+
+    /// Copy every tensor of the export in `dir` into this network (same names and shapes,
+    /// nothing left over).
+    pub fn load_weights(&self, dir: &Path) -> Result<()> {
         let mut map = TensorMap::read(&dir.join(WEIGHTS_FILE))?;
-        for (name, dst) in model.named_tensors() {
+        for (name, dst) in self.named_tensors() {
             map.copy_into(&name, &dst)?;
         }
-        map.finish()?;
-        Ok((model, desc))
+        map.finish()
+    }
+}
+
+/// The directory and the `model.json` of an export given as either.
+pub fn locate(path: &Path) -> (PathBuf, PathBuf) {
+    if path.is_dir() {
+        (path.to_path_buf(), path.join(DESCRIPTION_FILE))
+    } else {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        (dir, path.to_path_buf())
+    }
+}
+
+impl Description {
+    /// The network this description fixes; `path` (its file) names errors.
+    pub fn spec(&self, path: &Path) -> Result<ModelSpec> {
+        let space = SearchSpace::from_toml(&self.space)
+            .map_err(|e| Error::bad_file(path, format!("field 'space': {e}")))?;
+        Ok(ModelSpec {
+            space_file: self.space_file.clone(),
+            space,
+            genotype: self.genotype.clone(),
+            input: self.input,
+            style: self.style,
+            auxiliary: self.auxiliary,
+        })
     }
 }
 

@@ -15,7 +15,7 @@ pub use strategy::{
 use crate::data::{DataSets, Loader, LoaderConfig, SearchLoaders, SearchSplit};
 use crate::evaluate::evaluate;
 use crate::optim::cosine_lr;
-use crate::record::{read_run, write_run, AlphaRecord, RunLog, RunMeta, StepRecord};
+use crate::record::{read_run, write_run, AlphaRecord, RunLog, RunMeta};
 use crate::space::{CellType, Genotype, SearchSpace};
 use crate::supernet::InputShape;
 use crate::{Error, Result};
@@ -257,17 +257,9 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result
                     return Err(e);
                 }
             };
-            log.steps.push(StepRecord {
-                step: pos.global_step,
-                epoch: epoch as u32,
-                train_loss: stats.train_loss,
-                train_acc: stats.train_acc,
-                val_loss: stats.val_loss,
-                val_acc: stats.val_acc,
-                lr: st.lr,
-                grad_norm: stats.grad_norm,
-                seconds: t0.elapsed().as_secs_f64(),
-            });
+            let seconds = t0.elapsed().as_secs_f64();
+            log.steps
+                .push(stats.record(pos.global_step, epoch, st.lr, seconds));
             pos.global_step += 1;
             pos.step_in_epoch += 1;
             pos.adam_step = st.adam.step;
@@ -276,9 +268,12 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result
             }
             progress.step(&bar, &stats);
             let interrupted = stop.load(Ordering::Relaxed);
-            let due =
-                cfg.checkpoint_every > 0 && pos.global_step % cfg.checkpoint_every as u64 == 0;
-            if (interrupted || due) && pos.step_in_epoch < steps {
+            if crate::rundir::checkpoint_after_step(
+                interrupted,
+                cfg.checkpoint_every,
+                pos.global_step,
+                pos.step_in_epoch < steps,
+            ) {
                 persist(&st, &log, &pos, dir)?;
             }
             if interrupted {

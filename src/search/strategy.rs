@@ -17,6 +17,29 @@ pub struct StepStats {
     pub grad_norm: f64,
 }
 
+impl StepStats {
+    /// The run-file record of this step.
+    pub fn record(
+        &self,
+        step: u64,
+        epoch: usize,
+        lr: f64,
+        seconds: f64,
+    ) -> crate::record::StepRecord {
+        crate::record::StepRecord {
+            step,
+            epoch: epoch as u32,
+            train_loss: self.train_loss,
+            train_acc: self.train_acc,
+            val_loss: self.val_loss,
+            val_acc: self.val_acc,
+            lr,
+            grad_norm: self.grad_norm,
+            seconds,
+        }
+    }
+}
+
 pub trait Strategy {
     fn name(&self) -> &'static str;
 

@@ -11,7 +11,7 @@ use crate::data::{DataSets, Loader, LoaderConfig, Subset};
 use crate::evaluate::{evaluate, Score};
 use crate::model::{read_description, Model, ModelSpec};
 use crate::optim::{clip_grad_norm, cosine_lr, zero_grad, Sgd};
-use crate::record::{read_run, write_run, RunLog, RunMeta, StepRecord};
+use crate::record::{read_run, write_run, RunLog, RunMeta};
 use crate::search::progress::Progress;
 use crate::search::{checkpoint, parse_device, stop_flag, StepStats, CONFIG_FILE, RUN_FILE};
 use crate::space::{Genotype, SearchSpace};
@@ -65,31 +65,18 @@ pub fn resume(dir: &Path, quiet: bool) -> Result<Outcome> {
 /// The network a config asks for: from `--init`'s description, or genotype + space.
 pub fn model_spec(cfg: &TrainConfig, input: InputShape) -> Result<ModelSpec> {
     if let Some(init) = &cfg.init {
-        let json = if init.is_dir() {
-            init.join(crate::model::DESCRIPTION_FILE)
-        } else {
-            init.clone()
-        };
-        let desc = read_description(&json)?;
-        if desc.input != input {
+        let json = crate::model::locate(init).1;
+        let spec = read_description(&json)?.spec(&json)?;
+        if spec.input != input {
             return Err(Error::bad_file(
                 &json,
                 format!(
                     "the model takes {:?}, the data set has {:?}",
-                    desc.input, input
+                    spec.input, input
                 ),
             ));
         }
-        let space = SearchSpace::from_toml(&desc.space)
-            .map_err(|e| Error::bad_file(&json, format!("field 'space': {e}")))?;
-        return Ok(ModelSpec {
-            space_file: desc.space_file,
-            space,
-            genotype: desc.genotype,
-            input,
-            style: desc.style,
-            auxiliary: desc.auxiliary,
-        });
+        return Ok(spec);
     }
     let space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
     let genotype = Genotype::from_arg(&cfg.genotype)?;
@@ -129,10 +116,10 @@ impl TrainState {
     /// Fresh weights from `seed`, or those of `--init`.
     fn new(cfg: &TrainConfig, spec: ModelSpec, device: Device) -> Result<Self> {
         tch::manual_seed(cfg.seed as i64);
-        let model = match &cfg.init {
-            Some(init) => Model::load(init, device)?.0,
-            None => Model::new(spec, device)?,
-        };
+        let model = Model::new(spec, device)?;
+        if let Some(init) = &cfg.init {
+            model.load_weights(&crate::model::locate(init).0)?;
+        }
         let (names, weights, _) = crate::search::split_variables(&model.vs);
         let sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
         Ok(TrainState {
@@ -369,24 +356,19 @@ fn run(cfg: TrainConfig, dir: &Path, resuming: bool, quiet: bool) -> Result<Outc
                     return Err(e);
                 }
             };
-            log.steps.push(StepRecord {
-                step: pos.global_step,
-                epoch: epoch as u32,
-                train_loss: stats.train_loss,
-                train_acc: stats.train_acc,
-                val_loss: f64::NAN,
-                val_acc: f64::NAN,
-                lr,
-                grad_norm: stats.grad_norm,
-                seconds: t0.elapsed().as_secs_f64(),
-            });
+            let seconds = t0.elapsed().as_secs_f64();
+            log.steps
+                .push(stats.record(pos.global_step, epoch, lr, seconds));
             pos.global_step += 1;
             pos.step_in_epoch += 1;
             progress.step(&bar, &stats);
             let interrupted = stop.load(Ordering::Relaxed);
-            let due =
-                cfg.checkpoint_every > 0 && pos.global_step % cfg.checkpoint_every as u64 == 0;
-            if (interrupted || due) && pos.step_in_epoch < steps {
+            if crate::rundir::checkpoint_after_step(
+                interrupted,
+                cfg.checkpoint_every,
+                pos.global_step,
+                pos.step_in_epoch < steps,
+            ) {
                 persist(&st, &log, &pos, dir)?;
             }
             if interrupted {

@@ -347,8 +347,29 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
     let max = sampled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     assert!(inherited.contains(&min) && inherited.contains(&max));
     assert!(table.attr("kendall_tau").is_some() && table.attr("spearman_rho").is_some());
-    // A second call reuses the finished stand-alone runs and reports the same.
+    // A second call reuses the finished stand-alone runs (untouched) and reports the same.
+    let trained = run.join("rank-check").join(
+        table
+            .group
+            .strip_prefix("rank_check/")
+            .expect("a rank_check group"),
+    );
+    let stamps = || -> Vec<std::time::SystemTime> {
+        (0..3)
+            .map(|i| {
+                std::fs::metadata(trained.join(i.to_string()).join("run.h5"))
+                    .and_then(|m| m.modified())
+                    .expect("a stand-alone run per checked sub-network")
+            })
+            .collect()
+    };
+    let before = stamps();
     assert_eq!(String::from_utf8_lossy(&rank_check().stdout), first);
+    assert_eq!(
+        stamps(),
+        before,
+        "finished stand-alone runs were trained again"
+    );
     let png = run.join("plots");
     ok(supernet()
         .args(["plot", "--run"])
