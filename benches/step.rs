@@ -1,7 +1,7 @@
 //! One search configuration timed the way scripts/reference.py times PyTorch: median seconds
 //! per forward or per search step on random data, and the process's peak memory.
-//! `cargo bench --bench step -- SPACE CxHxW BATCH forward|first-order|second-order STEPS`
-//! prints one JSON line (scripts/bench runs it beside the PyTorch reference).
+//! `cargo bench --bench step -- SPACE CxHxW BATCH forward|first-order|second-order STEPS
+//! [--recompute]` prints one JSON line (scripts/bench runs it beside the PyTorch reference).
 //! `... SPACE CxHxW BATCH score ARCHS [VAL_IMAGES [K [GENOTYPES_OUT]]]` times
 //! `supernet sample`'s scoring of ARCHS uniform sub-networks (recalibrate:K BN on
 //! training batches of BATCH, then evaluation of VAL_IMAGES in batches of 256) and writes
@@ -101,7 +101,17 @@ fn main() {
     let steps: usize = arg(4, "5").parse().unwrap();
     let space = SearchSpace::from_file(space_path.as_ref()).unwrap();
     let rss_before = peak_rss_bytes();
-    let cfg = SearchConfig::default();
+    // Options after the positional arguments: `--recompute`.
+    let recompute = std::env::args().any(|a| a == "--recompute");
+    let cfg = SearchConfig {
+        recompute,
+        ..SearchConfig::default()
+    };
+    let label = if recompute {
+        format!("{mode}+recompute")
+    } else {
+        mode.clone()
+    };
     let mut st = SearchState::new(&space, input, &cfg, Device::Cpu).unwrap();
     let random_batch = || Batch {
         images: Tensor::randn(
@@ -154,7 +164,7 @@ fn main() {
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "{{\"tool\": \"supernet\", \"space\": \"{space_path}\", \"mode\": \"{mode}\", \"batch\": {batch}, \"threads\": {}, \"steps\": {steps}, \"median_s\": {}, \"times_s\": {:?}, \"peak_memory_bytes\": {}, \"rss_before_model_bytes\": {rss_before}}}",
+        "{{\"tool\": \"supernet\", \"space\": \"{space_path}\", \"mode\": \"{label}\", \"batch\": {batch}, \"threads\": {}, \"steps\": {steps}, \"median_s\": {}, \"times_s\": {:?}, \"peak_memory_bytes\": {}, \"rss_before_model_bytes\": {rss_before}}}",
         tch::get_num_threads(),
         sorted[sorted.len() / 2],
         times,

@@ -271,6 +271,11 @@ pub struct SearchArgs {
     /// CPU threads for libtorch (0: libtorch's default).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Recompute each cell's activations during the backward pass instead of keeping
+    /// them (activation checkpointing): much less memory, about one more forward pass per
+    /// backward pass. Same results up to float summation order.
+    #[arg(long)]
+    pub recompute: bool,
     /// Run directory [default: runs/<space>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -572,6 +577,7 @@ fn search_config(a: &SearchArgs) -> anyhow::Result<SearchConfig> {
     if let Some(s) = &a.strategy {
         c.strategy = s.parse()?;
     }
+    c.recompute |= a.recompute;
     if a.subset.is_some() {
         c.subset = a.subset;
     }

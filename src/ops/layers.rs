@@ -198,9 +198,34 @@ impl Chain {
     }
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut ys = apply(&self.layers[0], xs, train);
-        for layer in &self.layers[1..] {
-            ys = apply(layer, &ys, train);
+        self.forward_from(0, xs, train)
+    }
+
+    /// Whether the chain starts with a ReLU, so that the operations of an edge can share
+    /// one ReLU of their input (see [`Self::forward_after_relu`]).
+    pub fn starts_with_relu(&self) -> bool {
+        matches!(self.layers.first(), Some(Layer::Relu))
+    }
+
+    /// The chain after its leading ReLU, on an input that has been through it already.
+    pub fn forward_after_relu(&self, relu_xs: &Tensor, train: bool) -> Tensor {
+        debug_assert!(self.starts_with_relu());
+        self.forward_from(1, relu_xs, train)
+    }
+
+    fn forward_from(&self, start: usize, xs: &Tensor, train: bool) -> Tensor {
+        let mut ys = apply(&self.layers[start], xs, train);
+        for layer in &self.layers[start + 1..] {
+            ys = match layer {
+                // Inside a chain the ReLU input is a fresh tensor that no backward needs
+                // (conv, BN and pooling save their inputs, not their outputs), so the ReLU
+                // runs in place and its input is freed: one activation less per ReLU.
+                Layer::Relu => {
+                    let _ = ys.relu_();
+                    ys
+                }
+                _ => apply(layer, &ys, train),
+            };
         }
         ys
     }
@@ -234,6 +259,18 @@ fn apply(layer: &Layer, xs: &Tensor, train: bool) -> Tensor {
             false,
             None::<i64>,
         ),
+    }
+}
+
+/// `xs` with channels-last strides (NHWC in memory, NCHW in shape) on the CPU, where oneDNN
+/// runs depthwise and 1x1 convolutions, pooling and BN several times faster in that layout
+/// than in NCHW (measured in results/BENCHMARKS.md). Every op keeps the layout of its
+/// input, so converting the network input once is enough. Elsewhere `xs` is returned as is.
+pub fn channels_last(xs: &Tensor) -> Tensor {
+    if xs.device() == tch::Device::Cpu && xs.dim() == 4 {
+        xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    } else {
+        xs.shallow_clone()
     }
 }
 

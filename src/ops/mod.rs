@@ -5,11 +5,34 @@ mod layers;
 
 pub use factorized::FactorizedReduce;
 pub use layers::{
-    batch_norm, linear, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
+    batch_norm, channels_last, linear, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
 };
 
 use crate::space::OpKind;
+use std::cell::OnceCell;
 use tch::{nn, Tensor};
+
+/// An operation input whose ReLU is computed at most once and shared by every operation
+/// that starts with one (sep/dil convs, ReLU-conv-BN, FactorizedReduce) on every edge that
+/// leaves the same node: the same values as a ReLU per operation, with one activation kept
+/// for backward instead of one per operation.
+pub struct SharedInput {
+    pub x: Tensor,
+    relu: OnceCell<Tensor>,
+}
+
+impl SharedInput {
+    pub fn new(x: Tensor) -> Self {
+        SharedInput {
+            x,
+            relu: OnceCell::new(),
+        }
+    }
+
+    pub fn relu(&self) -> &Tensor {
+        self.relu.get_or_init(|| self.x.relu())
+    }
+}
 
 /// How the operations of a network are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +123,16 @@ impl Operation {
             OpKind::DilConv5x5 => Operation::Chain(dil(5)),
             OpKind::NorConv1x1 => Operation::Chain(nor(1)),
             OpKind::NorConv3x3 => Operation::Chain(nor(3)),
+        }
+    }
+
+    /// [`Self::forward_t`] on a shared input, using its shared ReLU where the operation
+    /// starts with one.
+    pub fn forward_shared(&self, input: &SharedInput, train: bool) -> Tensor {
+        match self {
+            Operation::Chain(c) if c.starts_with_relu() => c.forward_after_relu(input.relu(), train),
+            Operation::FactorizedReduce(f) => f.forward_after_relu(input.relu(), train),
+            _ => self.forward_t(&input.x, train),
         }
     }
 

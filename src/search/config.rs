@@ -87,6 +87,11 @@ pub struct SearchConfig {
     pub checkpoint_every: usize,
     /// CPU threads for libtorch (0: libtorch's default).
     pub threads: usize,
+    /// Recompute each cell's activations in the backward pass instead of keeping them
+    /// (activation checkpointing): the memory of one cell's graph instead of the whole
+    /// network's, for about one more forward pass per backward pass.
+    #[serde(default)]
+    pub recompute: bool,
 }
 
 impl Default for SearchConfig {
@@ -116,6 +121,7 @@ impl Default for SearchConfig {
             alpha_every: 10,
             checkpoint_every: 0,
             threads: 0,
+            recompute: false,
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod checkpoint;
 mod config;
 pub(crate) mod progress;
+mod recompute;
 mod state;
 mod strategy;
 

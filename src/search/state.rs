@@ -1,6 +1,7 @@
 //! Everything a search step reads and changes: the network and its weights, the alphas,
 //! both optimizers, the position in the schedule.
 use super::config::SearchConfig;
+use super::recompute::{self, Wrt};
 use super::strategy::finite;
 use crate::arch::ArchParams;
 use crate::data::rng::Rng;
@@ -121,6 +122,31 @@ impl SearchState {
         (loss, acc)
     }
 
+    /// The loss under `mix` (a constant), the batch accuracy and the gradients of `wrt`, as
+    /// `torch.autograd.grad` gives them (undefined where the loss does not depend on one);
+    /// with `cfg.recompute`, cell by cell (see [`super::recompute`]).
+    pub fn grads_of(&self, batch: &Batch, mix: &ArchWeights, wrt: &[Tensor]) -> (Tensor, f64, Vec<Tensor>) {
+        if self.cfg.recompute {
+            return recompute::loss_and_grads(&self.net, &self.buffers, batch, mix, Wrt::These(wrt));
+        }
+        let (loss, acc) = self.loss_with(batch, mix);
+        let grads = Tensor::run_backward(&[&loss], wrt, false, false);
+        (loss.detach(), acc, grads)
+    }
+
+    /// The loss under `mix` and its backward pass into the `.grad` of every weight it
+    /// depends on, as `loss.backward()`; with `cfg.recompute`, cell by cell.
+    pub fn backward(&self, batch: &Batch, mix: &ArchWeights) -> (Tensor, f64) {
+        if self.cfg.recompute {
+            let (loss, acc, _) =
+                recompute::loss_and_grads(&self.net, &self.buffers, batch, mix, Wrt::AllLeaves);
+            return (loss, acc);
+        }
+        let (loss, acc) = self.loss_with(batch, mix);
+        loss.backward();
+        (loss.detach(), acc)
+    }
+
     /// A random stream that is a pure function of (seed, purpose, global step).
     pub fn step_rng(&self, purpose: u64) -> Rng {
         Rng::from_key(&[self.cfg.seed, purpose, self.global_step])
@@ -165,10 +191,9 @@ impl SearchState {
     /// Gradient of the validation loss under `mix` (which must depend on the alphas) with
     /// respect to the alphas, added to their gradient buffers.
     pub fn arch_backward_with(&self, val: &Batch, mix: &ArchWeights) -> Result<(f64, f64)> {
-        let (loss, acc) = self.loss_with(val, mix);
-        let value = finite(loss.double_value(&[]), "validation loss", self)?;
         let alphas = self.arch.tensors();
-        let grads = Tensor::run_backward(&[&loss], &alphas, false, false);
+        let (loss, acc, grads) = self.grads_of(val, mix, &alphas);
+        let value = finite(loss.double_value(&[]), "validation loss", self)?;
         tch::no_grad(|| {
             for (a, g) in alphas.iter().zip(&grads) {
                 let _ = a.grad().g_add_(g);
@@ -200,9 +225,8 @@ impl SearchState {
         only_active: bool,
     ) -> Result<super::strategy::StepStats> {
         zero_grad(&self.weights);
-        let (loss, acc) = self.loss_with(train, mix);
+        let (loss, acc) = self.backward(train, mix);
         let value = finite(loss.double_value(&[]), "training loss", self)?;
-        loss.backward();
         let norm = finite(
             clip_grad_norm(&self.weights, self.cfg.grad_clip),
             "weight gradient",

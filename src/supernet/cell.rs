@@ -3,7 +3,9 @@
 use super::mixed::MixedOp;
 use super::network::Pass;
 use super::weights::MixWeights;
-use crate::ops::{relu_conv_bn, Chain, ConvShape, FactorizedReduce, OpConfig, Operation};
+use crate::ops::{
+    relu_conv_bn, Chain, ConvShape, FactorizedReduce, OpConfig, Operation, SharedInput,
+};
 use crate::space::{CellSpec, CellType, OpKind};
 use tch::{nn, Tensor};
 
@@ -111,7 +113,7 @@ impl SearchCell {
     }
 
     pub fn forward_t(&self, inputs: &[&Tensor], w: &MixWeights, pass: Pass) -> Tensor {
-        let mut states: Vec<Tensor> = if self.preprocess.is_empty() {
+        let inputs: Vec<Tensor> = if self.preprocess.is_empty() {
             inputs.iter().map(|x| x.shallow_clone()).collect()
         } else {
             self.preprocess
@@ -120,6 +122,8 @@ impl SearchCell {
                 .map(|(pp, x)| pp.forward_t(x, pass.train))
                 .collect()
         };
+        // Each state computes its ReLU once, for all the edges that leave it.
+        let mut states: Vec<SharedInput> = inputs.into_iter().map(SharedInput::new).collect();
         let mut e = 0;
         for _ in 0..self.spec.nodes {
             let n_in = states.len();
@@ -137,15 +141,15 @@ impl SearchCell {
                 Operation::Zero {
                     stride: self.edges[e].stride,
                 }
-                .forward_t(&states[0], pass.train)
+                .forward_t(&states[0].x, pass.train)
             });
             e += n_in;
-            states.push(node);
+            states.push(SharedInput::new(node));
         }
         if self.spec.concat.len() == 1 {
-            states.swap_remove(self.spec.concat[0])
+            states.swap_remove(self.spec.concat[0]).x
         } else {
-            let out: Vec<&Tensor> = self.spec.concat.iter().map(|&s| &states[s]).collect();
+            let out: Vec<&Tensor> = self.spec.concat.iter().map(|&s| &states[s].x).collect();
             Tensor::cat(&out, 1)
         }
     }

@@ -1,7 +1,7 @@
 //! One edge of a search cell: every candidate operation, mixed by the edge's weights.
 use super::network::Pass;
 use super::weights::MixWeights;
-use crate::ops::{OpConfig, Operation};
+use crate::ops::{OpConfig, Operation, SharedInput};
 use crate::space::OpKind;
 use tch::{nn, Tensor};
 
@@ -42,7 +42,13 @@ impl MixedOp {
     /// zero and its gradient with respect to the weight is zero too. `None` when nothing
     /// contributes (every active op is `none`, or the edge is not in a sampled path).
     /// Drop-path (training only) drops every op's output except the identity's, as DARTS does.
-    pub fn forward_t(&self, xs: &Tensor, w: &MixWeights, e: usize, pass: Pass) -> Option<Tensor> {
+    pub fn forward_t(
+        &self,
+        input: &SharedInput,
+        w: &MixWeights,
+        e: usize,
+        pass: Pass,
+    ) -> Option<Tensor> {
         let row = w.weights.get(e as i64);
         let mut acc: Option<Tensor> = None;
         for k in w.active_ops(e, self.kinds.len()) {
@@ -55,7 +61,7 @@ impl MixedOp {
                     self.kinds[k]
                 )
             });
-            let y = op.forward_t(xs, pass.train);
+            let y = op.forward_shared(input, pass.train);
             let y = if pass.drops_path() && !matches!(op, Operation::Identity) {
                 drop_path(&y, pass.drop_path)
             } else {
@@ -84,7 +90,7 @@ impl MixedOp {
                     Operation::Zero {
                         stride: self.stride,
                     }
-                    .forward_t(xs, pass.train)
+                    .forward_t(&input.x, pass.train)
                 });
                 acc = Some(base + s);
             }

@@ -5,7 +5,7 @@
 use super::auxiliary::AuxiliaryHead;
 use super::cell::{CellPlan, SearchCell};
 use super::weights::{edge_choice, ArchWeights};
-use crate::ops::{batch_norm, relu_conv_bn, Affine, Chain, Conv, ConvShape, LayerSpec, OpConfig};
+use crate::ops::{batch_norm, channels_last, relu_conv_bn, Affine, Chain, Conv, ConvShape, LayerSpec, OpConfig};
 use crate::space::{CellType, Genotype, NetworkSpec, SearchSpace};
 use crate::{Error, Result};
 use tch::{nn, Tensor};
@@ -368,44 +368,83 @@ impl Supernet {
     /// The main logits, and the auxiliary head's in training passes.
     pub fn forward_pass(&self, xs: &Tensor, w: &ArchWeights, pass: Pass) -> Logits {
         let train = pass.train;
-        let stem = self.stem.forward_t(xs, train);
+        let stem = self.stem_forward(xs, train);
+        let span = self.block_span();
+        // Block outputs; each is dropped as soon as no later block reads it.
+        let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(self.blocks.len());
         let mut auxiliary = None;
-        let features = if self.lastact.is_none() {
-            // DARTS: every cell reads the two previous cell outputs.
-            let (mut s0, mut s1) = (stem.shallow_clone(), stem);
-            for (i, block) in self.blocks.iter().enumerate() {
-                let Block::Cell(cell) = block else {
-                    unreachable!("DARTS networks hold only cells")
-                };
-                let out = cell.forward_t(&[&s0, &s1], w.get(cell.cell_type), pass);
-                s0 = std::mem::replace(&mut s1, out);
-                match &self.auxiliary {
-                    Some((at, head)) if *at == i && train => {
-                        auxiliary = Some(head.forward_t(&s1, train))
-                    }
-                    _ => {}
+        for i in 0..self.blocks.len() {
+            let out = {
+                let inputs: Vec<&Tensor> = self
+                    .block_inputs(i)
+                    .map(|j| j.map_or(&stem, |j| outs[j].as_ref().expect("a live input")))
+                    .collect();
+                self.block_forward(i, &inputs, w, pass)
+            };
+            if let Some((at, head)) = &self.auxiliary {
+                if *at == i && train {
+                    auxiliary = Some(head.forward_t(&out, train));
                 }
             }
-            s1
-        } else {
-            let mut f = stem;
-            for block in &self.blocks {
-                f = match block {
-                    Block::Cell(cell) => cell.forward_t(&[&f], w.get(cell.cell_type), pass),
-                    Block::Res(res) => res.forward_t(&f, train),
-                };
+            outs.push(Some(out));
+            if let Some(old) = i.checked_sub(span) {
+                outs[old] = None;
             }
-            f
-        };
+        }
+        let features = outs.pop().flatten().unwrap_or(stem);
+        Logits {
+            main: self.head_forward(&features, train),
+            auxiliary,
+        }
+    }
+
+    /// The stem, on the input converted to the fast memory layout ([`channels_last`]).
+    /// The forward pass is stem, blocks, head; recomputation runs the pieces one by one.
+    pub fn stem_forward(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.stem.forward_t(&channels_last(xs), train)
+    }
+
+    /// Cells (and NAS-Bench-201's residual blocks) in order.
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// How many previous outputs a block reads: DARTS cells the last two, NAS-Bench-201
+    /// blocks the last one.
+    fn block_span(&self) -> usize {
+        if self.lastact.is_none() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The outputs block `i` reads, oldest first, as block indices; `None` is the stem
+    /// (the first DARTS cell reads the stem twice).
+    pub fn block_inputs(&self, i: usize) -> impl Iterator<Item = Option<usize>> {
+        let span = self.block_span();
+        (0..span).map(move |k| (i + k).checked_sub(span))
+    }
+
+    /// Block `i` on the outputs [`Self::block_inputs`] names.
+    pub fn block_forward(&self, i: usize, inputs: &[&Tensor], w: &ArchWeights, pass: Pass) -> Tensor {
+        match &self.blocks[i] {
+            Block::Cell(cell) => cell.forward_t(inputs, w.get(cell.cell_type), pass),
+            Block::Res(res) => res.forward_t(inputs[0], pass.train),
+        }
+    }
+
+    /// Logits from the last block's output (NAS-Bench-201's final BN-ReLU, global average
+    /// pooling, classifier).
+    pub fn head_forward(&self, features: &Tensor, train: bool) -> Tensor {
         let features = match &self.lastact {
             Some(bn) => features.apply_t(bn, train).relu(),
-            None => features,
+            None => features.shallow_clone(),
         };
-        let main = features
+        features
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1)
-            .apply(&self.classifier);
-        Logits { main, auxiliary }
+            .apply(&self.classifier)
     }
 
     pub fn has_auxiliary(&self) -> bool {

@@ -63,6 +63,24 @@ impl MixWeights {
         }
     }
 
+    /// The same mixture on a detached copy of the weights that is a leaf of its own graph
+    /// (requiring a gradient iff the original does): activation recomputation collects the
+    /// gradient of the weights cell by cell on it.
+    pub fn leaf(&self) -> Self {
+        let weights = self.weights.detach();
+        let weights = if self.weights.requires_grad() {
+            weights.set_requires_grad(true)
+        } else {
+            weights
+        };
+        MixWeights {
+            weights,
+            active: self.active.clone(),
+            unit: self.unit,
+            straight_through: self.straight_through,
+        }
+    }
+
     pub fn is_straight_through(&self) -> bool {
         self.straight_through
     }
@@ -167,6 +185,19 @@ impl ArchWeights {
                 .as_ref()
                 .expect("a reduction cell has reduction weights"),
         }
+    }
+
+    /// Every cell type's [`MixWeights::leaf`].
+    pub fn leaves(&self) -> Self {
+        ArchWeights {
+            normal: self.normal.leaf(),
+            reduce: self.reduce.as_ref().map(MixWeights::leaf),
+        }
+    }
+
+    /// The mixing-weight tensors, normal first.
+    pub fn tensors(&self) -> impl Iterator<Item = &Tensor> {
+        std::iter::once(&self.normal.weights).chain(self.reduce.as_ref().map(|r| &r.weights))
     }
 
     /// One-hot weights of a genotype (validated against `space`).

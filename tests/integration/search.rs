@@ -142,7 +142,8 @@ fn finite_difference_hypergradient_matches_double_backward() {
         .fold(Tensor::zeros([], opts), |a, b| a + b);
     let exact = &Tensor::run_backward(&[dot], &[&alpha], false, false)[0];
 
-    let approx = &finite_difference_hvp(&params, &[alpha.shallow_clone()], &v, loss)[0];
+    let alpha_grad = || Tensor::run_backward(&[loss()], &[&alpha], false, false);
+    let approx = &finite_difference_hvp(&params, &v, alpha_grad)[0];
     let rel = |a: &Tensor| (a - exact).norm().double_value(&[]) / exact.norm().double_value(&[]);
     assert!(rel(approx) < 1e-2, "relative error {}", rel(approx));
     // The scaling bug seen in public ports ((g+ - g-) / 2 * eps instead of / (2 * eps))
@@ -157,7 +158,7 @@ fn finite_difference_hypergradient_matches_double_backward() {
     assert!(rel(&buggy) > 1e-2);
     // The weights are restored exactly.
     let before = w1.detach().copy();
-    let _ = finite_difference_hvp(&params, &[alpha.shallow_clone()], &v, loss);
+    let _ = finite_difference_hvp(&params, &v, alpha_grad);
     assert!(w1.equal(&before));
 }
 
@@ -335,4 +336,67 @@ fn bad_input_gets_a_clear_error() {
         before,
         "nothing already written is lost"
     );
+}
+
+/// Activation recomputation (`--recompute`) must give what one backward pass gives: the
+/// same loss, the same gradients up to summation order (alphas and weights, both as
+/// `autograd.grad` and as `.backward()`), and BN running statistics updated exactly once.
+#[test]
+fn recomputation_gives_the_loss_gradients_and_bn_statistics_of_one_backward_pass() {
+    use supernet::search::{Batch, SearchConfig, SearchState};
+    use supernet::space::SearchSpace;
+    use supernet::supernet::InputShape;
+    for (path, input) in [
+        ("supernets/tiny.toml", "3x16x16"),
+        ("supernets/nb201.toml", "3x16x16"),
+    ] {
+        let space = SearchSpace::from_file(Path::new(path)).unwrap();
+        let input = InputShape::parse(input, 10).unwrap();
+        let state = |recompute: bool| {
+            let cfg = SearchConfig {
+                recompute,
+                ..SearchConfig::default()
+            };
+            SearchState::new(&space, input, &cfg, Device::Cpu).unwrap()
+        };
+        let (plain, recomputed) = (state(false), state(true));
+        tch::manual_seed(3);
+        let batch = Batch {
+            images: Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu)),
+            labels: Tensor::randint(10, [8], (Kind::Int64, Device::Cpu)),
+        };
+        let wrt = |st: &SearchState| -> Vec<Tensor> {
+            st.arch.tensors().into_iter().chain(st.weights.iter().map(|w| w.shallow_clone())).collect()
+        };
+        let (loss_a, acc_a, grads_a) = plain.grads_of(&batch, &plain.arch.softmax(), &wrt(&plain));
+        let (loss_b, acc_b, grads_b) =
+            recomputed.grads_of(&batch, &recomputed.arch.softmax(), &wrt(&recomputed));
+        assert_eq!(loss_a.double_value(&[]), loss_b.double_value(&[]), "{path}: loss");
+        assert_eq!(acc_a, acc_b);
+        assert_eq!(grads_a.len(), grads_b.len());
+        let close = |a: &Tensor, b: &Tensor, what: &str| {
+            let scale = a.abs().max().double_value(&[]).max(1e-12);
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff <= 1e-4 * scale, "{path}: {what}: max |diff| {diff} vs max {scale}");
+        };
+        for (i, (a, b)) in grads_a.iter().zip(&grads_b).enumerate() {
+            assert_eq!(a.defined(), b.defined(), "{path}: gradient {i} defined");
+            if a.defined() {
+                close(a, b, &format!("gradient {i}"));
+            }
+        }
+        // BN statistics: updated once by each (the recomputation restores its second update).
+        for (a, b) in plain.buffers.iter().zip(&recomputed.buffers) {
+            assert!(a.equal(b), "{path}: BN running statistics differ");
+        }
+        // As `.backward()` (the weight step), with constant mixing weights.
+        let _ = plain.backward(&batch, &plain.arch.softmax_detached());
+        let _ = recomputed.backward(&batch, &recomputed.arch.softmax_detached());
+        for (a, b) in plain.weights.iter().zip(&recomputed.weights) {
+            close(&a.grad(), &b.grad(), "weight .grad");
+        }
+        for (a, b) in plain.arch.tensors().iter().zip(recomputed.arch.tensors().iter()) {
+            assert!(a.grad().abs().max().double_value(&[]) == 0.0 && b.grad().equal(&a.grad()));
+        }
+    }
 }
