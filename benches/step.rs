@@ -7,7 +7,9 @@
 //! training batches of BATCH, then evaluation of VAL_IMAGES in batches of 256) and writes
 //! the architectures as JSON lines to GENOTYPES_OUT for the reference to score the same.
 use std::time::Instant;
-use supernet::search::{Batch, FirstOrder, SearchConfig, SearchState, SecondOrder, Strategy};
+use supernet::search::{
+    Batch, FirstOrder, SearchConfig, SearchState, SecondOrder, Strategy, StrategyKind,
+};
 use supernet::space::SearchSpace;
 use supernet::supernet::InputShape;
 use tch::{Device, Kind, Tensor};
@@ -105,7 +107,22 @@ fn main() {
     let recompute = std::env::args().any(|a| a == "--recompute");
     let cfg = SearchConfig {
         recompute,
+        space: space_path.clone().into(),
+        strategy: if mode == "second-order" {
+            StrategyKind::SecondOrder
+        } else {
+            StrategyKind::FirstOrder
+        },
         ..SearchConfig::default()
+    };
+    // What `supernet search` predicts for this step, to compare with the measured peak.
+    let predicted = if mode.ends_with("-order") {
+        let exe = std::path::Path::new(env!("CARGO_BIN_EXE_supernet"));
+        supernet::memory::predict(exe, &cfg, input, batch as usize)
+            .unwrap()
+            .peak
+    } else {
+        0
     };
     let label = if recompute {
         format!("{mode}+recompute")
@@ -143,6 +160,7 @@ fn main() {
         m => panic!("unknown mode {m}"),
     };
     let mut times = Vec::new();
+    let mut alpha_times = Vec::new();
     for i in 0..=steps {
         let (train, val) = (random_batch(), random_batch());
         let t = Instant::now();
@@ -153,6 +171,17 @@ fn main() {
                         .forward_t(&train.images, &st.arch.softmax_detached(), false)
                 });
             }
+            // First order, as `FirstOrder::step` does it, timing its two halves.
+            Some(_) if mode == "first-order" => {
+                st.zero_arch_grad();
+                st.arch_backward(&val).unwrap();
+                st.arch_update().unwrap();
+                let alpha = t.elapsed().as_secs_f64();
+                st.weight_step(&train).unwrap();
+                if i > 0 {
+                    alpha_times.push(alpha);
+                }
+            }
             Some(s) => {
                 s.step(&mut st, &train, &val).unwrap();
             }
@@ -161,12 +190,16 @@ fn main() {
             times.push(t.elapsed().as_secs_f64()); // step 0 is the warm-up
         }
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(|a, b| a.total_cmp(b));
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
     println!(
-        "{{\"tool\": \"supernet\", \"space\": \"{space_path}\", \"mode\": \"{label}\", \"batch\": {batch}, \"threads\": {}, \"steps\": {steps}, \"median_s\": {}, \"times_s\": {:?}, \"peak_memory_bytes\": {}, \"rss_before_model_bytes\": {rss_before}}}",
+        "{{\"tool\": \"supernet\", \"space\": \"{space_path}\", \"mode\": \"{label}\", \"alpha_step_median_s\": {}, \"batch\": {batch}, \"threads\": {}, \"steps\": {steps}, \"median_s\": {}, \"times_s\": {:?}, \"peak_memory_bytes\": {}, \"predicted_peak_bytes\": {predicted}, \"rss_before_model_bytes\": {rss_before}}}",
+        median(&alpha_times),
         tch::get_num_threads(),
-        sorted[sorted.len() / 2],
+        median(&times),
         times,
         peak_rss_bytes()
     );

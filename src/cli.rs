@@ -50,6 +50,24 @@ pub enum Command {
     Evolve(EvolveArgs),
     /// Derive one architecture from a run by a chosen rule.
     Derive(DeriveArgs),
+    /// Run one search step of a config at a small batch on random data and print the
+    /// process's peak resident bytes (used by `search` to predict its memory).
+    #[command(hide = true)]
+    MemoryProbe(MemoryProbeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MemoryProbeArgs {
+    /// A search config.toml.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// CxHxW
+    #[arg(long)]
+    pub input: String,
+    #[arg(long)]
+    pub classes: i64,
+    #[arg(long)]
+    pub batch: usize,
 }
 
 /// How sub-networks are scored (shared by sample, evolve and derive).
@@ -276,6 +294,11 @@ pub struct SearchArgs {
     /// backward pass. Same results up to float summation order.
     #[arg(long)]
     pub recompute: bool,
+    /// Start without predicting the step's peak memory first. The prediction runs the
+    /// step at batches 4 and 8 in child processes (seconds) and refuses a search that
+    /// would not fit in the available memory.
+    #[arg(long)]
+    pub no_memory_check: bool,
     /// Run directory [default: runs/<space>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -329,6 +352,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sample(a) => sample(a),
         Command::Evolve(a) => evolve(a),
         Command::Derive(a) => derive(a),
+        Command::MemoryProbe(a) => {
+            let text =
+                std::fs::read_to_string(&a.config).map_err(|e| crate::Error::io(&a.config, e))?;
+            let cfg = SearchConfig::from_toml(&text, &a.config)?;
+            if cfg.threads > 0 {
+                tch::set_num_threads(cfg.threads as i32);
+            }
+            let input = InputShape::parse(&a.input, a.classes)?;
+            println!("{}", crate::memory::probe(&cfg, input, a.batch)?);
+            Ok(())
+        }
         Command::Plot(a) => plot(a),
         Command::Check(a) => {
             let space = SearchSpace::from_file(&a.space)?;
@@ -369,9 +403,20 @@ fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_options(a: &SearchArgs) -> crate::search::RunOptions {
+    crate::search::RunOptions {
+        quiet: a.quiet,
+        memory_probe: if a.no_memory_check {
+            None
+        } else {
+            std::env::current_exe().ok()
+        },
+    }
+}
+
 fn search(a: SearchArgs) -> anyhow::Result<()> {
     let outcome = match &a.resume {
-        Some(dir) => crate::search::resume(dir, a.space.as_deref(), a.quiet)?,
+        Some(dir) => crate::search::resume(dir, a.space.as_deref(), &run_options(&a))?,
         None => {
             let cfg = search_config(&a)?;
             let out = a.out.clone().unwrap_or_else(|| {
@@ -382,7 +427,7 @@ fn search(a: SearchArgs) -> anyhow::Result<()> {
                     .unwrap_or("search");
                 PathBuf::from(format!("runs/{stem}-seed{}", cfg.seed))
             });
-            crate::search::start(cfg, &out, a.quiet)?
+            crate::search::start(cfg, &out, &run_options(&a))?
         }
     };
     match outcome {

@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod fsutil;
 pub mod info;
 pub mod inspect;
+pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod optim;

@@ -101,6 +101,15 @@ impl ConvShape {
         }
     }
 
+    /// Depthwise with dilation 2 and "same" padding (DARTS `dil_conv`), at stride 1 or 2.
+    pub fn is_dilated_depthwise(&self) -> bool {
+        self.dilation == 2
+            && self.groups == self.c_in
+            && self.c_in == self.c_out
+            && self.padding == self.kernel / 2 * 2
+            && (self.stride == 1 || self.stride == 2)
+    }
+
     pub fn out_size(&self, size: i64) -> i64 {
         (size + 2 * self.padding - self.dilation * (self.kernel - 1) - 1) / self.stride + 1
     }
@@ -140,7 +149,55 @@ impl Conv {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Tensor {
+        if self.shape.is_dilated_depthwise() && xs.requires_grad() {
+            if let Some(ys) = self.dilated_as_dense(xs) {
+                return ys;
+            }
+        }
         xs.apply(&self.conv)
+    }
+
+    /// A dilation-2 depthwise convolution as an undilated one on the polyphase components
+    /// of the input: exactly the same values, but oneDNN's backward pass of a dilated
+    /// depthwise convolution is 3-7x slower than that of an undilated one on CPU (measured
+    /// in results/BENCHMARKS.md), which outweighs the two extra copies. At stride 2 only the
+    /// even-even component is read, so it is one convolution on a strided slice. Used in
+    /// training passes at even resolutions of at least 16 (below that it does not pay).
+    fn dilated_as_dense(&self, xs: &Tensor) -> Option<Tensor> {
+        let (b, c, h, w) = xs.size4().ok()?;
+        if h % 2 != 0 || w % 2 != 0 || h.min(w) < 16 || xs.device() != tch::Device::Cpu {
+            return None;
+        }
+        let pad = self.shape.padding / 2;
+        let conv = |x: &Tensor| {
+            x.conv2d(
+                &self.conv.ws,
+                self.conv.bs.as_ref(),
+                [1, 1],
+                [pad, pad],
+                [1, 1],
+                self.shape.groups,
+            )
+        };
+        if self.shape.stride == 2 {
+            return Some(conv(&xs.slice(2, 0, None, 2).slice(3, 0, None, 2)));
+        }
+        // [b, c, h, w] -> [b*4, c, h/2, w/2], channels-last in memory, phases outermost.
+        let phases = xs
+            .view([b, c, h / 2, 2, w / 2, 2])
+            .permute([0, 3, 5, 2, 4, 1])
+            .contiguous()
+            .view([b * 4, h / 2, w / 2, c])
+            .permute([0, 3, 1, 2]);
+        let ys = conv(&phases);
+        Some(
+            ys.permute([0, 2, 3, 1])
+                .reshape([b, 2, 2, h / 2, w / 2, c])
+                .permute([0, 3, 1, 4, 2, 5])
+                .contiguous()
+                .view([b, h, w, c])
+                .permute([0, 3, 1, 2]),
+        )
     }
 }
 

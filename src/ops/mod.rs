@@ -5,7 +5,8 @@ mod layers;
 
 pub use factorized::FactorizedReduce;
 pub use layers::{
-    batch_norm, channels_last, linear, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
+    batch_norm, channels_last, linear, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer,
+    LayerSpec, Pool,
 };
 
 use crate::space::OpKind;
@@ -130,7 +131,9 @@ impl Operation {
     /// starts with one.
     pub fn forward_shared(&self, input: &SharedInput, train: bool) -> Tensor {
         match self {
-            Operation::Chain(c) if c.starts_with_relu() => c.forward_after_relu(input.relu(), train),
+            Operation::Chain(c) if c.starts_with_relu() => {
+                c.forward_after_relu(input.relu(), train)
+            }
             Operation::FactorizedReduce(f) => f.forward_after_relu(input.relu(), train),
             _ => self.forward_t(&input.x, train),
         }

@@ -43,16 +43,34 @@ pub enum Outcome {
     },
 }
 
+/// How a search is run (not part of its config).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub quiet: bool,
+    /// The `supernet` binary, to predict the step's peak memory before the first step
+    /// (see [`crate::memory`]); no prediction without it.
+    pub memory_probe: Option<PathBuf>,
+}
+
+impl RunOptions {
+    pub fn quiet() -> Self {
+        RunOptions {
+            quiet: true,
+            memory_probe: None,
+        }
+    }
+}
+
 /// Start a new search writing into `dir` (which must not hold a run yet).
-pub fn start(cfg: SearchConfig, dir: &Path, quiet: bool) -> Result<Outcome> {
+pub fn start(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outcome> {
     cfg.validate()?;
     crate::rundir::create_new(dir)?;
-    run(cfg, dir, false, quiet)
+    run(cfg, dir, false, opts)
 }
 
 /// Continue the run in `dir` from its last checkpoint, with its own config.
 /// `space` (when given) must be the space the run was started with.
-pub fn resume(dir: &Path, space: Option<&Path>, quiet: bool) -> Result<Outcome> {
+pub fn resume(dir: &Path, space: Option<&Path>, opts: &RunOptions) -> Result<Outcome> {
     let cfg: SearchConfig = crate::rundir::read_config(dir)?;
     if let Some(space) = space {
         let given = SearchSpace::from_file(space)?.with_overrides(cfg.network)?;
@@ -69,7 +87,7 @@ pub fn resume(dir: &Path, space: Option<&Path>, quiet: bool) -> Result<Outcome> 
             ));
         }
     }
-    run(cfg, dir, true, quiet)
+    run(cfg, dir, true, opts)
 }
 
 /// The supernet of a finished (or interrupted) search as its last checkpoint holds it,
@@ -163,7 +181,46 @@ fn meta(cfg: &SearchConfig, s: &Setup, steps_per_epoch: usize) -> RunMeta {
     }
 }
 
-fn strategy(kind: StrategyKind) -> Box<dyn Strategy> {
+/// Predict the peak memory of a step (see [`crate::memory`]) and refuse to start a CPU
+/// search that would not fit in the memory available, suggesting what would.
+fn check_memory(exe: &Path, cfg: &SearchConfig, s: &Setup) -> Result<String> {
+    let p = crate::memory::predict(exe, cfg, s.input, cfg.batch_size)?;
+    if s.device != tch::Device::Cpu {
+        return Ok(format!(
+            "memory: {} (host memory of the same step on the CPU; the device holds about the same graph)",
+            p.describe()
+        ));
+    }
+    let available = crate::memory::available();
+    if p.peak > available {
+        let fits = p.largest_batch_within(available);
+        return Err(Error::invalid(
+            "batch size",
+            cfg.batch_size,
+            format!(
+                "a step that fits in memory: {}, but {} is available. Try --batch-size {} \
+                 (the largest predicted to fit){}{}, or --no-memory-check to start anyway",
+                p.describe(),
+                crate::memory::gib(available),
+                fits.max(1),
+                if cfg.recompute {
+                    ""
+                } else {
+                    ", --recompute (one cell's activations at a time)"
+                },
+                ", --partial-channels 4 (PC-DARTS)",
+            ),
+        ));
+    }
+    Ok(format!(
+        "memory: {}, {} available",
+        p.describe(),
+        crate::memory::gib(available)
+    ))
+}
+
+/// The strategy a config names.
+pub fn strategy(kind: StrategyKind) -> Box<dyn Strategy> {
     match kind {
         StrategyKind::FirstOrder => Box::new(FirstOrder),
         StrategyKind::SecondOrder => Box::new(SecondOrder),
@@ -198,8 +255,12 @@ fn persist(st: &SearchState, log: &RunLog, pos: &Position, dir: &Path) -> Result
     checkpoint::save(st, pos, dir)
 }
 
-fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result<Outcome> {
+fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, opts: &RunOptions) -> Result<Outcome> {
     let s = setup(&mut cfg)?;
+    let progress = progress::Progress::new(opts.quiet);
+    if let Some(exe) = &opts.memory_probe {
+        progress.line(&check_memory(exe, &cfg, &s)?);
+    }
     if !resuming {
         crate::fsutil::write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
     }
@@ -229,7 +290,6 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result
     }
     let mut strat = strategy(cfg.strategy);
     let stop = stop_flag()?;
-    let progress = progress::Progress::new(quiet);
     progress.line(&format!(
         "search: space '{}', {} strategy, {} epochs x {steps} steps, batch {}, device {:?}, run dir {}",
         s.space.name,

@@ -84,7 +84,10 @@ pub fn loss_and_grads(
     }
     let stem_out = net.stem_forward(&batch.images, true);
     let g_stem = backward.take_output_grad(None);
-    backward.segment(&(stem_out * g_stem).sum(out_kind()), std::iter::empty::<&Tensor>());
+    backward.segment(
+        &(stem_out * g_stem).sum(out_kind()),
+        std::iter::empty::<&Tensor>(),
+    );
 
     // The mixing weights' gradient, summed over the blocks, into the alphas.
     let mix_grads = backward.take_mix_grads();
@@ -145,7 +148,11 @@ impl<'a> Backward<'a> {
     /// Backpropagate the scalar `root`, adding to the requested gradients and to those of
     /// the mixing-weight leaves; returns the gradients of `extra` (leaves of this segment;
     /// undefined where unused).
-    fn segment<'t>(&mut self, root: &Tensor, extra: impl IntoIterator<Item = &'t Tensor>) -> Vec<Tensor> {
+    fn segment<'t>(
+        &mut self,
+        root: &Tensor,
+        extra: impl IntoIterator<Item = &'t Tensor>,
+    ) -> Vec<Tensor> {
         let extra: Vec<&Tensor> = extra.into_iter().collect();
         match self.wrt {
             Wrt::AllLeaves => {

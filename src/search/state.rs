@@ -125,9 +125,20 @@ impl SearchState {
     /// The loss under `mix` (a constant), the batch accuracy and the gradients of `wrt`, as
     /// `torch.autograd.grad` gives them (undefined where the loss does not depend on one);
     /// with `cfg.recompute`, cell by cell (see [`super::recompute`]).
-    pub fn grads_of(&self, batch: &Batch, mix: &ArchWeights, wrt: &[Tensor]) -> (Tensor, f64, Vec<Tensor>) {
+    pub fn grads_of(
+        &self,
+        batch: &Batch,
+        mix: &ArchWeights,
+        wrt: &[Tensor],
+    ) -> (Tensor, f64, Vec<Tensor>) {
         if self.cfg.recompute {
-            return recompute::loss_and_grads(&self.net, &self.buffers, batch, mix, Wrt::These(wrt));
+            return recompute::loss_and_grads(
+                &self.net,
+                &self.buffers,
+                batch,
+                mix,
+                Wrt::These(wrt),
+            );
         }
         let (loss, acc) = self.loss_with(batch, mix);
         let grads = Tensor::run_backward(&[&loss], wrt, false, false);

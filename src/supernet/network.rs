@@ -5,7 +5,9 @@
 use super::auxiliary::AuxiliaryHead;
 use super::cell::{CellPlan, SearchCell};
 use super::weights::{edge_choice, ArchWeights};
-use crate::ops::{batch_norm, channels_last, relu_conv_bn, Affine, Chain, Conv, ConvShape, LayerSpec, OpConfig};
+use crate::ops::{
+    batch_norm, channels_last, relu_conv_bn, Affine, Chain, Conv, ConvShape, LayerSpec, OpConfig,
+};
 use crate::space::{CellType, Genotype, NetworkSpec, SearchSpace};
 use crate::{Error, Result};
 use tch::{nn, Tensor};
@@ -427,7 +429,13 @@ impl Supernet {
     }
 
     /// Block `i` on the outputs [`Self::block_inputs`] names.
-    pub fn block_forward(&self, i: usize, inputs: &[&Tensor], w: &ArchWeights, pass: Pass) -> Tensor {
+    pub fn block_forward(
+        &self,
+        i: usize,
+        inputs: &[&Tensor],
+        w: &ArchWeights,
+        pass: Pass,
+    ) -> Tensor {
         match &self.blocks[i] {
             Block::Cell(cell) => cell.forward_t(inputs, w.get(cell.cell_type), pass),
             Block::Res(res) => res.forward_t(inputs[0], pass.train),

@@ -42,7 +42,7 @@ fn finished_run() -> &'static Path {
             ..SearchConfig::default()
         };
         let run = dir.join("run");
-        search::start(cfg, &run, true).expect("tiny search");
+        search::start(cfg, &run, &search::RunOptions::quiet()).expect("tiny search");
         run
     })
 }

@@ -366,18 +366,29 @@ fn recomputation_gives_the_loss_gradients_and_bn_statistics_of_one_backward_pass
             labels: Tensor::randint(10, [8], (Kind::Int64, Device::Cpu)),
         };
         let wrt = |st: &SearchState| -> Vec<Tensor> {
-            st.arch.tensors().into_iter().chain(st.weights.iter().map(|w| w.shallow_clone())).collect()
+            st.arch
+                .tensors()
+                .into_iter()
+                .chain(st.weights.iter().map(|w| w.shallow_clone()))
+                .collect()
         };
         let (loss_a, acc_a, grads_a) = plain.grads_of(&batch, &plain.arch.softmax(), &wrt(&plain));
         let (loss_b, acc_b, grads_b) =
             recomputed.grads_of(&batch, &recomputed.arch.softmax(), &wrt(&recomputed));
-        assert_eq!(loss_a.double_value(&[]), loss_b.double_value(&[]), "{path}: loss");
+        assert_eq!(
+            loss_a.double_value(&[]),
+            loss_b.double_value(&[]),
+            "{path}: loss"
+        );
         assert_eq!(acc_a, acc_b);
         assert_eq!(grads_a.len(), grads_b.len());
         let close = |a: &Tensor, b: &Tensor, what: &str| {
             let scale = a.abs().max().double_value(&[]).max(1e-12);
             let diff = (a - b).abs().max().double_value(&[]);
-            assert!(diff <= 1e-4 * scale, "{path}: {what}: max |diff| {diff} vs max {scale}");
+            assert!(
+                diff <= 1e-4 * scale,
+                "{path}: {what}: max |diff| {diff} vs max {scale}"
+            );
         };
         for (i, (a, b)) in grads_a.iter().zip(&grads_b).enumerate() {
             assert_eq!(a.defined(), b.defined(), "{path}: gradient {i} defined");
@@ -395,7 +406,12 @@ fn recomputation_gives_the_loss_gradients_and_bn_statistics_of_one_backward_pass
         for (a, b) in plain.weights.iter().zip(&recomputed.weights) {
             close(&a.grad(), &b.grad(), "weight .grad");
         }
-        for (a, b) in plain.arch.tensors().iter().zip(recomputed.arch.tensors().iter()) {
+        for (a, b) in plain
+            .arch
+            .tensors()
+            .iter()
+            .zip(recomputed.arch.tensors().iter())
+        {
             assert!(a.grad().abs().max().double_value(&[]) == 0.0 && b.grad().equal(&a.grad()));
         }
     }

@@ -137,3 +137,47 @@ fn odd_resolution_at_a_reduction_is_an_error_not_a_panic() {
         .to_string();
     assert!(e.contains("reduction cell 5") && e.contains("15x15"), "{e}");
 }
+
+/// Dilated depthwise convolutions run as undilated ones on polyphase components in
+/// training passes (a speed-up); values and gradients must equal the dilated convolution's.
+#[test]
+fn dilated_depthwise_convolution_as_polyphase_gives_the_same_values_and_gradients() {
+    use supernet::ops::{Conv, ConvShape};
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    for (k, stride) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
+        let shape = ConvShape::new(6, 6, k)
+            .stride(stride)
+            .padding(k / 2 * 2)
+            .dilation(2)
+            .depthwise();
+        let conv = Conv::new(vs.root() / format!("c{k}{stride}"), shape);
+        let x = Tensor::randn([3, 6, 16, 20], (Kind::Float, Device::Cpu));
+        let grads = |fast: bool| {
+            let x = x.detach().set_requires_grad(true);
+            let y = if fast {
+                conv.forward(&x)
+            } else {
+                x.apply(&conv.conv)
+            };
+            let g = Tensor::linspace(-1.0, 1.0, y.numel() as i64, (Kind::Float, Device::Cpu))
+                .view(y.size().as_slice());
+            let dw = Tensor::run_backward(
+                &[(&y * &g).sum(Kind::Float)],
+                &[&x, &conv.conv.ws],
+                false,
+                false,
+            );
+            (y.detach(), dw)
+        };
+        let (fast, direct) = (grads(true), grads(false));
+        assert_eq!(fast.0.size(), direct.0.size(), "k {k} stride {stride}");
+        let max_diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+        assert!(
+            max_diff(&fast.0, &direct.0) < 1e-5,
+            "k {k} stride {stride}: values"
+        );
+        for (a, b) in fast.1.iter().zip(&direct.1) {
+            assert!(max_diff(a, b) < 1e-4, "k {k} stride {stride}: gradients");
+        }
+    }
+}
