@@ -299,6 +299,10 @@ pub struct SearchArgs {
     /// would not fit in the available memory.
     #[arg(long)]
     pub no_memory_check: bool,
+    /// Memory the search may use, in GiB, for the check above [default: the memory the
+    /// system has available].
+    #[arg(long)]
+    pub memory_limit: Option<f64>,
     /// Run directory [default: runs/<space>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -411,6 +415,7 @@ fn run_options(a: &SearchArgs) -> crate::search::RunOptions {
         } else {
             std::env::current_exe().ok()
         },
+        memory_limit: a.memory_limit.map(|g| (g * (1u64 << 30) as f64) as u64),
     }
 }
 

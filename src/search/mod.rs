@@ -50,13 +50,15 @@ pub struct RunOptions {
     /// The `supernet` binary, to predict the step's peak memory before the first step
     /// (see [`crate::memory`]); no prediction without it.
     pub memory_probe: Option<PathBuf>,
+    /// The memory the step may use, in bytes [default: what the system has available].
+    pub memory_limit: Option<u64>,
 }
 
 impl RunOptions {
     pub fn quiet() -> Self {
         RunOptions {
             quiet: true,
-            memory_probe: None,
+            ..Default::default()
         }
     }
 }
@@ -183,7 +185,7 @@ fn meta(cfg: &SearchConfig, s: &Setup, steps_per_epoch: usize) -> RunMeta {
 
 /// Predict the peak memory of a step (see [`crate::memory`]) and refuse to start a CPU
 /// search that would not fit in the memory available, suggesting what would.
-fn check_memory(exe: &Path, cfg: &SearchConfig, s: &Setup) -> Result<String> {
+fn check_memory(exe: &Path, cfg: &SearchConfig, s: &Setup, limit: Option<u64>) -> Result<String> {
     let p = crate::memory::predict(exe, cfg, s.input, cfg.batch_size)?;
     if s.device != tch::Device::Cpu {
         return Ok(format!(
@@ -191,7 +193,7 @@ fn check_memory(exe: &Path, cfg: &SearchConfig, s: &Setup) -> Result<String> {
             p.describe()
         ));
     }
-    let available = crate::memory::available();
+    let available = limit.unwrap_or_else(crate::memory::available);
     if p.peak > available {
         let fits = p.largest_batch_within(available);
         return Err(Error::invalid(
@@ -259,7 +261,7 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, opts: &RunOptions) -> 
     let s = setup(&mut cfg)?;
     let progress = progress::Progress::new(opts.quiet);
     if let Some(exe) = &opts.memory_probe {
-        progress.line(&check_memory(exe, &cfg, &s)?);
+        progress.line(&check_memory(exe, &cfg, &s, opts.memory_limit)?);
     }
     if !resuming {
         crate::fsutil::write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;

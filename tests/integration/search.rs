@@ -416,3 +416,32 @@ fn recomputation_gives_the_loss_gradients_and_bn_statistics_of_one_backward_pass
         }
     }
 }
+
+/// The memory check predicts the step's peak before a search starts and refuses one that
+/// will not fit, naming the batch size and what to try; nothing is trained then.
+#[test]
+fn search_that_will_not_fit_in_memory_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = tiny_search(&run, 1, &["--memory-limit", "0.01"])
+        .output()
+        .unwrap();
+    fails_with(
+        out,
+        &[
+            "batch size",
+            "predicted peak",
+            "--batch-size",
+            "--recompute",
+        ],
+    );
+    assert!(
+        !run.join("run.h5").exists(),
+        "a refused search wrote a run file"
+    );
+    // With room, the search runs in the same directory.
+    ok(tiny_search(&run, 1, &["--memory-limit", "64"])
+        .output()
+        .unwrap());
+    assert!(run.join("run.h5").exists());
+}
