@@ -6,6 +6,8 @@
 //! `supernet sample`'s scoring of ARCHS uniform sub-networks (recalibrate:K BN on
 //! training batches of BATCH, then evaluation of VAL_IMAGES in batches of 256) and writes
 //! the architectures as JSON lines to GENOTYPES_OUT for the reference to score the same.
+//! A trailing `--partial-channels=K` builds the PC-DARTS supernet (ops on C/K channels,
+//! edge betas), as `scripts/reference.py bench --partial-channels K` does.
 use std::time::Instant;
 use supernet::search::{Batch, FirstOrder, SearchConfig, SearchState, SecondOrder, Strategy};
 use supernet::space::SearchSpace;
@@ -93,6 +95,12 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    let partial_channels: usize = std::env::args()
+        .find_map(|a| {
+            a.strip_prefix("--partial-channels=")
+                .map(|k| k.parse().expect("--partial-channels=K with K >= 1"))
+        })
+        .unwrap_or(1);
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_string());
     let space_path = arg(0, "supernets/darts_cnn.toml");
     let input = InputShape::parse(&arg(1, "3x32x32"), 10).unwrap();
@@ -101,7 +109,11 @@ fn main() {
     let steps: usize = arg(4, "5").parse().unwrap();
     let space = SearchSpace::from_file(space_path.as_ref()).unwrap();
     let rss_before = peak_rss_bytes();
-    let cfg = SearchConfig::default();
+    let cfg = SearchConfig {
+        partial_channels,
+        ..SearchConfig::default()
+    };
+    cfg.validate().unwrap();
     let mut st = SearchState::new(&space, input, &cfg, Device::Cpu).unwrap();
     let random_batch = || Batch {
         images: Tensor::randn(
@@ -154,7 +166,7 @@ fn main() {
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "{{\"tool\": \"supernet\", \"space\": \"{space_path}\", \"mode\": \"{mode}\", \"batch\": {batch}, \"threads\": {}, \"steps\": {steps}, \"median_s\": {}, \"times_s\": {:?}, \"peak_memory_bytes\": {}, \"rss_before_model_bytes\": {rss_before}}}",
+        "{{\"tool\": \"supernet\", \"space\": \"{space_path}\", \"mode\": \"{mode}\", \"batch\": {batch}, \"threads\": {}, \"steps\": {steps}, \"partial_channels\": {partial_channels}, \"median_s\": {}, \"times_s\": {:?}, \"peak_memory_bytes\": {}, \"rss_before_model_bytes\": {rss_before}}}",
         tch::get_num_threads(),
         sorted[sorted.len() / 2],
         times,

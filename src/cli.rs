@@ -271,6 +271,10 @@ pub struct SearchArgs {
     /// CPU threads for libtorch (0: libtorch's default).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// PC-DARTS: each edge's ops see 1/K of the channels (K must divide every cell's
+    /// channels), and edges are normalised by learnt betas [default: 1, off].
+    #[arg(long)]
+    pub partial_channels: Option<usize>,
     /// Run directory [default: runs/<space>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -567,7 +571,8 @@ fn search_config(a: &SearchArgs) -> anyhow::Result<SearchConfig> {
         device,
         alpha_every,
         checkpoint_every,
-        threads
+        threads,
+        partial_channels
     );
     if let Some(s) = &a.strategy {
         c.strategy = s.parse()?;

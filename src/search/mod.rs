@@ -45,6 +45,8 @@ pub enum Outcome {
 /// Start a new search writing into `dir` (which must not hold a run yet).
 pub fn start(cfg: SearchConfig, dir: &Path, quiet: bool) -> Result<Outcome> {
     cfg.validate()?;
+    let space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
+    cfg.partial().check_space(&space)?;
     crate::rundir::create_new(dir)?;
     run(cfg, dir, false, quiet)
 }
@@ -187,6 +189,8 @@ fn alpha_record(st: &SearchState, step: u64, epoch: usize) -> AlphaRecord {
         epoch: epoch as u32,
         normal: st.arch.raw(CellType::Normal).expect("normal alphas"),
         reduce: st.arch.raw(CellType::Reduce),
+        normal_betas: st.arch.raw_betas(CellType::Normal),
+        reduce_betas: st.arch.raw_betas(CellType::Reduce),
     }
 }
 

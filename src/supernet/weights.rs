@@ -17,6 +17,9 @@ pub struct MixWeights {
     /// GDAS: the (zero-valued) weights of the ops not computed are added to the edge output
     /// too, so that their straight-through gradient is the sum of the output gradient.
     straight_through: bool,
+    /// PC-DARTS edge normalisation: one weight per edge (per node, the softmax of its
+    /// incoming betas) that scales the edge's whole output.
+    edges: Option<Tensor>,
 }
 
 impl MixWeights {
@@ -27,6 +30,7 @@ impl MixWeights {
             active: None,
             unit: false,
             straight_through: false,
+            edges: None,
         }
     }
 
@@ -51,6 +55,7 @@ impl MixWeights {
             active: Some(active),
             unit: false,
             straight_through: false,
+            edges: None,
         }
     }
 
@@ -61,6 +66,24 @@ impl MixWeights {
             straight_through: true,
             ..Self::sparse(weights)
         }
+    }
+
+    /// These weights with PC-DARTS edge normalisation by the raw `betas` (`[edges]`) of a
+    /// cell laid out as `spec`.
+    pub fn with_betas(self, betas: &Tensor, spec: &CellSpec) -> Self {
+        MixWeights {
+            edges: Some(super::partial::normalise_edges(
+                betas,
+                spec.inputs,
+                spec.nodes,
+            )),
+            ..self
+        }
+    }
+
+    /// The normalised beta of edge `e` (a 0-D tensor), when edges are normalised.
+    pub fn edge_weight(&self, e: usize) -> Option<Tensor> {
+        self.edges.as_ref().map(|b| b.get(e as i64))
     }
 
     pub fn is_straight_through(&self) -> bool {
@@ -102,6 +125,7 @@ impl MixWeights {
             active: Some(active),
             unit: true,
             straight_through: false,
+            edges: None,
         })
     }
 }
