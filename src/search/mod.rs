@@ -234,9 +234,14 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, quiet: bool) -> Result
     let stop = stop_flag()?;
     let progress = progress::Progress::new(quiet);
     progress.line(&format!(
-        "search: space '{}', {} strategy, {} epochs x {steps} steps, batch {}, device {:?}, run dir {}",
+        "search: space '{}', {} strategy{}, {} epochs x {steps} steps, batch {}, device {:?}, run dir {}",
         s.space.name,
         strat.name(),
+        if cfg.partial().is_on() {
+            format!(" with partial channels K = {}", cfg.partial_channels)
+        } else {
+            String::new()
+        },
         cfg.epochs,
         cfg.batch_size,
         s.device,

@@ -174,8 +174,6 @@ pub struct Supernet {
     /// NAS-Bench-201 applies BN + ReLU before pooling; DARTS does not.
     lastact: Option<nn::BatchNorm>,
     classifier: nn::Linear,
-    /// PC-DARTS partial channels of every edge (`OFF` but in a partial-channel search).
-    pub partial: PartialChannels,
     /// The auxiliary head and the index of the block whose output it reads.
     auxiliary: Option<(usize, AuxiliaryHead)>,
 }
@@ -380,7 +378,6 @@ impl Supernet {
             blocks,
             lastact,
             classifier,
-            partial,
             auxiliary: aux_head,
         })
     }

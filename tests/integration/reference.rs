@@ -37,21 +37,28 @@ fn parameter_counts_equal_the_pytorch_reference() {
         // NAS-Bench-201's search cells: conv biases (bias=not affine) included.
         ("nb201", "3x32x32", 1_692_826),
     ] {
-        let s = space(name);
-        let json = reference(&[
-            "count",
-            "--space",
-            &format!("supernets/{name}.toml"),
-            "--input",
-            shape,
-            "--classes",
-            "10",
-        ]);
-        let py: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
-        let rust = rust_count(&s, shape, 1);
-        assert_eq!(rust, py["parameters"].as_i64().unwrap(), "{name}");
+        let rust = rust_count(&space(name), shape, 1);
+        assert_eq!(rust, reference_count(name, shape, 1), "{name}");
         assert_eq!(rust, expected, "{name}");
     }
+}
+
+/// The reference's parameter count of `supernets/{name}.toml` (10 classes) with
+/// partial channels `k`.
+pub(crate) fn reference_count(name: &str, shape: &str, k: i64) -> i64 {
+    let json = reference(&[
+        "count",
+        "--space",
+        &format!("supernets/{name}.toml"),
+        "--input",
+        shape,
+        "--classes",
+        "10",
+        "--partial-channels",
+        &k.to_string(),
+    ]);
+    let py: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    py["parameters"].as_i64().unwrap()
 }
 
 /// Save weights and inputs, run the reference, compare logits. With `partial` K > 1 the
