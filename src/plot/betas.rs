@@ -57,15 +57,12 @@ impl<'a> BetaPanels<'a> {
                 s.push((rec.step as f64, f64::from(v)));
             }
         }
-        let values = series.iter().flatten().map(|p| p.1);
-        let lo = values.clone().fold(f64::INFINITY, f64::min);
-        let hi = values.fold(f64::NEG_INFINITY, f64::max);
-        let pad = ((hi - lo) * 0.08).max(1e-3);
+        let y = super::alphas::weight_range(series.iter().flatten().map(|p| p.1), 1e-3);
         BetaPanels {
             run,
             cell,
             series,
-            y: ((lo - pad).max(0.0), (hi + pad).min(1.0)),
+            y,
             last: run.last_step(),
         }
     }
