@@ -6,6 +6,8 @@
 //! `supernet sample`'s scoring of ARCHS uniform sub-networks (recalibrate:K BN on
 //! training batches of BATCH, then evaluation of VAL_IMAGES in batches of 256) and writes
 //! the architectures as JSON lines to GENOTYPES_OUT for the reference to score the same.
+//! A trailing `--partial-channels=K` builds the PC-DARTS supernet (ops on C/K channels,
+//! edge betas), as `scripts/reference.py bench --partial-channels K` does.
 use std::time::Instant;
 use supernet::search::{
     Batch, FirstOrder, SearchConfig, SearchState, SecondOrder, Strategy, StrategyKind,
@@ -95,6 +97,12 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    let partial_channels: usize = std::env::args()
+        .find_map(|a| {
+            a.strip_prefix("--partial-channels=")
+                .map(|k| k.parse().expect("--partial-channels=K with K >= 1"))
+        })
+        .unwrap_or(1);
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_string());
     let space_path = arg(0, "supernets/darts_cnn.toml");
     let input = InputShape::parse(&arg(1, "3x32x32"), 10).unwrap();
@@ -103,10 +111,11 @@ fn main() {
     let steps: usize = arg(4, "5").parse().unwrap();
     let space = SearchSpace::from_file(space_path.as_ref()).unwrap();
     let rss_before = peak_rss_bytes();
-    // Options after the positional arguments: `--recompute`.
+    // Options after the positional arguments: `--recompute`, `--partial-channels=K`.
     let recompute = std::env::args().any(|a| a == "--recompute");
     let cfg = SearchConfig {
         recompute,
+        partial_channels,
         space: space_path.clone().into(),
         strategy: if mode == "second-order" {
             StrategyKind::SecondOrder
@@ -115,6 +124,7 @@ fn main() {
         },
         ..SearchConfig::default()
     };
+    cfg.validate().unwrap();
     // What `supernet search` predicts for this step, to compare with the measured peak.
     let predicted = if mode.ends_with("-order") {
         let exe = std::path::Path::new(env!("CARGO_BIN_EXE_supernet"));
@@ -124,11 +134,13 @@ fn main() {
     } else {
         0
     };
-    let label = if recompute {
-        format!("{mode}+recompute")
-    } else {
-        mode.clone()
-    };
+    let mut label = mode.clone();
+    if recompute {
+        label.push_str("+recompute");
+    }
+    if partial_channels > 1 {
+        label.push_str(&format!("+pc{partial_channels}"));
+    }
     let mut st = SearchState::new(&space, input, &cfg, Device::Cpu).unwrap();
     let random_batch = || Batch {
         images: Tensor::randn(
@@ -196,7 +208,7 @@ fn main() {
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
     println!(
-        "{{\"tool\": \"supernet\", \"space\": \"{space_path}\", \"mode\": \"{label}\", \"alpha_step_median_s\": {}, \"batch\": {batch}, \"threads\": {}, \"steps\": {steps}, \"median_s\": {}, \"times_s\": {:?}, \"peak_memory_bytes\": {}, \"predicted_peak_bytes\": {predicted}, \"rss_before_model_bytes\": {rss_before}}}",
+        "{{\"tool\": \"supernet\", \"space\": \"{space_path}\", \"mode\": \"{label}\", \"alpha_step_median_s\": {}, \"batch\": {batch}, \"threads\": {}, \"steps\": {steps}, \"partial_channels\": {partial_channels}, \"median_s\": {}, \"times_s\": {:?}, \"peak_memory_bytes\": {}, \"predicted_peak_bytes\": {predicted}, \"rss_before_model_bytes\": {rss_before}}}",
         median(&alpha_times),
         tch::get_num_threads(),
         median(&times),

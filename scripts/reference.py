@@ -11,6 +11,10 @@ It is the golden reference for tests and the side-by-side comparator for benchma
   bench   --space F --input CxHxW --classes N --batch B [--steps K] [--threads T]
           [--mode forward|first-order|second-order] [--device cpu|cuda]
 
+`--partial-channels K` (count, logits, bench): PC-DARTS partial channel connections; the
+ops of every edge see the first C/K channels, the rest bypass them, and edges are weighted
+by the per-node softmax of their betas (`beta_normal`/`beta_reduce` raw betas in --io).
+
 Written from the Rust sources and the DARTS / NAS-Bench-201 papers' conventions; see
 /work/shared/DESIGN.md section 5.
 """
@@ -219,6 +223,34 @@ def mixed_ops(kinds, keep, c, stride, pool_bn):
     return ops
 
 
+def channel_shuffle(x, groups):
+    """[B, C, H, W] -> [B, G, C/G, H, W], swap axes 1 and 2, back to [B, C, H, W]."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+
+
+def partial_forward(ops, kinds, x, mix, e, k, stride):
+    """PC-DARTS edge: ops on x[:, :C/K], the rest bypassed (2x2 max pool when strided),
+    concatenated and shuffled in K groups."""
+    c = x.shape[1]
+    head, rest = x[:, :c // k], x[:, c // k:]
+    y = mixed_forward(ops, kinds, head, mix, e)
+    if y is None:
+        y = zeros_at(head, stride)
+    if y.shape[2] != x.shape[2]:
+        rest = F.max_pool2d(rest, 2, 2)
+    return channel_shuffle(torch.cat([y, rest], dim=1), k)
+
+
+def edge_weights(betas, inputs, nodes):
+    """PC-DARTS edge normalisation: per node, softmax over its incoming edges' betas."""
+    out, start = [], 0
+    for i in range(nodes):
+        out.append(F.softmax(betas[start:start + inputs + i], dim=-1))
+        start += inputs + i
+    return torch.cat(out)
+
+
 def mixed_forward(ops, kinds, x, mix, e):
     """sum_k w[e,k] * op_k(x) over the active ops in column order; `none` (exactly 0) is
     skipped as in Rust. None when nothing contributes."""
@@ -236,7 +268,7 @@ def mixed_forward(ops, kinds, x, mix, e):
 
 
 class SearchCell(nn.Module):
-    def __init__(self, space, cell_type, c, inputs, keep, pool_bn):
+    def __init__(self, space, cell_type, c, inputs, keep, pool_bn, k=1):
         """`inputs`: (channels, at twice the resolution) of each cell input, oldest first."""
         super().__init__()
         spec = space["cell"]
@@ -251,17 +283,24 @@ class SearchCell(nn.Module):
         for (to, frm), kept in zip(cell_edges(spec), keep):
             stride = 2 if cell_type == "reduce" and frm < spec["inputs"] else 1
             self.strides.append(stride)
-            self.edges[f"{to}_{frm}"] = mixed_ops(space["ops"], kept, c, stride, pool_bn)
-        self.kinds = space["ops"]
+            self.edges[f"{to}_{frm}"] = mixed_ops(space["ops"], kept, c // k, stride, pool_bn)
+        self.kinds, self.k, self.inputs = space["ops"], k, spec["inputs"]
 
-    def forward(self, inputs, mix):
+    def forward(self, inputs, mix, betas=None):
+        """`betas`: raw edge betas `[edges]` (PC-DARTS edge normalisation) or None."""
+        ew = None if betas is None else edge_weights(betas, self.inputs, self.nodes)
         states = [getattr(self, f"preprocess{i}")(x) for i, x in enumerate(inputs)] if self.n_pre else list(inputs)
         e = 0
         edges = list(self.edges.values())  # insertion order = alpha-row order
         for _ in range(self.nodes):
             node = None
             for frm, s in enumerate(states):
-                y = mixed_forward(edges[e + frm], self.kinds, s, mix, e + frm)
+                if self.k > 1:
+                    y = partial_forward(edges[e + frm], self.kinds, s, mix, e + frm, self.k, self.strides[e + frm])
+                else:
+                    y = mixed_forward(edges[e + frm], self.kinds, s, mix, e + frm)
+                if y is not None and ew is not None:
+                    y = y * ew[e + frm]
                 if y is not None:
                     node = y if node is None else node + y
             if node is None:  # nothing contributes: zero at the edges' resolution
@@ -292,7 +331,7 @@ class Supernet(nn.Module):
     `genotype`: build only its (edge, op) modules, with the supernet's names (a subnet).
     """
 
-    def __init__(self, space, input_chw, classes, genotype=None):
+    def __init__(self, space, input_chw, classes, genotype=None, k=1):
         super().__init__()
         self.space, self.kind = space, space["network"]["kind"]
         n_ops, n_edges = len(space["ops"]), len(cell_edges(space["cell"]))
@@ -315,7 +354,7 @@ class Supernet(nn.Module):
                 red = i in net["reduction_layers"]
                 c = c * 2 if red else c
                 t = "reduce" if red else "normal"
-                self.cells.append(SearchCell(space, t, c, [s0, s1], keep(t), pool_bn))
+                self.cells.append(SearchCell(space, t, c, [s0, s1], keep(t), pool_bn, k))
                 s0, s1 = (s1[0], red), (c * len(space["cell"]["concat"]), False)
             c_last, self.lastact = s1[0], None
         else:
@@ -327,22 +366,24 @@ class Supernet(nn.Module):
                 if stage > 0:
                     self.cells.append(ResBlock(c_prev, c))
                 for _ in range(net["cells_per_stage"]):
-                    self.cells.append(SearchCell(space, "normal", c, [(c, False)], keep("normal"), pool_bn))
+                    self.cells.append(SearchCell(space, "normal", c, [(c, False)], keep("normal"), pool_bn, k))
                 c_prev = c
             c_last, self.lastact = c_prev, nn.Sequential(bn(c_prev, True), nn.ReLU())
         self.classifier = nn.Linear(c_last, classes)
 
-    def forward(self, x, mix):
-        """`mix`: {"normal": (w, active, unit), "reduce": ...} as built by dense()/sparse()."""
+    def forward(self, x, mix, betas=None):
+        """`mix`: {"normal": (w, active, unit), "reduce": ...} as built by dense()/sparse();
+        `betas`: {"normal": raw betas [edges], ...} for PC-DARTS edge normalisation."""
+        betas = betas or {}
         x = self.stem(x)
         if self.kind == "darts":
             s0 = s1 = x
             for cell in self.cells:
-                s0, s1 = s1, cell([s0, s1], mix[cell.cell_type])
+                s0, s1 = s1, cell([s0, s1], mix[cell.cell_type], betas.get(cell.cell_type))
             x = s1
         else:
             for block in self.cells:
-                x = block([x], mix["normal"]) if isinstance(block, SearchCell) else block(x)
+                x = block([x], mix["normal"], betas.get("normal")) if isinstance(block, SearchCell) else block(x)
             x = self.lastact(x)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
@@ -376,7 +417,9 @@ def load_strict(model, path, allow_extra=False):
 def build(args, input_chw):
     space = load_space(args.space, args.layers, args.channels)
     geno = load_genotype(args.genotype) if args.genotype else None
-    return space, geno, Supernet(space, input_chw, args.classes, geno)
+    if args.partial_channels > 1 and geno is not None:
+        sys.exit("--partial-channels applies to the supernet, not to a genotype's network")
+    return space, geno, Supernet(space, input_chw, args.classes, geno, args.partial_channels)
 
 
 def cmd_count(args):
@@ -400,8 +443,9 @@ def cmd_logits(args):
             mix[t] = sparse(io[f"alpha_{t}"].float())
         else:  # a genotype's one-hot weights: nothing is multiplied (Rust `is_unit`)
             mix[t] = sparse(one_hot(edge_choice(geno[t], space), len(space["ops"])), unit=True)
+    betas = {t: io[f"beta_{t}"].float() for t in cell_types(space) if f"beta_{t}" in io}
     with torch.no_grad():
-        logits = model(x, mix)
+        logits = model(x, mix, betas)
     save_file({"logits": logits.contiguous()}, args.out)
 
 
@@ -443,15 +487,16 @@ def unrolled_alpha_grads(loss_fn, ws, al, w_opt, lr, momentum, wd):
     return [da - lr * h for da, h in zip(dalpha, hv)]
 
 
-def darts_step(model, alphas, w_opt, a_opt, batches, second_order, lr=0.025, momentum=0.9, wd=3e-4):
+def darts_step(model, alphas, betas, w_opt, a_opt, batches, second_order, lr=0.025, momentum=0.9, wd=3e-4):
     """One DARTS search step: alpha step on the validation batch, then the weight step on the
     training batch (clip 5). Alpha gradients are taken w.r.t. the alphas only, so the alpha
-    step does not also compute weight gradients that would be thrown away."""
-    ws, al = weights_of(model), list(alphas.values())
+    step does not also compute weight gradients that would be thrown away. `betas` (PC-DARTS
+    edge normalisation, possibly empty) are trained with the alphas."""
+    ws, al = weights_of(model), list(alphas.values()) + list(betas.values())
 
     def loss_fn(which):
         x, y = batches[which]
-        return F.cross_entropy(model(x, {t: dense(F.softmax(a, dim=-1)) for t, a in alphas.items()}), y)
+        return F.cross_entropy(model(x, {t: dense(F.softmax(a, dim=-1)) for t, a in alphas.items()}, betas), y)
 
     if second_order:
         grads = unrolled_alpha_grads(loss_fn, ws, al, w_opt, lr, momentum, wd)
@@ -473,23 +518,25 @@ def cmd_bench(args):
     dev = torch.device(args.device)
     chw = parse_input(args.input)
     space = load_space(args.space, args.layers, args.channels)
-    model = Supernet(space, chw, args.classes).to(dev)
+    model = Supernet(space, chw, args.classes, k=args.partial_channels).to(dev)
     n_edges, n_ops = len(cell_edges(space["cell"])), len(space["ops"])
     alphas = {t: (1e-3 * torch.randn(n_edges, n_ops, device=dev)).requires_grad_() for t in cell_types(space)}
+    betas = ({t: (1e-3 * torch.randn(n_edges, device=dev)).requires_grad_() for t in cell_types(space)}
+             if args.partial_channels > 1 else {})
 
     def batch():
         return (torch.randn(args.batch, *chw, device=dev), torch.randint(args.classes, (args.batch,), device=dev))
 
     batches = {"train": batch(), "val": batch()}
     w_opt = torch.optim.SGD(weights_of(model), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    a_opt = torch.optim.Adam(list(alphas.values()), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    a_opt = torch.optim.Adam(list(alphas.values()) + list(betas.values()), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
 
     def step():
         if args.mode == "forward":
             with torch.no_grad():
-                model(batches["train"][0], {t: dense(F.softmax(a, dim=-1)) for t, a in alphas.items()})
+                model(batches["train"][0], {t: dense(F.softmax(a, dim=-1)) for t, a in alphas.items()}, betas)
         else:
-            darts_step(model, alphas, w_opt, a_opt, batches, args.mode == "second-order")
+            darts_step(model, alphas, betas, w_opt, a_opt, batches, args.mode == "second-order")
 
     model.train(args.mode != "forward")
     times = []
@@ -557,6 +604,8 @@ def score_subnet(model, space, geno, train_batches, val_batches):
 def cmd_score(args):
     """Sub-networks scored per minute, as `cargo bench --bench step -- ... score` measures."""
     import random
+    if args.partial_channels > 1:
+        sys.exit("score: sub-networks cannot inherit the weights of a partial-channel supernet")
     torch.manual_seed(0)
     rss_floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     chw = parse_input(args.input)
@@ -604,6 +653,8 @@ def main():
         p.add_argument("--layers", type=int)
         p.add_argument("--channels", type=int)
         p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--partial-channels", type=int, default=1,
+                       help="PC-DARTS K: ops see C/K channels, edges normalised by betas (count, logits, bench)")
         return p
 
     common(sub.add_parser("count", help="parameter and BN-buffer counts as JSON")) \

@@ -295,7 +295,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub recompute: bool,
     /// Start without predicting the step's peak memory first. The prediction runs the
-    /// step at batches 4 and 8 in child processes (seconds) and refuses a search that
+    /// step at batches 8 and 16 in child processes (seconds) and refuses a search that
     /// would not fit in the available memory.
     #[arg(long)]
     pub no_memory_check: bool,
@@ -303,6 +303,10 @@ pub struct SearchArgs {
     /// system has available].
     #[arg(long)]
     pub memory_limit: Option<f64>,
+    /// PC-DARTS: each edge's ops see 1/K of the channels (K must divide every cell's
+    /// channels), and edges are normalised by learnt betas [default: 1, off].
+    #[arg(long)]
+    pub partial_channels: Option<usize>,
     /// Run directory [default: runs/<space>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -622,7 +626,8 @@ fn search_config(a: &SearchArgs) -> anyhow::Result<SearchConfig> {
         device,
         alpha_every,
         checkpoint_every,
-        threads
+        threads,
+        partial_channels
     );
     if let Some(s) = &a.strategy {
         c.strategy = s.parse()?;

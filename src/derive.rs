@@ -1,7 +1,5 @@
 //! From mixing weights to a discrete architecture, by the space's derivation rule.
-use crate::space::{
-    CellGenotype, CellSpec, CellType, DeriveRule, GeneEdge, Genotype, OpKind, SearchSpace,
-};
+use crate::space::{CellGenotype, CellSpec, DeriveRule, GeneEdge, Genotype, OpKind, SearchSpace};
 use crate::{Error, Result};
 
 /// Derive one cell from its mixing weights `[edges][ops]` (softmax of the alphas).
@@ -58,6 +56,23 @@ fn strongest(row: &[f32], ops: &[OpKind], skip_none: bool) -> (usize, f32) {
         }
     }
     best.expect("validated spaces have an op other than none")
+}
+
+/// PC-DARTS: each edge's row of op weights multiplied by the edge's normalised beta (per
+/// node, the softmax of its incoming betas) before the usual selection. Rows unchanged
+/// without betas.
+pub fn scale_by_betas(
+    mut rows: Vec<Vec<f32>>,
+    betas: Option<&[f32]>,
+    spec: &CellSpec,
+) -> Vec<Vec<f32>> {
+    if let Some(betas) = betas {
+        let w = crate::supernet::normalise_edges_host(betas, spec.inputs, spec.nodes);
+        for (row, b) in rows.iter_mut().zip(w) {
+            row.iter_mut().for_each(|x| *x *= b);
+        }
+    }
+    rows
 }
 
 /// Derive the genotype from the mixing weights of every cell type.
@@ -150,11 +165,5 @@ pub fn derive_run(dir: &std::path::Path, rule: RuleArg) -> Result<Genotype> {
         .alphas
         .last()
         .ok_or_else(|| Error::bad_file(dir.join("run.h5"), "no alpha record"))?;
-    let space = with_rule(&data.space, rule);
-    let normal = data.softmax(rec, CellType::Normal);
-    let reduce = rec
-        .reduce
-        .as_ref()
-        .map(|_| data.softmax(rec, CellType::Reduce));
-    Ok(derive(&space, &normal, reduce.as_deref()))
+    Ok(data.derive_with(&with_rule(&data.space, rule), rec))
 }

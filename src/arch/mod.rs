@@ -1,8 +1,8 @@
-//! Architecture parameters (the alphas), in a store of their own so that the network
-//! optimizer never sees them, and their relaxation into mixing weights.
+//! Architecture parameters (the alphas, and PC-DARTS's edge betas), in a store of their own
+//! so that the network optimizer never sees them, and their relaxation into mixing weights.
 use crate::data::rng::Rng;
 use crate::derive::derive;
-use crate::space::{CellType, Genotype, SearchSpace};
+use crate::space::{CellSpec, CellType, Genotype, SearchSpace};
 use crate::supernet::{ArchWeights, MixWeights};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -10,31 +10,72 @@ pub struct ArchParams {
     pub vs: nn::VarStore,
     /// One `[edges, ops]` tensor per cell type of the space, in `cell_types()` order.
     pub alphas: Vec<(CellType, Tensor)>,
+    /// PC-DARTS edge normalisation: one `[edges]` tensor per cell type (empty when off).
+    pub betas: Vec<(CellType, Tensor)>,
+    /// The cell layout the betas are normalised by (a softmax per node).
+    cell: CellSpec,
 }
 
 impl ArchParams {
     /// `1e-3 * randn` per cell type (the DARTS initialisation), drawn from libtorch's
     /// global generator: seed it first for reproducible runs.
     pub fn new(space: &SearchSpace, device: Device) -> Self {
-        let vs = nn::VarStore::new(device);
-        let shape = [space.cell.num_edges() as i64, space.ops.len() as i64];
-        let alphas = space
-            .network
-            .cell_types()
-            .iter()
-            .map(|&t| {
-                let init = nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 1e-3,
-                };
-                (t, vs.root().var(t.name(), &shape, init))
-            })
-            .collect();
-        ArchParams { vs, alphas }
+        Self::with_edge_betas(space, device, false)
     }
 
+    /// With `betas`, also one beta per edge and cell type (PC-DARTS edge normalisation),
+    /// `1e-3 * randn` too, drawn after all the alphas.
+    pub fn with_edge_betas(space: &SearchSpace, device: Device, betas: bool) -> Self {
+        let vs = nn::VarStore::new(device);
+        let edges = space.cell.num_edges() as i64;
+        let types = space.network.cell_types();
+        let draw = |name: String, shape: &[i64]| {
+            let init = nn::Init::Randn {
+                mean: 0.0,
+                stdev: 1e-3,
+            };
+            vs.root().var(&name, shape, init)
+        };
+        let alphas = types
+            .iter()
+            .map(|&t| (t, draw(t.name().into(), &[edges, space.ops.len() as i64])))
+            .collect();
+        let betas = if betas {
+            types
+                .iter()
+                .map(|&t| (t, draw(format!("betas_{}", t.name()), &[edges])))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ArchParams {
+            vs,
+            alphas,
+            betas,
+            cell: space.cell.clone(),
+        }
+    }
+
+    /// Every architecture tensor: the alphas, then the betas (the Adam and checkpoint order).
     pub fn tensors(&self) -> Vec<Tensor> {
-        self.alphas.iter().map(|(_, a)| a.shallow_clone()).collect()
+        self.named().into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// [`Self::tensors`] with stable names: `normal`, `reduce`, `betas_normal`, `betas_reduce`.
+    pub fn named(&self) -> Vec<(String, Tensor)> {
+        let alphas = self.alphas.iter().map(|(t, a)| (t.name().to_string(), a));
+        let betas = self
+            .betas
+            .iter()
+            .map(|(t, b)| (format!("betas_{}", t.name()), b));
+        alphas
+            .chain(betas)
+            .map(|(n, t)| (n, t.shallow_clone()))
+            .collect()
+    }
+
+    pub fn beta(&self, t: CellType) -> Option<&Tensor> {
+        self.betas.iter().find(|(c, _)| *c == t).map(|(_, b)| b)
     }
 
     pub fn get(&self, t: CellType) -> Option<&Tensor> {
@@ -59,7 +100,12 @@ impl ArchParams {
                 } else {
                     a.shallow_clone()
                 };
-                MixWeights::dense(a.softmax(-1, Kind::Float))
+                let w = MixWeights::dense(a.softmax(-1, Kind::Float));
+                match self.beta(t) {
+                    Some(b) if detach => w.with_betas(&b.detach(), &self.cell),
+                    Some(b) => w.with_betas(b, &self.cell),
+                    None => w,
+                }
             })
         };
         ArchWeights {
@@ -129,10 +175,28 @@ impl ArchParams {
         })
     }
 
-    /// The genotype the alphas currently derive to.
+    /// Raw betas of one cell type as a host vector `[edges]` (`None` without betas).
+    pub fn raw_betas(&self, t: CellType) -> Option<Vec<f32>> {
+        self.beta(t).map(|b| {
+            Vec::<f32>::try_from(b.detach().to_device(Device::Cpu)).expect("betas are float")
+        })
+    }
+
+    /// The mixing rows derivation ranks: softmax(alpha), each edge's row scaled by its
+    /// normalised beta when the edges are normalised (PC-DARTS).
+    pub fn derive_rows(&self, t: CellType) -> Option<Vec<Vec<f32>>> {
+        let rows = self.softmax_rows(t)?;
+        Some(crate::derive::scale_by_betas(
+            rows,
+            self.raw_betas(t).as_deref(),
+            &self.cell,
+        ))
+    }
+
+    /// The genotype the alphas (and betas) currently derive to.
     pub fn genotype(&self, space: &SearchSpace) -> Genotype {
-        let normal = self.softmax_rows(CellType::Normal).expect("normal alphas");
-        let reduce = self.softmax_rows(CellType::Reduce);
+        let normal = self.derive_rows(CellType::Normal).expect("normal alphas");
+        let reduce = self.derive_rows(CellType::Reduce);
         derive(space, &normal, reduce.as_deref())
     }
 }

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 /// supernet in `run_dir` into `out`; returns the path of its `model.json`.
 pub fn extract(run_dir: &Path, genotype: Option<Genotype>, out: &Path) -> Result<PathBuf> {
     let trained = load_trained(run_dir)?;
+    trained
+        .cfg
+        .require_full_channels("extracting a sub-network")?;
     let st = &trained.state;
     let space = trained.setup.space.clone();
     let genotype = match genotype {

@@ -47,15 +47,12 @@ impl<'a> AlphaGrid<'a> {
                 }
             }
         }
-        let values = series.iter().flatten().flatten().map(|p| p.1);
-        let lo = values.clone().fold(f64::INFINITY, f64::min);
-        let hi = values.fold(f64::NEG_INFINITY, f64::max);
-        let pad = ((hi - lo) * 0.08).max(1e-4);
+        let y = weight_range(series.iter().flatten().flatten().map(|p| p.1), 1e-4);
         AlphaGrid {
             run,
             cell,
             series,
-            y: ((lo - pad).max(0.0), (hi + pad).min(1.0)),
+            y,
             last: run.last_step(),
         }
     }
@@ -147,6 +144,14 @@ impl Figure for AlphaGrid<'_> {
         }
         Ok(())
     }
+}
+
+/// The y range of weights in `0..=1` showing `values`, padded by 8% (at least `min_pad`).
+pub(super) fn weight_range(values: impl Iterator<Item = f64> + Clone, min_pad: f64) -> (f64, f64) {
+    let lo = values.clone().fold(f64::INFINITY, f64::min);
+    let hi = values.fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.08).max(min_pad);
+    ((lo - pad).max(0.0), (hi + pad).min(1.0))
 }
 
 /// Decimals that tell apart ticks spread over `range`.

@@ -106,21 +106,31 @@ impl RunData {
 
     /// softmax(alpha) per edge of one cell type in one record: `[edges][ops]`.
     pub fn softmax(&self, rec: &AlphaRecord, cell: CellType) -> Vec<Vec<f32>> {
-        let raw = match cell {
-            CellType::Normal => rec.normal.as_slice(),
-            CellType::Reduce => rec.reduce.as_deref().unwrap_or(&[]),
-        };
-        raw.chunks(self.ops.len().max(1)).map(softmax).collect()
+        rec.alphas(cell)
+            .chunks(self.ops.len().max(1))
+            .map(softmax)
+            .collect()
+    }
+
+    /// The rows derivation ranks: [`Self::softmax`], scaled per edge by the normalised
+    /// betas when the run has them (PC-DARTS).
+    pub fn derive_rows(&self, rec: &AlphaRecord, cell: CellType) -> Vec<Vec<f32>> {
+        crate::derive::scale_by_betas(self.softmax(rec, cell), rec.betas(cell), &self.space.cell)
+    }
+
+    /// The genotype the alphas (and betas) of `rec` derive to by `space`'s rule.
+    pub fn derive_with(&self, space: &SearchSpace, rec: &AlphaRecord) -> Genotype {
+        let normal = self.derive_rows(rec, CellType::Normal);
+        let reduce = rec
+            .reduce
+            .as_ref()
+            .map(|_| self.derive_rows(rec, CellType::Reduce));
+        crate::derive::derive(space, &normal, reduce.as_deref())
     }
 
     /// The genotype the alphas of `rec` derive to by the space's rule.
     pub fn derive(&self, rec: &AlphaRecord) -> Genotype {
-        let normal = self.softmax(rec, CellType::Normal);
-        let reduce = rec
-            .reduce
-            .as_ref()
-            .map(|_| self.softmax(rec, CellType::Reduce));
-        crate::derive::derive(&self.space, &normal, reduce.as_deref())
+        self.derive_with(&self.space, rec)
     }
 
     /// The genotype to draw: the final one, else the latest epoch's, else the one derived

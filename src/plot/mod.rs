@@ -11,6 +11,7 @@
 //! Each chart family is one entry of [`CHARTS`]: a function from the run to the files it
 //! wrote, or to why it drew nothing. [`watch`] redraws whenever the run file changes.
 mod alphas;
+mod betas;
 mod cell;
 mod collapse;
 pub(crate) mod data;
@@ -130,6 +131,10 @@ const CHARTS: &[Chart] = &[
     Chart {
         name: "alphas_final",
         draw: heatmap::draw,
+    },
+    Chart {
+        name: "betas",
+        draw: betas::draw,
     },
     Chart {
         name: "collapse",

@@ -76,6 +76,32 @@ fn write_file(log: &RunLog, path: &Path) -> Result<()> {
             k,
         )?;
     }
+    // PC-DARTS edge normalisation: `[records, edges]` per cell type, only in runs with betas.
+    for (t, betas) in [
+        (
+            "normal",
+            a.iter()
+                .map(|r| r.normal_betas.as_deref())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "reduce",
+            a.iter().map(|r| r.reduce_betas.as_deref()).collect(),
+        ),
+    ] {
+        if betas.iter().any(Option::is_some) {
+            let flat: Vec<f32> = betas
+                .iter()
+                .flat_map(|b| b.unwrap_or(&[]))
+                .copied()
+                .collect();
+            let arr = ndarray::Array2::from_shape_vec((a.len(), e), flat)
+                .map_err(|e| Error::Other(format!("beta records of inconsistent size: {e}")))?;
+            g.new_dataset_builder()
+                .with_data(&arr)
+                .create(format!("betas_{t}").as_str())?;
+        }
+    }
 
     let g = file.create_group("epochs")?;
     let ep = &log.epochs;
@@ -193,12 +219,29 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
     {
         return Err(bad("the /alphas datasets do not match /edges x /ops".into()));
     }
+    let e = meta.edges.len();
+    let betas = |t: &str| -> Result<Option<Vec<f32>>> {
+        match file.dataset(&format!("alphas/betas_{t}")) {
+            Ok(d) => {
+                let b = d.read_raw::<f32>()?;
+                if b.len() != a_step.len() * e {
+                    return Err(bad(format!("/alphas/betas_{t} does not match /edges")));
+                }
+                Ok(Some(b))
+            }
+            Err(_) => Ok(None),
+        }
+    };
+    let (normal_betas, reduce_betas) = (betas("normal")?, betas("reduce")?);
+    let row = |b: &Option<Vec<f32>>, i: usize| b.as_ref().map(|b| b[i * e..(i + 1) * e].to_vec());
     let alphas = (0..a_step.len())
         .map(|i| AlphaRecord {
             step: a_step[i],
             epoch: a_epoch[i],
             normal: normal[i * per..(i + 1) * per].to_vec(),
             reduce: reduce.as_ref().map(|r| r[i * per..(i + 1) * per].to_vec()),
+            normal_betas: row(&normal_betas, i),
+            reduce_betas: row(&reduce_betas, i),
         })
         .collect();
 

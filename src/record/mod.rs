@@ -32,7 +32,8 @@ pub struct StepRecord {
     pub seconds: f64,
 }
 
-/// Raw alphas at one point (`/alphas/*`): `[edges * ops]` row-major per cell type.
+/// Raw alphas at one point (`/alphas/*`): `[edges * ops]` row-major per cell type; with
+/// PC-DARTS edge normalisation also the raw betas (`/alphas/betas_normal`, `[edges]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlphaRecord {
     /// Steps completed when recorded.
@@ -40,6 +41,28 @@ pub struct AlphaRecord {
     pub epoch: u32,
     pub normal: Vec<f32>,
     pub reduce: Option<Vec<f32>>,
+    #[serde(default)]
+    pub normal_betas: Option<Vec<f32>>,
+    #[serde(default)]
+    pub reduce_betas: Option<Vec<f32>>,
+}
+
+impl AlphaRecord {
+    /// The raw alphas of one cell type (empty when the record has none).
+    pub fn alphas(&self, t: crate::space::CellType) -> &[f32] {
+        match t {
+            crate::space::CellType::Normal => &self.normal,
+            crate::space::CellType::Reduce => self.reduce.as_deref().unwrap_or(&[]),
+        }
+    }
+
+    /// The raw betas of one cell type, when the run normalises its edges.
+    pub fn betas(&self, t: crate::space::CellType) -> Option<&[f32]> {
+        match t {
+            crate::space::CellType::Normal => self.normal_betas.as_deref(),
+            crate::space::CellType::Reduce => self.reduce_betas.as_deref(),
+        }
+    }
 }
 
 /// Per-epoch summary (`/epochs/*`). In training runs `val_*` hold the test-set score.

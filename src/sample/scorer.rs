@@ -122,6 +122,7 @@ impl Scorer {
         bn: BnMode,
         max_batches: Option<usize>,
     ) -> Result<Self> {
+        cfg.require_full_channels("scoring sub-networks with inherited weights")?;
         if max_batches == Some(0) {
             return Err(Error::invalid("--batches", 0, "at least 1"));
         }

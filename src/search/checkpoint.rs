@@ -32,16 +32,18 @@ fn state_tensors(st: &SearchState) -> Vec<(String, Tensor)> {
         .into_iter()
         .map(|(k, v)| (format!("net.{k}"), v))
         .collect();
-    for (t, a) in &st.arch.alphas {
-        named.push((format!("arch.{}", t.name()), a.shallow_clone()));
+    // The alphas, then PC-DARTS's betas when the run has them (the Adam order).
+    let arch = st.arch.named();
+    for (name, a) in &arch {
+        named.push((format!("arch.{name}"), a.shallow_clone()));
     }
     for (name, buf) in st.weight_names.iter().zip(&st.sgd.buffers) {
         named.push((format!("sgd.{name}"), buf.shallow_clone()));
     }
     let adam = st.adam.exp_avg.iter().zip(&st.adam.exp_avg_sq);
-    for ((t, _), (m, v)) in st.arch.alphas.iter().zip(adam) {
-        named.push((format!("adam.m.{}", t.name()), m.shallow_clone()));
-        named.push((format!("adam.v.{}", t.name()), v.shallow_clone()));
+    for ((name, _), (m, v)) in arch.iter().zip(adam) {
+        named.push((format!("adam.m.{name}"), m.shallow_clone()));
+        named.push((format!("adam.v.{name}"), v.shallow_clone()));
     }
     named
 }

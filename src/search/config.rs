@@ -92,6 +92,10 @@ pub struct SearchConfig {
     /// network's, for about one more forward pass per backward pass.
     #[serde(default)]
     pub recompute: bool,
+    /// PC-DARTS partial channel connections: each edge's ops see 1/K of the channels, and
+    /// with K > 1 the edges are normalised by betas (1: plain DARTS).
+    #[serde(default = "default_partial_channels")]
+    pub partial_channels: usize,
 }
 
 impl Default for SearchConfig {
@@ -122,6 +126,7 @@ impl Default for SearchConfig {
             checkpoint_every: 0,
             threads: 0,
             recompute: false,
+            partial_channels: default_partial_channels(),
         }
     }
 }
@@ -134,11 +139,41 @@ fn default_tau_min() -> f64 {
     0.1
 }
 
+fn default_partial_channels() -> usize {
+    1
+}
+
 impl SearchConfig {
     /// GDAS temperature of `epoch`: linear from `tau_max` to `tau_min` over the epochs.
     pub fn tau(&self, epoch: usize) -> f64 {
         let span = self.epochs.saturating_sub(1).max(1) as f64;
         self.tau_max - (self.tau_max - self.tau_min) * (epoch as f64 / span).min(1.0)
+    }
+
+    /// The partial channels of the search supernet (`K`).
+    pub fn partial(&self) -> crate::supernet::PartialChannels {
+        crate::supernet::PartialChannels(self.partial_channels as i64)
+    }
+
+    /// PC-DARTS edge normalisation (betas) is on exactly when partial channels are.
+    pub fn edge_normalisation(&self) -> bool {
+        self.partial_channels > 1
+    }
+
+    /// Sub-networks inherit the supernet's op weights by name and shape; a partial-channel
+    /// supernet's ops hold only `C/K` channels, so `what` (extraction, scoring) refuses it.
+    pub fn require_full_channels(&self, what: &str) -> Result<()> {
+        if self.partial_channels > 1 {
+            return Err(Error::invalid(
+                "partial_channels",
+                self.partial_channels,
+                format!(
+                    "1 for {what}: this supernet was searched with PC-DARTS partial channels, its operations hold only C/{} channels and a sub-network cannot inherit them (train the derived genotype from scratch with `supernet train`)",
+                    self.partial_channels
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn to_toml(&self) -> String {
@@ -181,6 +216,22 @@ impl SearchConfig {
             fraction(field, v)?;
         }
         parse_device(&self.device)?;
+        at_least_one("partial_channels", self.partial_channels)?;
+        if self.partial_channels > 1
+            && !matches!(
+                self.strategy,
+                StrategyKind::FirstOrder | StrategyKind::SecondOrder
+            )
+        {
+            return Err(Error::invalid(
+                "partial_channels",
+                self.partial_channels,
+                format!(
+                    "1 with the {} strategy (partial channels work with first-order and second-order)",
+                    self.strategy.name()
+                ),
+            ));
+        }
         Ok(())
     }
 }

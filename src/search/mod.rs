@@ -66,6 +66,8 @@ impl RunOptions {
 /// Start a new search writing into `dir` (which must not hold a run yet).
 pub fn start(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outcome> {
     cfg.validate()?;
+    let space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
+    cfg.partial().check_space(&space)?;
     crate::rundir::create_new(dir)?;
     run(cfg, dir, false, opts)
 }
@@ -247,6 +249,8 @@ fn alpha_record(st: &SearchState, step: u64, epoch: usize) -> AlphaRecord {
         epoch: epoch as u32,
         normal: st.arch.raw(CellType::Normal).expect("normal alphas"),
         reduce: st.arch.raw(CellType::Reduce),
+        normal_betas: st.arch.raw_betas(CellType::Normal),
+        reduce_betas: st.arch.raw_betas(CellType::Reduce),
     }
 }
 
@@ -293,9 +297,14 @@ fn run(mut cfg: SearchConfig, dir: &Path, resuming: bool, opts: &RunOptions) -> 
     let mut strat = strategy(cfg.strategy);
     let stop = stop_flag()?;
     progress.line(&format!(
-        "search: space '{}', {} strategy, {} epochs x {steps} steps, batch {}, device {:?}, run dir {}",
+        "search: space '{}', {} strategy{}, {} epochs x {steps} steps, batch {}, device {:?}, run dir {}",
         s.space.name,
         strat.name(),
+        if cfg.partial().is_on() {
+            format!(" with partial channels K = {}", cfg.partial_channels)
+        } else {
+            String::new()
+        },
         cfg.epochs,
         cfg.batch_size,
         s.device,

@@ -62,8 +62,8 @@ impl SearchState {
     ) -> Result<Self> {
         tch::manual_seed(cfg.seed as i64);
         let vs = nn::VarStore::new(device);
-        let net = Supernet::new(&vs.root(), space, input)?;
-        let arch = ArchParams::new(space, device);
+        let net = Supernet::search(&vs.root(), space, input, cfg.partial())?;
+        let arch = ArchParams::with_edge_betas(space, device, cfg.edge_normalisation());
         let (weight_names, weights, buffers) = split_variables(&vs);
         let sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
         let alphas = arch.tensors();

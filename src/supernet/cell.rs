@@ -2,6 +2,7 @@
 //! of mixed edges from all earlier states, then the concatenation of the output states.
 use super::mixed::MixedOp;
 use super::network::Pass;
+use super::partial::PartialChannels;
 use super::weights::MixWeights;
 use crate::ops::{
     relu_conv_bn, Chain, ConvShape, FactorizedReduce, OpConfig, Operation, SharedInput,
@@ -50,6 +51,8 @@ pub struct CellPlan<'a> {
     /// DARTS cells bring every input to `C` channels first (ReLU-conv-BN or
     /// FactorizedReduce); NAS-Bench-201 cells use their input as it is.
     pub preprocess: bool,
+    /// PC-DARTS partial channel connections on every edge (`OFF` outside a search).
+    pub partial: PartialChannels,
 }
 
 #[derive(Debug)]
@@ -98,9 +101,9 @@ impl SearchCell {
                     &(p / "edges" / e.key()),
                     plan.ops,
                     keep,
-                    plan.c,
-                    stride,
+                    (plan.c, stride),
                     plan.cfg,
+                    plan.partial,
                 )
             })
             .collect();

@@ -1,5 +1,6 @@
 //! One edge of a search cell: every candidate operation, mixed by the edge's weights.
 use super::network::Pass;
+use super::partial::PartialChannels;
 use super::weights::MixWeights;
 use crate::ops::{OpConfig, Operation, SharedInput};
 use crate::space::OpKind;
@@ -11,18 +12,22 @@ pub struct MixedOp {
     /// Per op column; `None` where a pruned (sub-)network does not hold that op.
     ops: Vec<Option<Operation>>,
     pub stride: i64,
+    /// PC-DARTS: the ops hold `C/K` channels and see only those.
+    partial: PartialChannels,
 }
 
 impl MixedOp {
-    /// `keep` lists the op columns to build (all of them in a supernet).
+    /// `keep` lists the op columns to build (all of them in a supernet); with partial
+    /// channels the ops are built on `C/K` channels.
     pub fn new(
         p: &nn::Path,
         kinds: &[OpKind],
         keep: &[usize],
-        c: i64,
-        stride: i64,
+        (c, stride): (i64, i64),
         cfg: OpConfig,
+        partial: PartialChannels,
     ) -> Self {
+        let c = partial.op_channels(c);
         let ops = kinds
             .iter()
             .enumerate()
@@ -35,13 +40,13 @@ impl MixedOp {
             kinds: kinds.to_vec(),
             ops,
             stride,
+            partial,
         }
     }
 
-    /// `sum_k w[e, k] * op_k(x)` over the active ops. `none` is skipped: it adds exactly
-    /// zero and its gradient with respect to the weight is zero too. `None` when nothing
-    /// contributes (every active op is `none`, or the edge is not in a sampled path).
-    /// Drop-path (training only) drops every op's output except the identity's, as DARTS does.
+    /// The edge's output: the mixture (PC-DARTS: on `C/K` channels, then concatenated with
+    /// the bypassed rest and shuffled), times the edge's normalised beta when the mixing
+    /// weights carry betas.
     pub fn forward_t(
         &self,
         input: &SharedInput,
@@ -49,6 +54,30 @@ impl MixedOp {
         e: usize,
         pass: Pass,
     ) -> Option<Tensor> {
+        let y = if self.partial.is_on() {
+            // The ReLU of the part is shared by this edge's ops only.
+            let part = SharedInput::new(self.partial.ops_part(&input.x));
+            let mixed = self.mix_t(&part, w, e, pass).unwrap_or_else(|| {
+                Operation::Zero {
+                    stride: self.stride,
+                }
+                .forward_t(&part.x, pass.train)
+            });
+            self.partial.combine(&mixed, &input.x)
+        } else {
+            self.mix_t(input, w, e, pass)?
+        };
+        Some(match w.edge_weight(e) {
+            Some(b) => y * b,
+            None => y,
+        })
+    }
+
+    /// `sum_k w[e, k] * op_k(x)` over the active ops. `none` is skipped: it adds exactly
+    /// zero and its gradient with respect to the weight is zero too. `None` when nothing
+    /// contributes (every active op is `none`, or the edge is not in a sampled path).
+    /// Drop-path (training only) drops every op's output except the identity's, as DARTS does.
+    fn mix_t(&self, input: &SharedInput, w: &MixWeights, e: usize, pass: Pass) -> Option<Tensor> {
         let row = w.weights.get(e as i64);
         let mut acc: Option<Tensor> = None;
         for k in w.active_ops(e, self.kinds.len()) {

@@ -3,7 +3,9 @@ mod auxiliary;
 mod cell;
 mod mixed;
 mod network;
+mod partial;
 mod weights;
 
 pub use network::{InputShape, Logits, OpStyle, Pass, Supernet};
+pub use partial::{channel_shuffle, normalise_edges, normalise_edges_host, PartialChannels};
 pub use weights::{edge_choice, ArchWeights, MixWeights};

@@ -4,6 +4,7 @@
 //! weights) or as stand-alone networks trained from scratch (with an auxiliary head).
 use super::auxiliary::AuxiliaryHead;
 use super::cell::{CellPlan, SearchCell};
+use super::partial::PartialChannels;
 use super::weights::{edge_choice, ArchWeights};
 use crate::ops::{
     batch_norm, channels_last, relu_conv_bn, Affine, Chain, Conv, ConvShape, LayerSpec, OpConfig,
@@ -182,7 +183,18 @@ pub struct Supernet {
 impl Supernet {
     /// The full supernet of `space`: every candidate op on every edge.
     pub fn new(p: &nn::Path, space: &SearchSpace, input: InputShape) -> Result<Self> {
-        Self::build(p, space, input, None, OpStyle::Inherited, false)
+        Self::search(p, space, input, PartialChannels::OFF)
+    }
+
+    /// The full supernet with PC-DARTS partial channel connections on every edge (`K`
+    /// must divide the channels of every cell).
+    pub fn search(
+        p: &nn::Path,
+        space: &SearchSpace,
+        input: InputShape,
+        partial: PartialChannels,
+    ) -> Result<Self> {
+        Self::build(p, space, input, None, (OpStyle::Inherited, partial), false)
     }
 
     /// Only the operations of `genotype`, with the same parameter names as in the
@@ -207,7 +219,14 @@ impl Supernet {
         auxiliary: bool,
     ) -> Result<Self> {
         genotype.validate(space)?;
-        Self::build(p, space, input, Some(genotype), style, auxiliary)
+        Self::build(
+            p,
+            space,
+            input,
+            Some(genotype),
+            (style, PartialChannels::OFF),
+            auxiliary,
+        )
     }
 
     fn build(
@@ -215,10 +234,11 @@ impl Supernet {
         space: &SearchSpace,
         input: InputShape,
         genotype: Option<&Genotype>,
-        style: OpStyle,
+        (style, partial): (OpStyle, PartialChannels),
         auxiliary: bool,
     ) -> Result<Self> {
         space.validate()?;
+        partial.check_space(space)?;
         if input.classes < 1 {
             return Err(Error::invalid("classes", input.classes, "at least 1"));
         }
@@ -291,6 +311,7 @@ impl Supernet {
                         keep: keep_for(cell_type)?,
                         cfg: search_cfg,
                         preprocess: true,
+                        partial,
                     };
                     blocks.push(Block::Cell(SearchCell::new(&(p / "cells" / i), plan)));
                     let c_out = c * space.cell.concat.len() as i64;
@@ -340,6 +361,7 @@ impl Supernet {
                             keep: keep_for(CellType::Normal)?,
                             cfg: search_cfg,
                             preprocess: false,
+                            partial,
                         };
                         blocks.push(Block::Cell(SearchCell::new(&(p / "cells" / index), plan)));
                         index += 1;

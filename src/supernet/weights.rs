@@ -17,6 +17,9 @@ pub struct MixWeights {
     /// GDAS: the (zero-valued) weights of the ops not computed are added to the edge output
     /// too, so that their straight-through gradient is the sum of the output gradient.
     straight_through: bool,
+    /// PC-DARTS edge normalisation: one weight per edge (per node, the softmax of its
+    /// incoming betas) that scales the edge's whole output.
+    edges: Option<Tensor>,
 }
 
 impl MixWeights {
@@ -27,6 +30,7 @@ impl MixWeights {
             active: None,
             unit: false,
             straight_through: false,
+            edges: None,
         }
     }
 
@@ -51,6 +55,7 @@ impl MixWeights {
             active: Some(active),
             unit: false,
             straight_through: false,
+            edges: None,
         }
     }
 
@@ -63,22 +68,48 @@ impl MixWeights {
         }
     }
 
-    /// The same mixture on a detached copy of the weights that is a leaf of its own graph
-    /// (requiring a gradient iff the original does): activation recomputation collects the
-    /// gradient of the weights cell by cell on it.
+    /// These weights with PC-DARTS edge normalisation by the raw `betas` (`[edges]`) of a
+    /// cell laid out as `spec`.
+    pub fn with_betas(self, betas: &Tensor, spec: &CellSpec) -> Self {
+        MixWeights {
+            edges: Some(super::partial::normalise_edges(
+                betas,
+                spec.inputs,
+                spec.nodes,
+            )),
+            ..self
+        }
+    }
+
+    /// The normalised beta of edge `e` (a 0-D tensor), when edges are normalised.
+    pub fn edge_weight(&self, e: usize) -> Option<Tensor> {
+        self.edges.as_ref().map(|b| b.get(e as i64))
+    }
+
+    /// The same mixture on detached copies of the weights (and edge weights) that are
+    /// leaves of their own graph, each requiring a gradient iff the original does:
+    /// activation recomputation collects their gradient cell by cell.
     pub fn leaf(&self) -> Self {
-        let weights = self.weights.detach();
-        let weights = if self.weights.requires_grad() {
-            weights.set_requires_grad(true)
-        } else {
-            weights
+        let leaf = |t: &Tensor| {
+            let l = t.detach();
+            if t.requires_grad() {
+                l.set_requires_grad(true)
+            } else {
+                l
+            }
         };
         MixWeights {
-            weights,
+            weights: leaf(&self.weights),
             active: self.active.clone(),
             unit: self.unit,
             straight_through: self.straight_through,
+            edges: self.edges.as_ref().map(leaf),
         }
+    }
+
+    /// The tensors the mixture computes with: the op weights, then the edge weights.
+    pub fn tensors(&self) -> impl Iterator<Item = &Tensor> {
+        std::iter::once(&self.weights).chain(self.edges.as_ref())
     }
 
     pub fn is_straight_through(&self) -> bool {
@@ -120,6 +151,7 @@ impl MixWeights {
             active: Some(active),
             unit: true,
             straight_through: false,
+            edges: None,
         })
     }
 }
@@ -195,9 +227,11 @@ impl ArchWeights {
         }
     }
 
-    /// The mixing-weight tensors, normal first.
+    /// The tensors of every cell type's mixture ([`MixWeights::tensors`]), normal first.
     pub fn tensors(&self) -> impl Iterator<Item = &Tensor> {
-        std::iter::once(&self.normal.weights).chain(self.reduce.as_ref().map(|r| &r.weights))
+        self.normal
+            .tensors()
+            .chain(self.reduce.iter().flat_map(MixWeights::tensors))
     }
 
     /// One-hot weights of a genotype (validated against `space`).

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::process::Command;
 use supernet::inspect::count_parameters;
 use supernet::space::{Genotype, SearchSpace};
-use supernet::supernet::{ArchWeights, Supernet};
+use supernet::supernet::{ArchWeights, MixWeights, PartialChannels, Supernet};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Run scripts/reference.py with the project's .venv; its stdout.
-fn reference(args: &[&str]) -> String {
+pub(crate) fn reference(args: &[&str]) -> String {
     let out = Command::new(".venv/bin/python")
         .arg("scripts/reference.py")
         .args(args)
@@ -24,9 +24,9 @@ fn reference(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn rust_count(s: &SearchSpace, shape: &str) -> i64 {
+pub(crate) fn rust_count(s: &SearchSpace, shape: &str, k: i64) -> i64 {
     let vs = nn::VarStore::new(Device::Cpu);
-    Supernet::new(&vs.root(), s, input(shape)).unwrap();
+    Supernet::search(&vs.root(), s, input(shape), PartialChannels(k)).unwrap();
     count_parameters(&vs).0
 }
 
@@ -37,25 +37,39 @@ fn parameter_counts_equal_the_pytorch_reference() {
         // NAS-Bench-201's search cells: conv biases (bias=not affine) included.
         ("nb201", "3x32x32", 1_692_826),
     ] {
-        let s = space(name);
-        let json = reference(&[
-            "count",
-            "--space",
-            &format!("supernets/{name}.toml"),
-            "--input",
-            shape,
-            "--classes",
-            "10",
-        ]);
-        let py: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
-        let rust = rust_count(&s, shape);
-        assert_eq!(rust, py["parameters"].as_i64().unwrap(), "{name}");
+        let rust = rust_count(&space(name), shape, 1);
+        assert_eq!(rust, reference_count(name, shape, 1), "{name}");
         assert_eq!(rust, expected, "{name}");
     }
 }
 
-/// Save weights and inputs, run the reference, compare logits.
-fn compare_logits(space_file: &str, shape: &str, overrides: &[&str], genotype: Option<&Genotype>) {
+/// The reference's parameter count of `supernets/{name}.toml` (10 classes) with
+/// partial channels `k`.
+pub(crate) fn reference_count(name: &str, shape: &str, k: i64) -> i64 {
+    let json = reference(&[
+        "count",
+        "--space",
+        &format!("supernets/{name}.toml"),
+        "--input",
+        shape,
+        "--classes",
+        "10",
+        "--partial-channels",
+        &k.to_string(),
+    ]);
+    let py: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    py["parameters"].as_i64().unwrap()
+}
+
+/// Save weights and inputs, run the reference, compare logits. With `partial` K > 1 the
+/// supernet has PC-DARTS partial channels and random edge betas (as raw betas in the io file).
+pub(crate) fn compare_logits(
+    space_file: &str,
+    shape: &str,
+    overrides: &[&str],
+    genotype: Option<&Genotype>,
+    partial: i64,
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = SearchSpace::from_file(space_file.as_ref()).unwrap();
     if !overrides.is_empty() {
@@ -69,7 +83,7 @@ fn compare_logits(space_file: &str, shape: &str, overrides: &[&str], genotype: O
     tch::manual_seed(3);
     let i = input(shape);
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = Supernet::new(&vs.root(), &s, i).unwrap();
+    let net = Supernet::search(&vs.root(), &s, i, PartialChannels(partial)).unwrap();
     let x = Tensor::randn(
         [3, i.channels, i.height, i.width],
         (Kind::Float, Device::Cpu),
@@ -78,11 +92,23 @@ fn compare_logits(space_file: &str, shape: &str, overrides: &[&str], genotype: O
     let weights_file = dir.path().join("weights.safetensors");
     vs.save(&weights_file).unwrap();
 
-    let mix = match genotype {
+    let mut mix = match genotype {
         None => softmax_weights(&s, 2.0),
         Some(g) => ArchWeights::from_genotype(g, &s, Device::Cpu).unwrap(),
     };
     let mut io = vec![("x".to_string(), x.shallow_clone())];
+    if partial > 1 {
+        let edges = s.cell.num_edges() as i64;
+        let betas = |t: &str, w: MixWeights, io: &mut Vec<(String, Tensor)>| {
+            let b = Tensor::randn([edges], (Kind::Float, Device::Cpu));
+            io.push((format!("beta_{t}"), b.shallow_clone()));
+            w.with_betas(&b, &s.cell)
+        };
+        mix = ArchWeights {
+            normal: betas("normal", mix.normal, &mut io),
+            reduce: mix.reduce.map(|r| betas("reduce", r, &mut io)),
+        };
+    }
     if genotype.is_none() {
         io.push(("alpha_normal".into(), mix.normal.weights.shallow_clone()));
         if let Some(r) = &mix.reduce {
@@ -110,6 +136,7 @@ fn compare_logits(space_file: &str, shape: &str, overrides: &[&str], genotype: O
         .map(String::from)
         .collect();
         args.extend(overrides.iter().map(|a| a.to_string()));
+        args.extend(["--partial-channels".to_string(), partial.to_string()]);
         for (flag, p) in [
             ("--weights", &weights_file),
             ("--io", &io_file),
@@ -130,7 +157,7 @@ fn compare_logits(space_file: &str, shape: &str, overrides: &[&str], genotype: O
         let d = max_rel_diff(&rust, &py);
         assert!(
             d < 1e-5,
-            "{space_file} genotype={} train={train}: relative difference {d:e}",
+            "{space_file} genotype={} K={partial} train={train}: relative difference {d:e}",
             genotype.is_some()
         );
     }
@@ -146,12 +173,13 @@ fn read_logits(path: &Path) -> Tensor {
 
 #[test]
 fn logits_equal_the_pytorch_reference_darts() {
-    compare_logits("supernets/darts_cnn.toml", "3x32x32", &[], None);
+    compare_logits("supernets/darts_cnn.toml", "3x32x32", &[], None, 1);
     compare_logits(
         "supernets/darts_cnn.toml",
         "3x32x32",
         &[],
         Some(&Genotype::parse(DARTS_V2).unwrap()),
+        1,
     );
 }
 
@@ -166,12 +194,14 @@ fn logits_equal_the_pytorch_reference_nb201() {
         "3x16x16",
         &["--layers", "2", "--channels", "8"],
         None,
+        1,
     );
     compare_logits(
         "supernets/nb201.toml",
         "3x16x16",
         &["--layers", "2", "--channels", "8"],
         Some(&g),
+        1,
     );
 }
 

@@ -346,15 +346,17 @@ fn recomputation_gives_the_loss_gradients_and_bn_statistics_of_one_backward_pass
     use supernet::search::{Batch, SearchConfig, SearchState};
     use supernet::space::SearchSpace;
     use supernet::supernet::InputShape;
-    for (path, input) in [
-        ("supernets/tiny.toml", "3x16x16"),
-        ("supernets/nb201.toml", "3x16x16"),
+    for (path, input, partial_channels) in [
+        ("supernets/tiny.toml", "3x16x16", 1),
+        ("supernets/tiny.toml", "3x16x16", 2),
+        ("supernets/nb201.toml", "3x16x16", 1),
     ] {
         let space = SearchSpace::from_file(Path::new(path)).unwrap();
         let input = InputShape::parse(input, 10).unwrap();
         let state = |recompute: bool| {
             let cfg = SearchConfig {
                 recompute,
+                partial_channels,
                 ..SearchConfig::default()
             };
             SearchState::new(&space, input, &cfg, Device::Cpu).unwrap()
@@ -390,10 +392,24 @@ fn recomputation_gives_the_loss_gradients_and_bn_statistics_of_one_backward_pass
                 "{path}: {what}: max |diff| {diff} vs max {scale}"
             );
         };
+        let n_arch = plain.arch.tensors().len();
+        let name = |i: usize| match i.checked_sub(n_arch) {
+            Some(w) => plain.weight_names[w].clone(),
+            None => format!("architecture tensor {i}"),
+        };
         for (i, (a, b)) in grads_a.iter().zip(&grads_b).enumerate() {
-            assert_eq!(a.defined(), b.defined(), "{path}: gradient {i} defined");
+            assert_eq!(
+                a.defined(),
+                b.defined(),
+                "{path}: gradient of {} defined",
+                name(i)
+            );
             if a.defined() {
-                close(a, b, &format!("gradient {i}"));
+                close(
+                    a,
+                    b,
+                    &format!("K {partial_channels}: gradient of {}", name(i)),
+                );
             }
         }
         // BN statistics: updated once by each (the recomputation restores its second update).
