@@ -20,6 +20,9 @@ use tch::{Device, Kind, Tensor};
 /// within 10% for the DARTS, NAS-Bench-201 and Fashion-MNIST spaces (results/BENCHMARKS.md).
 pub const PROBE_BATCHES: [usize; 2] = [8, 16];
 
+/// Steps each probe runs.
+pub const PROBE_STEPS: usize = 3;
+
 /// A predicted peak and what it is made of.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prediction {
@@ -78,7 +81,11 @@ pub fn probe(cfg: &SearchConfig, input: InputShape, batch: usize) -> Result<u64>
         labels: Tensor::randint(input.classes, [batch as i64], (Kind::Int64, Device::Cpu)),
     };
     let mut strategy = crate::search::strategy(cfg.strategy);
-    strategy.step(&mut st, &random_batch(), &random_batch())?;
+    // The allocator's heap keeps growing for a step or two (fragmentation) before it
+    // settles; the peak of a long search is that of a settled one.
+    for _ in 0..PROBE_STEPS {
+        strategy.step(&mut st, &random_batch(), &random_batch())?;
+    }
     Ok(peak_rss())
 }
 

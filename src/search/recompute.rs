@@ -12,7 +12,7 @@
 //! up to the order of floating-point summation.
 use super::state::{accuracy, Batch};
 use crate::supernet::{ArchWeights, Pass, Supernet};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// Which gradients a backward pass computes.
 pub enum Wrt<'a> {
@@ -37,13 +37,7 @@ pub fn loss_and_grads(
         let stem = net.stem_forward(&batch.images, true);
         let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(net.num_blocks());
         for i in 0..net.num_blocks() {
-            let out = {
-                let inputs: Vec<&Tensor> = net
-                    .block_inputs(i)
-                    .map(|j| j.map_or(&stem, |j| outs[j].as_ref().expect("kept")))
-                    .collect();
-                net.block_forward(i, &inputs, mix, pass)
-            };
+            let out = net.block_forward_after(i, &stem, &outs, mix, pass);
             outs.push(Some(out));
         }
         (stem, outs)
@@ -76,7 +70,7 @@ pub fn loss_and_grads(
             .collect();
         let out = net.block_forward(i, &inputs.iter().collect::<Vec<_>>(), &leaf_mix, pass);
         let g_out = backward.take_output_grad(Some(i));
-        let grads = backward.segment(&(out * g_out).sum(out_kind()), inputs.iter());
+        let grads = backward.segment(&(out * g_out).sum(Kind::Float), inputs.iter());
         for (j, g) in sources.into_iter().zip(grads) {
             backward.add_to_output(j, g);
         }
@@ -85,7 +79,7 @@ pub fn loss_and_grads(
     let stem_out = net.stem_forward(&batch.images, true);
     let g_stem = backward.take_output_grad(None);
     backward.segment(
-        &(stem_out * g_stem).sum(out_kind()),
+        &(stem_out * g_stem).sum(Kind::Float),
         std::iter::empty::<&Tensor>(),
     );
 
@@ -94,7 +88,7 @@ pub fn loss_and_grads(
     if let Some(root) = mix
         .tensors()
         .zip(mix_grads)
-        .filter_map(|(w, g)| g.map(|g| (w * g).sum(out_kind())))
+        .filter_map(|(w, g)| g.map(|g| (w * g).sum(Kind::Float)))
         .reduce(|a, b| a + b)
     {
         backward.segment(&root, std::iter::empty::<&Tensor>());
@@ -105,10 +99,6 @@ pub fn loss_and_grads(
         }
     });
     (loss.detach(), acc, backward.finish())
-}
-
-fn out_kind() -> tch::Kind {
-    tch::Kind::Float
 }
 
 /// The gradients collected so far: of the requested tensors, of the mixing-weight leaves,

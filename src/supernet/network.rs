@@ -398,13 +398,7 @@ impl Supernet {
         let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(self.blocks.len());
         let mut auxiliary = None;
         for i in 0..self.blocks.len() {
-            let out = {
-                let inputs: Vec<&Tensor> = self
-                    .block_inputs(i)
-                    .map(|j| j.map_or(&stem, |j| outs[j].as_ref().expect("a live input")))
-                    .collect();
-                self.block_forward(i, &inputs, w, pass)
-            };
+            let out = self.block_forward_after(i, &stem, &outs, w, pass);
             if let Some((at, head)) = &self.auxiliary {
                 if *at == i && train {
                     auxiliary = Some(head.forward_t(&out, train));
@@ -448,6 +442,23 @@ impl Supernet {
     pub fn block_inputs(&self, i: usize) -> impl Iterator<Item = Option<usize>> {
         let span = self.block_span();
         (0..span).map(move |k| (i + k).checked_sub(span))
+    }
+
+    /// Block `i` on the outputs so far (`outs[j]` for block `j`, which must be kept while a
+    /// later block reads it).
+    pub fn block_forward_after(
+        &self,
+        i: usize,
+        stem: &Tensor,
+        outs: &[Option<Tensor>],
+        w: &ArchWeights,
+        pass: Pass,
+    ) -> Tensor {
+        let inputs: Vec<&Tensor> = self
+            .block_inputs(i)
+            .map(|j| j.map_or(stem, |j| outs[j].as_ref().expect("a kept block output")))
+            .collect();
+        self.block_forward(i, &inputs, w, pass)
     }
 
     /// Block `i` on the outputs [`Self::block_inputs`] names.
