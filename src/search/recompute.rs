@@ -200,7 +200,7 @@ impl<'a> Backward<'a> {
     fn finish(self) -> Vec<Tensor> {
         self.grads
             .into_iter()
-            .map(|g| g.unwrap_or_else(|| Tensor::new()))
+            .map(|g| g.unwrap_or_else(Tensor::new))
             .collect()
     }
 }
