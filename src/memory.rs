@@ -84,7 +84,12 @@ pub fn probe(cfg: &SearchConfig, input: InputShape, batch: usize) -> Result<u64>
     // The allocator's heap keeps growing for a step or two (fragmentation) before it
     // settles; the peak of a long search is that of a settled one.
     for _ in 0..PROBE_STEPS {
-        strategy.step(&mut st, &random_batch(), &random_batch())?;
+        // A non-finite loss (e.g. a huge learning rate) does not change the memory a step
+        // takes; the search itself reports it with its epoch and step.
+        match strategy.step(&mut st, &random_batch(), &random_batch()) {
+            Ok(_) | Err(Error::NonFinite { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(peak_rss())
 }
