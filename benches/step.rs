@@ -16,16 +16,6 @@ use supernet::space::SearchSpace;
 use supernet::supernet::InputShape;
 use tch::{Device, Kind, Tensor};
 
-fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Sub-networks scored per minute with inherited weights (random weights and synthetic
 /// data: the cost does not depend on the values).
 #[allow(clippy::too_many_arguments)]
@@ -88,7 +78,7 @@ fn score(
         sorted[sorted.len() / 2],
         60.0 * times.len() as f64 / total,
         times,
-        peak_rss_bytes()
+        supernet::memory::peak_rss()
     );
 }
 
@@ -110,7 +100,7 @@ fn main() {
     let mode = arg(3, "first-order");
     let steps: usize = arg(4, "5").parse().unwrap();
     let space = SearchSpace::from_file(space_path.as_ref()).unwrap();
-    let rss_before = peak_rss_bytes();
+    let rss_before = supernet::memory::peak_rss();
     // Options after the positional arguments: `--recompute`, `--partial-channels=K`.
     let recompute = std::env::args().any(|a| a == "--recompute");
     let cfg = SearchConfig {
@@ -213,6 +203,6 @@ fn main() {
         tch::get_num_threads(),
         median(&times),
         times,
-        peak_rss_bytes()
+        supernet::memory::peak_rss()
     );
 }

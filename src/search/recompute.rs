@@ -10,8 +10,8 @@
 //! updated exactly once, as without recomputation. Values equal those of the plain forward
 //! pass (the same kernels on the same inputs); gradients equal those of one backward pass
 //! up to the order of floating-point summation.
-use super::state::{accuracy, Batch};
-use crate::supernet::{ArchWeights, Pass, Supernet};
+use super::state::{accuracy, Batch, SearchState};
+use crate::supernet::{ArchWeights, Pass};
 use tch::{Kind, Tensor};
 
 /// Which gradients a backward pass computes.
@@ -24,14 +24,14 @@ pub enum Wrt<'a> {
 }
 
 /// Cross-entropy of `net` on `batch` under `mix` (train-mode BN), the batch accuracy and,
-/// for [`Wrt::These`], the gradients; `buffers` are the network's BN running statistics.
+/// for [`Wrt::These`], the gradients.
 pub fn loss_and_grads(
-    net: &Supernet,
-    buffers: &[Tensor],
+    st: &SearchState,
     batch: &Batch,
     mix: &ArchWeights,
     wrt: Wrt,
 ) -> (Tensor, f64, Vec<Tensor>) {
+    let net = &st.net;
     let pass = Pass::new(true);
     let (stem, mut outs) = tch::no_grad(|| {
         let stem = net.stem_forward(&batch.images, true);
@@ -55,7 +55,7 @@ pub fn loss_and_grads(
     let logits = net.head_forward(&features, true);
     let loss = logits.cross_entropy_for_logits(&batch.labels);
     let acc = accuracy(&logits, &batch.labels);
-    let bn_stats: Vec<Tensor> = buffers.iter().map(|b| b.detach().copy()).collect();
+    let bn_stats = st.save_bn_stats();
     let g = backward.segment(&loss, [&features]).remove(0);
     backward.add_to_output(net.num_blocks().checked_sub(1), g);
 
@@ -93,11 +93,7 @@ pub fn loss_and_grads(
     {
         backward.segment(&root, std::iter::empty::<&Tensor>());
     }
-    tch::no_grad(|| {
-        for (b, s) in buffers.iter().zip(&bn_stats) {
-            b.shallow_clone().copy_(s);
-        }
-    });
+    st.restore_bn_stats(&bn_stats);
     (loss.detach(), acc, backward.finish())
 }
 

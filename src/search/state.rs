@@ -132,13 +132,7 @@ impl SearchState {
         wrt: &[Tensor],
     ) -> (Tensor, f64, Vec<Tensor>) {
         if self.cfg.recompute {
-            return recompute::loss_and_grads(
-                &self.net,
-                &self.buffers,
-                batch,
-                mix,
-                Wrt::These(wrt),
-            );
+            return recompute::loss_and_grads(self, batch, mix, Wrt::These(wrt));
         }
         let (loss, acc) = self.loss_with(batch, mix);
         let grads = Tensor::run_backward(&[&loss], wrt, false, false);
@@ -149,8 +143,7 @@ impl SearchState {
     /// depends on, as `loss.backward()`; with `cfg.recompute`, cell by cell.
     pub fn backward(&self, batch: &Batch, mix: &ArchWeights) -> (Tensor, f64) {
         if self.cfg.recompute {
-            let (loss, acc, _) =
-                recompute::loss_and_grads(&self.net, &self.buffers, batch, mix, Wrt::AllLeaves);
+            let (loss, acc, _) = recompute::loss_and_grads(self, batch, mix, Wrt::AllLeaves);
             return (loss, acc);
         }
         let (loss, acc) = self.loss_with(batch, mix);
