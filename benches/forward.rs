@@ -44,7 +44,7 @@ fn main() {
     let net = Supernet::new(&vs.root(), &space, input).unwrap();
     let arch = ArchParams::new(&space, Device::Cpu);
     let dense = || arch.softmax();
-    let genotype = arch.genotype(&space);
+    let genotype = arch.genotype(&space).expect("finite alphas");
     let one_hot = ArchWeights::from_genotype(&genotype, &space, Device::Cpu).unwrap();
     let xs = Tensor::randn(
         [batch, input.channels, input.height, input.width],

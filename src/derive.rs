@@ -1,5 +1,10 @@
-//! From mixing weights to a discrete architecture, by the space's derivation rule.
-use crate::space::{CellGenotype, CellSpec, DeriveRule, GeneEdge, Genotype, OpKind, SearchSpace};
+//! From architecture parameters to a discrete architecture, by a derivation rule. Pure host
+//! code: the search, the run-file reader, the charts and `supernet derive` all derive
+//! through [`derive_raw`], so one set of alphas always gives one genotype.
+use crate::numeric::{softmax, softmax_per_node};
+use crate::space::{
+    CellGenotype, CellSpec, CellType, DeriveRule, GeneEdge, Genotype, OpKind, SearchSpace,
+};
 use crate::{Error, Result};
 
 /// Derive one cell from its mixing weights `[edges][ops]` (softmax of the alphas).
@@ -18,7 +23,7 @@ pub fn derive_cell(weights: &[Vec<f32>], spec: &CellSpec, ops: &[OpKind]) -> Cel
                 let mut order: Vec<usize> = (0..n_in).collect();
                 order.sort_by(|&a, &b| {
                     let (wa, wb) = (best(&w[a]).1, best(&w[b]).1);
-                    wb.partial_cmp(&wa).unwrap_or(std::cmp::Ordering::Equal)
+                    wb.total_cmp(&wa)
                 });
                 order
                     .into_iter()
@@ -67,7 +72,7 @@ pub fn scale_by_betas(
     spec: &CellSpec,
 ) -> Vec<Vec<f32>> {
     if let Some(betas) = betas {
-        let w = crate::supernet::normalise_edges_host(betas, spec.inputs, spec.nodes);
+        let w = softmax_per_node(betas, spec.inputs, spec.nodes);
         for (row, b) in rows.iter_mut().zip(w) {
             row.iter_mut().for_each(|x| *x *= b);
         }
@@ -75,7 +80,85 @@ pub fn scale_by_betas(
     rows
 }
 
-/// Derive the genotype from the mixing weights of every cell type.
+/// The raw architecture parameters of one cell type, as the run file stores them: alphas
+/// `[edges * ops]` row-major, and PC-DARTS's betas `[edges]` when the run has them.
+#[derive(Debug, Clone, Copy)]
+pub struct RawCell<'a> {
+    pub alphas: &'a [f32],
+    pub betas: Option<&'a [f32]>,
+}
+
+/// The rows derivation ranks for one cell type: softmax(alpha) per edge, scaled by the
+/// normalised betas when there are betas. A value that is not finite, or a size that does
+/// not fit the space, is an error naming the cell and the edge.
+pub fn mixing_rows(space: &SearchSpace, cell: CellType, raw: RawCell) -> Result<Vec<Vec<f32>>> {
+    let edges = space.cell.edges();
+    let n_ops = space.ops.len();
+    if raw.alphas.len() != edges.len() * n_ops {
+        return Err(Error::invalid(
+            format!("alphas of the {} cell", cell.name()),
+            format!("{} values", raw.alphas.len()),
+            format!(
+                "{} edges x {n_ops} ops = {}",
+                edges.len(),
+                edges.len() * n_ops
+            ),
+        ));
+    }
+    for (e, row) in raw.alphas.chunks(n_ops).enumerate() {
+        if let Some(k) = row.iter().position(|a| !a.is_finite()) {
+            return Err(Error::invalid(
+                format!(
+                    "alpha of the {} cell, edge {} <- {}, op {}",
+                    cell.name(),
+                    edges[e].to,
+                    edges[e].from,
+                    space.ops[k].name()
+                ),
+                row[k],
+                "a finite number (the search diverged; see its losses)",
+            ));
+        }
+    }
+    if let Some(betas) = raw.betas {
+        if betas.len() != edges.len() {
+            return Err(Error::invalid(
+                format!("betas of the {} cell", cell.name()),
+                format!("{} values", betas.len()),
+                format!("one per edge ({})", edges.len()),
+            ));
+        }
+        if let Some(e) = betas.iter().position(|b| !b.is_finite()) {
+            return Err(Error::invalid(
+                format!(
+                    "beta of the {} cell, edge {} <- {}",
+                    cell.name(),
+                    edges[e].to,
+                    edges[e].from
+                ),
+                betas[e],
+                "a finite number (the search diverged; see its losses)",
+            ));
+        }
+    }
+    let rows = raw.alphas.chunks(n_ops).map(softmax).collect();
+    Ok(scale_by_betas(rows, raw.betas, &space.cell))
+}
+
+/// The genotype raw architecture parameters derive to by `space`'s rule.
+pub fn derive_raw(
+    space: &SearchSpace,
+    normal: RawCell,
+    reduce: Option<RawCell>,
+) -> Result<Genotype> {
+    let normal = mixing_rows(space, CellType::Normal, normal)?;
+    let reduce = reduce
+        .map(|r| mixing_rows(space, CellType::Reduce, r))
+        .transpose()?;
+    Ok(derive(space, &normal, reduce.as_deref()))
+}
+
+/// Derive the genotype from the mixing weights of every cell type (finite rows).
 pub fn derive(space: &SearchSpace, normal: &[Vec<f32>], reduce: Option<&[Vec<f32>]>) -> Genotype {
     Genotype {
         normal: derive_cell(normal, &space.cell, &space.ops),
@@ -151,19 +234,4 @@ pub fn with_rule(space: &SearchSpace, rule: DeriveRule) -> SearchSpace {
     let mut s = space.clone();
     s.cell.derive = rule;
     s
-}
-
-/// The genotype the last alphas of the run in `dir` derive to by `rule` (top2 or argmax,
-/// checked against the run's space; reads only the run file, once).
-pub fn derive_run(dir: &std::path::Path, rule: RuleArg) -> Result<Genotype> {
-    let data = crate::plot::data::RunData::load(dir)?;
-    let rule = rule
-        .rule(&data.space)?
-        .ok_or_else(|| Error::invalid("--rule", rule.name(), "top2 or argmax here"))?;
-    let rec = data
-        .log
-        .alphas
-        .last()
-        .ok_or_else(|| Error::bad_file(dir.join("run.h5"), "no alpha record"))?;
-    Ok(data.derive_with(&with_rule(&data.space, rule), rec))
 }

@@ -19,7 +19,8 @@ pub fn check(
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "device requested: {device:?}; CUDA available to libtorch: {}",
+        "device requested: {}; CUDA available to libtorch: {}",
+        crate::run::device_name(device),
         tch::Cuda::is_available()
     );
     tch::manual_seed(0);

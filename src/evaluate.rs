@@ -58,3 +58,13 @@ pub fn evaluate_batches(
         samples,
     }
 }
+
+/// Fraction of correct top-1 predictions.
+pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
+    let correct = logits
+        .argmax(-1, false)
+        .eq_tensor(labels)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    correct as f64 / labels.size()[0] as f64
+}

@@ -98,7 +98,7 @@ impl fmt::Display for Summary {
             Some(a) if a.style == OpStyle::Standalone => "stand-alone network of",
             Some(_) => "inherited sub-network of",
         };
-        writeln!(f, "{what} space '{}' ({:?})", s.name, s.network)?;
+        writeln!(f, "{what} space '{}' ({})", s.name, s.network)?;
         let i = &self.input;
         writeln!(
             f,
@@ -128,7 +128,7 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "cell            {} input(s), {} nodes, {} edges, output = concat {:?}, derivation {:?}",
+            "cell            {} input(s), {} nodes, {} edges, output = concat {:?}, derivation {}",
             s.cell.inputs,
             s.cell.nodes,
             s.cell.num_edges(),

@@ -1,4 +1,10 @@
 //! supernet: weight-sharing one-shot neural architecture search on libtorch.
+//!
+//! Modules form layers, and a module imports only from lower layers (README, "Layers";
+//! `tests/integration/layers.rs` checks it). From the top:
+//! cli; plot, inspect, devcheck; sample, memory; search, train; model; run;
+//! arch, optim, evaluate; supernet; ops, info; data, record, tensorfile; derive; space;
+//! numeric, rng, fs; error.
 pub mod arch;
 pub mod cli;
 pub mod data;
@@ -6,16 +12,18 @@ pub mod derive;
 pub mod devcheck;
 pub mod error;
 pub mod evaluate;
-pub mod fsutil;
+pub mod fs;
 pub mod info;
 pub mod inspect;
 pub mod memory;
 pub mod model;
+pub mod numeric;
 pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod record;
-pub mod rundir;
+pub mod rng;
+pub mod run;
 pub mod sample;
 pub mod search;
 pub mod space;

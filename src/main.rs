@@ -1,10 +1,10 @@
-//! The `supernet` command line: parse, run, print the error chain, set the exit code.
-use clap::Parser;
+//! The `supernet` command line: parse, run, print the error once, set the exit code.
 
 fn main() {
-    let cli = supernet::cli::Cli::parse();
-    if let Err(err) = supernet::cli::run(cli) {
-        eprintln!("error: {err:#}");
-        std::process::exit(1);
-    }
+    // Fault-injection points for the crash tests, configured by the FAILPOINTS variable
+    // (nothing happens without it).
+    let scenario = fail::FailScenario::setup();
+    let code = supernet::cli::main();
+    scenario.teardown();
+    std::process::exit(code);
 }

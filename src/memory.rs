@@ -7,12 +7,14 @@
 //! extrapolated to the chosen batch. That covers what a model of saved tensors would miss
 //! (backward temporaries, oneDNN scratch space, allocator slack) for every space and
 //! option (recomputation, partial channels, second order) alike.
+pub use crate::info::{available_memory as available, current_rss, gib, mib, peak_rss};
 use crate::search::{Batch, SearchConfig, SearchState};
 use crate::space::SearchSpace;
 use crate::supernet::InputShape;
 use crate::{Error, Result};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 /// The batches the probes run at. Below 8 the allocator's own behaviour dominates: probes at
@@ -71,7 +73,7 @@ impl Prediction {
 /// Run one search step of `cfg` on the CPU at `batch` (random data of shape `input`) and
 /// return the process's peak resident bytes: what `supernet memory-probe` prints.
 pub fn probe(cfg: &SearchConfig, input: InputShape, batch: usize) -> Result<u64> {
-    let space = SearchSpace::from_file(&cfg.space)?.with_overrides(cfg.network)?;
+    let space = SearchSpace::load(&cfg.space)?.with_overrides(cfg.network)?;
     let mut st = SearchState::new(&space, input, cfg, Device::Cpu)?;
     let random_batch = || Batch {
         images: Tensor::randn(
@@ -94,21 +96,42 @@ pub fn probe(cfg: &SearchConfig, input: InputShape, batch: usize) -> Result<u64>
     Ok(peak_rss())
 }
 
+/// What the probes found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Probed {
+    Predicted(Prediction),
+    /// The probe at `batch` went past the memory limit (its resident memory reached `rss`)
+    /// and was stopped there.
+    OverLimit {
+        batch: usize,
+        rss: u64,
+    },
+}
+
 /// Predict the peak of a step of `cfg` at `batch` with two probes run by `exe` (the
-/// `supernet` binary), each in its own process so that each peak is its own.
+/// `supernet` binary), each in its own process so that each peak is its own. With `limit`,
+/// a probe whose resident memory goes past it is stopped (it is watched every few
+/// milliseconds), so the check never takes much more than the memory it allows.
 pub fn predict(
     exe: &Path,
     cfg: &SearchConfig,
     input: InputShape,
     batch: usize,
-) -> Result<Prediction> {
-    let dir = std::env::temp_dir().join(format!("supernet-probe-{}", std::process::id()));
+    limit: Option<u64>,
+) -> Result<Probed> {
+    let dir = std::env::temp_dir().join(format!(
+        "supernet-probe-{}-{}",
+        std::process::id(),
+        crate::rng::hash_key(&[batch as u64, cfg.seed])
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let config = dir.join("config.toml");
-    crate::fsutil::write_atomic(&config, cfg.to_toml().as_bytes())?;
+    crate::fs::write_atomic(&config, cfg.to_toml().as_bytes())?;
     let mut probes = [(0, 0); 2];
+    let mut result = Ok(None);
     for (slot, &b) in probes.iter_mut().zip(&PROBE_BATCHES) {
-        let out = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args(["memory-probe", "--config"])
             .arg(&config)
             .args([
@@ -118,58 +141,133 @@ pub fn predict(
                 &input.classes.to_string(),
                 "--batch",
                 &b.to_string(),
-            ])
-            .output()
-            .map_err(|e| Error::io(exe, e))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let peak = text
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|_| out.status.success());
-        *slot = (
-            b,
-            peak.ok_or_else(|| {
-                Error::Other(format!(
-                    "memory probe at batch {b} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            })?,
-        );
+            ]);
+        match run_probe(command, exe, b, limit) {
+            Ok(Ok(peak)) => *slot = (b, peak),
+            Ok(Err(rss)) => {
+                result = Ok(Some(Probed::OverLimit { batch: b, rss }));
+                break;
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Prediction::from_probes(probes, batch))
+    Ok(result?.unwrap_or_else(|| Probed::Predicted(Prediction::from_probes(probes, batch))))
 }
 
-/// Peak resident memory of this process so far (`VmHWM`).
-pub fn peak_rss() -> u64 {
-    proc_status_kib("/proc/self/status", "VmHWM:") * 1024
+/// Run one probe; its peak, or (`Err`) the resident memory at which it went past `limit`.
+fn run_probe(
+    mut command: Command,
+    exe: &Path,
+    batch: usize,
+    limit: Option<u64>,
+) -> Result<std::result::Result<u64, u64>> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io(exe, e))?;
+    let status_file = format!("/proc/{}/status", child.id());
+    if let Some(limit) = limit {
+        while child.try_wait().map_err(|e| Error::io(exe, e))?.is_none() {
+            let rss = crate::info::rss_of(&status_file);
+            if rss > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(Err(rss));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| Error::io(exe, e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.trim().parse::<u64>() {
+        Ok(peak) if out.status.success() => Ok(Ok(peak)),
+        _ => Err(Error::Other(format!(
+            "memory probe at batch {batch} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
 }
 
-/// Resident memory of this process now (`VmRSS`).
-pub fn current_rss() -> u64 {
-    proc_status_kib("/proc/self/status", "VmRSS:") * 1024
+/// Predict the peak memory of a step and refuse to start a CPU search that would not fit
+/// in `limit` bytes (default: the memory available), suggesting what would: the check
+/// `supernet search` runs before its first step. Returns the line it prints.
+pub fn check(
+    exe: &Path,
+    cfg: &SearchConfig,
+    input: InputShape,
+    device: Device,
+    limit: Option<u64>,
+) -> Result<String> {
+    let available = limit.unwrap_or_else(available);
+    // A space whose lower bound alone does not fit is refused without probing.
+    let space = SearchSpace::load(&cfg.space)?.with_overrides(cfg.network)?;
+    let bound = space.size_bound(input.height as usize, input.width as usize);
+    let at_probe = *PROBE_BATCHES.iter().max().expect("two probe batches");
+    if device == Device::Cpu {
+        crate::run::check::fits_in_memory(
+            bound,
+            &format!("the supernet of '{}' on {input}", space.name),
+            at_probe,
+            Some(available),
+        )?;
+    }
+    let probe_limit = (device == Device::Cpu).then_some(available);
+    let p = match predict(exe, cfg, input, cfg.batch_size, probe_limit)? {
+        Probed::Predicted(p) => p,
+        Probed::OverLimit { batch, rss } => {
+            return Err(Error::invalid(
+                "batch size",
+                cfg.batch_size,
+                format!(
+                    "a step that fits in {}: the probe step at batch {batch} alone went past it \
+                     (stopped at {} resident), so no peak could be predicted. Try a smaller \
+                     --batch-size{}{}, or --no-memory-check to start anyway",
+                    gib(available),
+                    gib(rss),
+                    recompute_hint(cfg),
+                    ", --partial-channels 4 (PC-DARTS)",
+                ),
+            ));
+        }
+    };
+    if device != Device::Cpu {
+        return Ok(format!(
+            "memory: {} (host memory of the same step on the CPU; the device holds about the same graph)",
+            p.describe()
+        ));
+    }
+    if p.peak > available {
+        let fits = p.largest_batch_within(available);
+        return Err(Error::invalid(
+            "batch size",
+            cfg.batch_size,
+            format!(
+                "a step that fits in memory: {}, but {} is available. Try --batch-size {} \
+                 (the largest predicted to fit){}{}, or --no-memory-check to start anyway",
+                p.describe(),
+                gib(available),
+                fits.max(1),
+                recompute_hint(cfg),
+                ", --partial-channels 4 (PC-DARTS)",
+            ),
+        ));
+    }
+    Ok(format!(
+        "memory: {}, {} available",
+        p.describe(),
+        gib(available)
+    ))
 }
 
-/// Memory the system can give to new allocations without swapping (`MemAvailable`).
-pub fn available() -> u64 {
-    proc_status_kib("/proc/meminfo", "MemAvailable:") * 1024
-}
-
-fn proc_status_kib(path: &str, key: &str) -> u64 {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .unwrap_or(0)
-}
-
-pub fn gib(bytes: u64) -> String {
-    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+fn recompute_hint(cfg: &SearchConfig) -> &'static str {
+    if cfg.recompute {
+        ""
+    } else {
+        ", --recompute (one cell's activations at a time)"
+    }
 }

@@ -11,14 +11,10 @@ pub fn save(named: Vec<(String, Tensor)>, dest: &Path) -> Result<()> {
         .into_iter()
         .map(|(k, v)| (k, v.to_device(Device::Cpu)))
         .collect();
-    let tmp = dest.with_extension("safetensors.tmp");
-    let result = Tensor::write_safetensors(&named, &tmp)
-        .map_err(|e| Error::Other(format!("{}: writing failed: {e}", tmp.display())))
-        .and_then(|()| crate::fsutil::commit(&tmp, dest));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fs::replace_with(dest, |tmp| {
+        Tensor::write_safetensors(&named, tmp)
+            .map_err(|e| Error::Other(format!("{}: writing failed: {e}", tmp.display())))
+    })
 }
 
 /// The tensors of one file, taken out by name.

@@ -1,7 +1,7 @@
 //! Architecture parameters (the alphas, and PC-DARTS's edge betas), in a store of their own
 //! so that the network optimizer never sees them, and their relaxation into mixing weights.
-use crate::data::rng::Rng;
-use crate::derive::derive;
+use crate::derive::{derive_raw, RawCell};
+use crate::rng::Rng;
 use crate::space::{CellSpec, CellType, Genotype, SearchSpace};
 use crate::supernet::{ArchWeights, MixWeights};
 use tch::{nn, Device, Kind, Tensor};
@@ -159,12 +159,16 @@ impl ArchParams {
         }
     }
 
-    /// Softmax weights of one cell type as host rows `[edges][ops]`.
+    /// Softmax weights of one cell type as host rows `[edges][ops]` (the host softmax
+    /// derivation uses).
     pub fn softmax_rows(&self, t: CellType) -> Option<Vec<Vec<f32>>> {
-        self.get(t).map(|a| {
-            Vec::<Vec<f32>>::try_from(a.detach().softmax(-1, Kind::Float).to_device(Device::Cpu))
-                .expect("alphas are 2-D float")
-        })
+        let n_ops = self.get(t)?.size()[1] as usize;
+        Some(
+            self.raw(t)?
+                .chunks(n_ops)
+                .map(crate::numeric::softmax)
+                .collect(),
+        )
     }
 
     /// Raw alphas of one cell type as a flat host vector (row-major `[edges, ops]`).
@@ -182,21 +186,18 @@ impl ArchParams {
         })
     }
 
-    /// The mixing rows derivation ranks: softmax(alpha), each edge's row scaled by its
-    /// normalised beta when the edges are normalised (PC-DARTS).
-    pub fn derive_rows(&self, t: CellType) -> Option<Vec<Vec<f32>>> {
-        let rows = self.softmax_rows(t)?;
-        Some(crate::derive::scale_by_betas(
-            rows,
-            self.raw_betas(t).as_deref(),
-            &self.cell,
-        ))
-    }
-
-    /// The genotype the alphas (and betas) currently derive to.
-    pub fn genotype(&self, space: &SearchSpace) -> Genotype {
-        let normal = self.derive_rows(CellType::Normal).expect("normal alphas");
-        let reduce = self.derive_rows(CellType::Reduce);
-        derive(space, &normal, reduce.as_deref())
+    /// The genotype the alphas (and betas) currently derive to; an error names the cell
+    /// and edge of an alpha that is not finite.
+    pub fn genotype(&self, space: &SearchSpace) -> crate::Result<Genotype> {
+        fn cell(r: &(Vec<f32>, Option<Vec<f32>>)) -> RawCell<'_> {
+            RawCell {
+                alphas: &r.0,
+                betas: r.1.as_deref(),
+            }
+        }
+        let raw = |t: CellType| self.raw(t).map(|a| (a, self.raw_betas(t)));
+        let normal = raw(CellType::Normal).expect("every space has normal alphas");
+        let reduce = raw(CellType::Reduce);
+        derive_raw(space, cell(&normal), reduce.as_ref().map(cell))
     }
 }

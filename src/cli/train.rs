@@ -1,104 +1,80 @@
-//! `supernet train` and `supernet extract`: flags into a [`TrainConfig`], and the outcome.
-use crate::data::DataSource;
-use crate::space::{NetworkOverrides, NetworkSpec, SearchSpace};
+//! `supernet train`, `supernet extract` and `supernet rank-check`: flags into configs, and
+//! the outcome.
+use super::args::{given_flags, overlay};
+use super::flags::{AugmentFlags, NetworkFlags, RunFlags};
+use super::Exit;
+use crate::data::{DataFormat, DataSource};
+use crate::run::{paths, Stopped};
+use crate::space::{Genotype, NetworkOverrides, NetworkSpec, SearchSpace};
 use crate::supernet::OpStyle;
 use crate::train::{Outcome, TrainConfig, EVAL_CHANNELS, EVAL_LAYERS};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Continue the training run in this directory from its last checkpoint (its config
-    /// is used; other flags are ignored, except --quiet).
+    /// Continue the training run in this directory from its last checkpoint, with the
+    /// config it was started with (flags that would change it are refused).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
-    /// Start from this config file (a training run's config.toml); flags override it.
+    /// Start from this config file (a training run's config.toml); flags override it. Its
+    /// relative paths are relative to its directory.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The architecture: a file (genotype.txt / .json of a search) or the DARTS /
-    /// NAS-Bench-201 / JSON text itself.
-    #[arg(long)]
-    pub genotype: Option<String>,
-    /// Search-space file the genotype belongs to [default: supernets/darts_cnn.toml].
-    #[arg(long)]
-    pub space: Option<PathBuf>,
-    /// Fine-tune this exported model (a `supernet extract` or `train` output directory)
-    /// instead of training fresh weights; its description fixes the network.
-    #[arg(long, value_name = "DIR")]
-    pub init: Option<PathBuf>,
-    /// standalone (affine BN, no BN after pooling: the evaluation network) or inherited
-    /// (the supernet's operations) [default: standalone].
-    #[arg(long)]
-    pub style: Option<OpStyle>,
-    /// DARTS: number of cells [default: 20]; NAS-Bench-201: cells per stage [default: the
-    /// space file's].
-    #[arg(long)]
-    pub layers: Option<usize>,
-    /// Initial channels [default: DARTS 36, NAS-Bench-201 the space file's].
-    #[arg(long)]
-    pub channels: Option<usize>,
-    /// Weight of the auxiliary head's loss; 0 builds no head [default: DARTS 0.4,
-    /// NAS-Bench-201 0].
-    #[arg(long)]
-    pub auxiliary_weight: Option<f64>,
-    /// Drop-path probability, ramped from 0 over the epochs [default: 0.2].
-    #[arg(long)]
-    pub drop_path: Option<f64>,
-    /// Cutout length (0 = off) [default: 16].
-    #[arg(long)]
-    pub cutout: Option<usize>,
-    /// Random-crop padding (0 = off); default: per data format.
-    #[arg(long)]
-    pub crop_padding: Option<usize>,
-    /// Random horizontal flips; default: per data format.
-    #[arg(long)]
-    pub flip: Option<bool>,
     /// Data directory or file [default: Fashion-MNIST from /usr/share/datasets/fashion-mnist].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Data format (fashion-mnist, mnist, idx, cifar10, cifar100, hdf5); default: detected.
+    /// Data format [default: detected from the files].
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormat>,
+    /// The weight of the auxiliary head's loss; 0 builds no head [default: DARTS 0.4,
+    /// NAS-Bench-201 0].
     #[arg(long)]
-    pub format: Option<String>,
-    /// Train on this many training images (class-balanced, seeded) [default: all].
-    #[arg(long)]
-    pub subset: Option<usize>,
-    /// Evaluate on this many test images (class-balanced, seeded) [default: all].
-    #[arg(long)]
-    pub test_subset: Option<usize>,
-    /// [default: 600]
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// [default: 96]
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// [default: 0.025]
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// [default: 0]
-    #[arg(long)]
-    pub lr_min: Option<f64>,
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    #[arg(long)]
-    pub grad_clip: Option<f64>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// auto, cpu, cuda or cuda:N [default: auto].
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Also checkpoint every this many steps (0: only at epoch ends) [default: 0].
-    #[arg(long)]
-    pub checkpoint_every: Option<usize>,
-    /// CPU threads for libtorch (0: libtorch's default).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    pub auxiliary_weight: Option<f64>,
+    #[command(flatten)]
+    pub set: TrainFlags,
     /// Run directory [default: runs/train-<space>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// The flags that set [`TrainConfig`] fields, named as the fields are.
+#[derive(clap::Args, Debug, Serialize)]
+pub struct TrainFlags {
+    /// The architecture: a file (genotype.txt / .json of a search) or the DARTS /
+    /// NAS-Bench-201 / JSON text itself.
+    #[arg(long)]
+    pub genotype: Option<String>,
+    /// Search-space file the genotype belongs to, or the name of a shipped space.
+    #[arg(long)]
+    pub space: Option<PathBuf>,
+    /// Fine-tune this exported model (a `supernet extract` or `train` output directory)
+    /// instead of training fresh weights; its description fixes the network.
+    #[arg(long, value_name = "DIR")]
+    pub init: Option<PathBuf>,
+    /// How the operations are built: standalone (affine BN, no BN after pooling: the
+    /// evaluation network) or inherited (the supernet's operations).
+    #[arg(long, value_enum)]
+    pub style: Option<OpStyle>,
+    /// Drop-path probability, ramped from 0 over the epochs.
+    #[arg(long)]
+    pub drop_path: Option<f64>,
+    /// Train on this many training images (class-balanced, seeded) [default: all].
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Evaluate on this many test images (class-balanced, seeded) [default: all].
+    #[arg(long)]
+    pub test_subset: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub network: NetworkFlags,
+    #[command(flatten)]
+    pub augment: AugmentFlags,
 }
 
 #[derive(clap::Args, Debug)]
@@ -121,10 +97,7 @@ pub fn evaluation_defaults(
     network: &mut NetworkOverrides,
     auxiliary_weight: &mut Option<f64>,
 ) -> anyhow::Result<()> {
-    let darts = matches!(
-        SearchSpace::from_file(space)?.network,
-        NetworkSpec::Darts { .. }
-    );
+    let darts = matches!(SearchSpace::load(space)?.network, NetworkSpec::Darts { .. });
     if darts {
         network.layers.get_or_insert(EVAL_LAYERS);
         network.channels.get_or_insert(EVAL_CHANNELS);
@@ -133,9 +106,23 @@ pub fn evaluation_defaults(
     Ok(())
 }
 
-pub fn train(a: TrainArgs) -> anyhow::Result<()> {
+pub fn train(a: TrainArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
     let outcome = match &a.resume {
-        Some(dir) => crate::train::resume(dir, a.quiet)?,
+        Some(dir) => {
+            let ignored = given_flags(matches, &["resume", "quiet"]);
+            if !ignored.is_empty() {
+                anyhow::bail!(
+                    "--resume continues the training run in {} with the config it was started \
+                     with, so these flags would be ignored: {}. Leave them out, or start a new \
+                     run from its config with them (supernet train --config {}/config.toml \
+                     --out NEW_DIR and the flags)",
+                    dir.display(),
+                    ignored.join(", "),
+                    dir.display()
+                );
+            }
+            crate::train::resume(dir, a.quiet)?
+        }
         None => {
             let cfg = train_config(&a)?;
             let out = a.out.clone().unwrap_or_else(|| {
@@ -149,7 +136,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
             crate::train::start(cfg, &out, a.quiet)?
         }
     };
-    match outcome {
+    Ok(match outcome {
         Outcome::Finished { test, dir, model } => {
             println!(
                 "test accuracy {:.2}% (loss {:.4}, {} images)",
@@ -162,85 +149,74 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
                 dir.display(),
                 model.display()
             );
+            Exit::Done
         }
-        Outcome::Interrupted { dir, global_step } => eprintln!(
-            "training interrupted after {global_step} steps and checkpointed; continue with:\n  supernet train --resume {}",
-            dir.display()
-        ),
-    }
-    Ok(())
+        Outcome::Interrupted(Stopped {
+            dir,
+            global_step,
+            signal,
+        }) => {
+            eprintln!(
+                "training interrupted after {global_step} steps and checkpointed; continue with:\n  supernet train --resume {}",
+                dir.display()
+            );
+            Exit::Interrupted { signal }
+        }
+    })
 }
 
-/// Config file (or the DARTS evaluation defaults), then flags.
+/// A `--genotype` argument as a config stores it: a file as an absolute path, text as is.
+fn genotype_arg(g: &str) -> String {
+    if Genotype::looks_like_text(g) {
+        g.to_string()
+    } else {
+        paths::from_command_line(Path::new(g)).display().to_string()
+    }
+}
+
+/// Config file (or the DARTS evaluation defaults for the space), then flags.
 fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
-    let mut c = match &a.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
-            toml::from_str(&text).map_err(|e| crate::Error::bad_file(path, e.to_string()))?
-        }
+    let mut base = match &a.config {
+        Some(path) => TrainConfig::from_file(path)?,
         None => TrainConfig::default(),
     };
-    macro_rules! set {
-        ($($field:ident),*) => { $( if let Some(v) = a.$field.clone() { c.$field = v; } )* };
-    }
-    set!(
-        space,
-        epochs,
-        batch_size,
-        lr,
-        lr_min,
-        momentum,
-        weight_decay
-    );
-    set!(
-        grad_clip,
-        drop_path,
-        seed,
-        device,
-        checkpoint_every,
-        threads,
-        genotype
-    );
-    if a.init.is_some() {
-        c.init = a.init.clone();
-    }
-    c.style = a.style.unwrap_or(c.style);
-    c.subset = a.subset.or(c.subset);
-    c.test_subset = a.test_subset.or(c.test_subset);
-    if let Some(path) = &a.data {
-        c.data = DataSource::new(path);
-    }
-    if let Some(f) = &a.format {
-        c.data = c
-            .data
-            .clone()
-            .with_format(f.parse().map_err(crate::Error::from)?);
-    }
-    c.network.layers = a.layers.or(c.network.layers);
-    c.network.channels = a.channels.or(c.network.channels);
     let mut aux = a.auxiliary_weight;
-    if a.config.is_none() && c.init.is_none() {
-        evaluation_defaults(&c.space, &mut c.network, &mut aux)?;
+    if a.config.is_none() && a.set.init.is_none() {
+        let space = a
+            .set
+            .space
+            .as_deref()
+            .map(paths::from_command_line)
+            .unwrap_or_else(|| base.space.clone());
+        evaluation_defaults(&space, &mut base.network, &mut aux)?;
     }
     if let Some(w) = aux {
-        c.auxiliary_weight = w;
+        base.auxiliary_weight = w;
     }
-    let aug = &mut c.augment;
-    aug.crop_padding = a.crop_padding.or(aug.crop_padding);
-    aug.flip = a.flip.or(aug.flip);
-    aug.cutout = a.cutout.or(aug.cutout);
+    let mut c: TrainConfig = overlay(&base, &a.set)?;
+    if let Some(space) = &a.set.space {
+        c.space = paths::from_command_line(space);
+    }
+    if let Some(init) = &a.set.init {
+        c.init = Some(paths::from_command_line(init));
+    }
+    if let Some(g) = &a.set.genotype {
+        c.genotype = genotype_arg(g);
+    }
+    if let Some(path) = &a.data {
+        c.data = DataSource::new(paths::from_command_line(path));
+    }
+    if let Some(f) = a.format {
+        c.data = c.data.clone().with_format(f);
+    }
     c.validate()?;
     Ok(c)
 }
 
 pub fn extract(a: ExtractArgs) -> anyhow::Result<()> {
-    let genotype = a
-        .genotype
-        .as_deref()
-        .map(crate::space::Genotype::from_arg)
-        .transpose()?;
+    let genotype = a.genotype.as_deref().map(Genotype::from_arg).transpose()?;
     let out = a.out.clone().unwrap_or_else(|| a.run.join("extracted"));
-    let json = crate::model::extract(&a.run, genotype, &out)?;
+    let json = crate::sample::extract(&a.run, genotype, &out)?;
     println!("{}", json.display());
     Ok(())
 }
@@ -262,19 +238,22 @@ pub struct RankCheckArgs {
     /// Stand-alone training budget: epochs each.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
-    /// Training images (class-balanced, seeded) [default: all].
+    /// Training images (class-balanced, seeded).
     #[arg(long, default_value_t = 5000)]
     pub subset: usize,
     /// Test images evaluated (class-balanced, seeded).
     #[arg(long, default_value_t = 2000)]
     pub test_subset: usize,
+    /// Images per training step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Stand-alone network size [default: the supernet's].
+    /// Stand-alone network size: cells (DARTS) or cells per stage [default: the supernet's].
     #[arg(long)]
     pub layers: Option<usize>,
+    /// Stand-alone network initial channels [default: the supernet's].
     #[arg(long)]
     pub channels: Option<usize>,
+    /// Seed of the stand-alone trainings.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// CPU threads for libtorch (0: libtorch's default).

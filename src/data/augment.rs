@@ -2,7 +2,7 @@
 //! pipeline: random crop of the zero-padded image, horizontal flip, normalise, cutout
 //! (cutout zeroes the normalised values, as the DARTS `Cutout` does after `Normalize`).
 use super::dataset::{ImageShape, Normalization, Pixels};
-use super::rng::{Rng, PURPOSE_AUGMENT};
+use crate::rng::{Rng, PURPOSE_AUGMENT};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -206,6 +206,37 @@ fn render_with<T: Copy + Default, M: PixelMap<T>>(
             for row in dst.chunks_exact_mut(w).take(y1).skip(y0) {
                 row[x0..x1].fill(0.0);
             }
+        }
+    }
+}
+
+/// Augmentation settings given explicitly; the rest follows the data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentOverrides {
+    pub crop_padding: Option<usize>,
+    pub flip: Option<bool>,
+    pub cutout: Option<usize>,
+}
+
+impl AugmentOverrides {
+    /// These settings on top of `default`.
+    pub fn resolve(&self, default: Augment) -> Augment {
+        Augment {
+            crop_padding: self.crop_padding.unwrap_or(default.crop_padding),
+            flip: self.flip.unwrap_or(default.flip),
+            cutout: self.cutout.unwrap_or(default.cutout),
+        }
+    }
+}
+
+impl From<Augment> for AugmentOverrides {
+    /// Every part given: how a run's config records what it resolved to.
+    fn from(a: Augment) -> Self {
+        AugmentOverrides {
+            crop_padding: Some(a.crop_padding),
+            flip: Some(a.flip),
+            cutout: Some(a.cutout),
         }
     }
 }

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::dataset::{Dataset, ImageShape, Normalization, Pixels};
-use super::error::{check_labels, DataError};
+use super::labels::check_labels;
+use crate::error::DataError;
 
 const PIXELS: usize = 3 * 32 * 32;
 const CIFAR10_TRAIN: [&str; 5] = [

@@ -2,7 +2,8 @@
 //! normalised only at batch time), integer labels and per-channel normalisation.
 use rayon::prelude::*;
 
-use super::error::{check_labels, DataError};
+use super::labels::check_labels;
+use crate::error::DataError;
 
 /// Image pixels, NCHW, contiguous.
 #[derive(Clone, Debug)]
@@ -31,6 +32,12 @@ pub struct ImageShape {
     pub channels: usize,
     pub height: usize,
     pub width: usize,
+}
+
+impl std::fmt::Display for ImageShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}", self.channels, self.height, self.width)
+    }
 }
 
 impl ImageShape {
@@ -171,7 +178,7 @@ impl Dataset {
         if shape.numel() == 0 {
             return Err(DataError::invalid(
                 format!("image shape of {name}"),
-                format!("{shape:?}"),
+                shape.to_string(),
                 "non-zero channels, height and width",
             ));
         }

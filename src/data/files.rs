@@ -2,7 +2,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::error::DataError;
+use crate::error::DataError;
 
 /// Reads `path`; if it starts with the gzip magic it is decompressed (whatever its name).
 pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {

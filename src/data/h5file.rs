@@ -6,7 +6,8 @@ use hdf5::types::{IntSize, TypeDescriptor};
 use rayon::prelude::*;
 
 use super::dataset::{Dataset, ImageShape, Normalization, Pixels};
-use super::error::{check_labels, DataError};
+use super::labels::{check_labels, infer_classes};
+use crate::error::DataError;
 
 /// Axis order of a rank-4 image dataset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -127,7 +128,7 @@ fn read_images(
             let v = ds.read_raw::<f32>().map_err(read_err)?;
             Pixels::F32(if nhwc { to_nchw(&v, shape) } else { v })
         }
-        other => return Err(bad(format!("type {other:?} is not a number type"))),
+        other => return Err(bad(format!("type {other} is not a number type"))),
     };
     Ok((shape, n, pixels))
 }
@@ -162,7 +163,7 @@ fn read_labels(ds: &hdf5::Dataset, path: &Path, name: &str) -> Result<Vec<i64>, 
         desc,
         TypeDescriptor::Unsigned(_) | TypeDescriptor::Integer(_)
     ) {
-        return Err(bad(format!("labels must be integers, found {desc:?}")));
+        return Err(bad(format!("labels must be integers, found {desc}")));
     }
     ds.read_raw::<i64>()
         .map_err(|e| h5err(path, &format!("reading '{name}'"), e))
@@ -237,7 +238,7 @@ pub(crate) fn load_hdf5(path: &Path, opts: &Hdf5Options) -> Result<(Dataset, Dat
         return Err(DataError::format(
             path,
             format!(
-                "test images are {:?} but training images are {:?}",
+                "test images are {} but training images are {}",
                 test.shape, train.shape
             ),
         ));
@@ -245,12 +246,7 @@ pub(crate) fn load_hdf5(path: &Path, opts: &Hdf5Options) -> Result<(Dataset, Dat
     // Negative (or absurd) labels are caught here; the class count is the largest training
     // label + 1.
     check_labels(&train.origin, train.labels.iter().copied(), MAX_CLASSES)?;
-    let num_classes = train
-        .labels
-        .iter()
-        .map(|&l| l as usize + 1)
-        .max()
-        .unwrap_or(1);
+    let num_classes = infer_classes(&train.origin, &train.labels)?;
     check_labels(&test.origin, test.labels.iter().copied(), num_classes)?;
     let normalization = Normalization::compute(&train.pixels, train.shape);
     let stem = path.display();

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::dataset::{Dataset, ImageShape, Normalization, Pixels};
-use super::error::{check_labels, DataError};
 use super::files::{find_in, read_maybe_gz};
+use super::labels::{check_labels, infer_classes};
+use crate::error::DataError;
 
 /// Magic for unsigned-byte data; the low byte is the number of dimensions.
 const UBYTE_MAGIC: u32 = 0x0800;
@@ -120,16 +121,17 @@ pub(crate) fn load_idx_dir(
     if test_shape != shape {
         return Err(DataError::format(
             &paths[2],
-            format!("test images are {test_shape:?} but training images are {shape:?}"),
+            format!("test images are {test_shape} but training images are {shape}"),
         ));
     }
     let (name, num_classes, normalization) = match flavor {
         IdxFlavor::FashionMnist => ("fashion-mnist", 10, Normalization::fashion_mnist()),
         IdxFlavor::Mnist => ("mnist", 10, Normalization::mnist()),
         IdxFlavor::Generic => {
-            let classes = train_labels.iter().map(|&l| l as usize + 1).max();
+            let labels: Vec<i64> = train_labels.iter().map(|&l| i64::from(l)).collect();
+            let classes = infer_classes(&paths[1].display().to_string(), &labels)?;
             let stats = Normalization::compute_u8(&train_pixels, shape);
-            ("idx", classes.unwrap_or(1), stats)
+            ("idx", classes, stats)
         }
     };
     check_labels(

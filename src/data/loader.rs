@@ -7,11 +7,11 @@ use rayon::prelude::*;
 use tch::{Device, Tensor};
 
 use super::augment::{render, Augment, Normalizer};
-use super::error::DataError;
 use super::prefetch::Prefetch;
-use super::rng::{shuffle, Rng, PURPOSE_SHUFFLE};
 use super::split::Subset;
 use super::tensor::cpu_tensor;
+use crate::error::DataError;
+use crate::rng::{shuffle, Rng, PURPOSE_SHUFFLE};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]

@@ -9,13 +9,12 @@
 mod augment;
 mod cifar;
 mod dataset;
-mod error;
 mod files;
 mod h5file;
 mod idx;
+mod labels;
 mod loader;
 mod prefetch;
-pub mod rng;
 mod search;
 mod source;
 mod split;
@@ -23,9 +22,9 @@ mod synthetic;
 mod tensor;
 mod throughput;
 
-pub use augment::Augment;
+pub use crate::error::DataError;
+pub use augment::{Augment, AugmentOverrides};
 pub use dataset::{Dataset, ImageShape, Normalization, Pixels};
-pub use error::DataError;
 pub use h5file::{Hdf5Options, Layout};
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig};
 pub use prefetch::Prefetch;

@@ -2,11 +2,11 @@
 //! weight half and one from the architecture half. The weight loader defines the epoch; the
 //! architecture loader runs as an endless stream, so its batch for step k of epoch e is its
 //! overall batch e * steps_per_epoch + k, whatever the two halves' sizes.
-use super::error::DataError;
 use super::loader::{Batch, Loader, LoaderConfig};
 use super::prefetch::Prefetch;
-use super::rng::{hash_key, PURPOSE_STREAM};
 use super::split::SearchSplit;
+use crate::error::DataError;
+use crate::rng::{hash_key, PURPOSE_STREAM};
 
 /// Yields (weight batch, architecture batch) pairs.
 pub type PairIter = Prefetch<(Batch, Batch)>;

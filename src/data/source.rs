@@ -8,9 +8,9 @@ use std::sync::Arc;
 use super::augment::Augment;
 use super::cifar::{self, CifarKind, CIFAR100_SUBDIR, CIFAR10_SUBDIR};
 use super::dataset::{Dataset, Normalization};
-use super::error::DataError;
 use super::h5file::{self, Hdf5Options};
 use super::idx::{self, IdxFlavor};
+use crate::error::DataError;
 
 /// Where Debian's `dataset-fashion-mnist` puts the default data set.
 pub const DEFAULT_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -23,17 +23,24 @@ const IDX_HINT: &str = "expected train-images-idx3-ubyte, train-labels-idx1-ubyt
     MNIST and Fashion-MNIST (https://github.com/zalandoresearch/fashion-mnist)";
 const HDF5_SIGNATURE: [u8; 8] = *b"\x89HDF\r\n\x1a\n";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataFormat {
     /// IDX files with Fashion-MNIST's 10 classes and normalisation.
+    #[value(alias = "fashion", alias = "fmnist")]
     FashionMnist,
     /// IDX files with MNIST's 10 classes and normalisation.
     Mnist,
     /// Any other IDX set: classes from the labels, normalisation computed.
     Idx,
+    /// CIFAR-10 binary files (data_batch_*.bin, test_batch.bin).
     Cifar10,
+    /// CIFAR-100 binary files (train.bin, test.bin; fine labels).
     Cifar100,
+    /// An HDF5 file with an image dataset and an integer label dataset.
+    #[value(alias = "h5")]
     Hdf5,
 }
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::dataset::Dataset;
-use super::error::DataError;
-use super::rng::{shuffle, Rng, PURPOSE_SPLIT};
+use crate::error::DataError;
+use crate::rng::{shuffle, Rng, PURPOSE_SPLIT};
 
 /// Indices into a shared data set.
 #[derive(Clone, Debug)]

@@ -1,8 +1,8 @@
 //! A small synthetic data set with learnable class structure, for tests only; nothing falls
 //! back to it silently.
 use super::dataset::{Dataset, ImageShape, Normalization, Pixels};
-use super::error::DataError;
-use super::rng::{Rng, PURPOSE_SYNTHETIC};
+use crate::error::DataError;
+use crate::rng::{Rng, PURPOSE_SYNTHETIC};
 
 impl Dataset {
     /// `n` images of `c x h x w` u8 pixels in `classes` balanced classes (label = i % classes).

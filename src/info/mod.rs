@@ -1,10 +1,12 @@
 //! `supernet info`: what this binary runs on.
 mod cuda;
+mod host;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use cuda::{cuda_devices, CudaDevice};
+pub use host::{available_memory, current_rss, gib, mib, peak_rss, rss_of};
 
 use crate::data::{DataSource, DEFAULT_DATA_DIR};
 

@@ -2,10 +2,6 @@
 //! (every variable under its network name, BN statistics included) beside `model.json`
 //! (what the network is and where it came from). `scripts/rebuild_model.py` rebuilds it in
 //! PyTorch from those two files alone.
-mod extract;
-
-pub use extract::extract;
-
 use crate::info::{LIBTORCH_VERSION, SOURCE_REVISION};
 use crate::space::{Genotype, SearchSpace};
 use crate::supernet::{ArchWeights, InputShape, Logits, OpStyle, Pass, Supernet};
@@ -114,6 +110,16 @@ impl Model {
         named
     }
 
+    /// Trainable parameters and multiply-adds per image of the network of `spec`, built on
+    /// the CPU to count them.
+    pub fn cost(spec: ModelSpec) -> Result<(u64, u64)> {
+        let model = Model::new(spec, Device::Cpu)?;
+        Ok((
+            model.parameter_counts().0 as u64,
+            model.net.macs_per_image(),
+        ))
+    }
+
     /// Trainable parameters: all, and without the auxiliary head.
     pub fn parameter_counts(&self) -> (i64, i64) {
         let mut all = 0;
@@ -170,14 +176,14 @@ impl Model {
         let json = serde_json::to_string_pretty(&self.describe(seed, origin))
             .expect("a Description always serialises");
         let path = dir.join(DESCRIPTION_FILE);
-        crate::fsutil::write_atomic(&path, format!("{json}\n").as_bytes())?;
+        crate::fs::write_atomic(&path, format!("{json}\n").as_bytes())?;
         Ok(path)
     }
 
     /// `images` (standard normal, from `seed`) and their eval-mode `logits`.
     pub fn probe(&self, seed: u64) -> Vec<(String, Tensor)> {
         let i = self.spec.input;
-        let gen_seed = crate::data::rng::hash_key(&[seed, crate::data::rng::PURPOSE_PROBE]);
+        let gen_seed = crate::rng::hash_key(&[seed, crate::rng::PURPOSE_PROBE]);
         tch::manual_seed(gen_seed as i64);
         let images = Tensor::randn(
             [PROBE_IMAGES, i.channels, i.height, i.width],

@@ -10,7 +10,7 @@ pub use adam::Adam;
 pub use schedule::cosine_lr;
 pub use sgd::Sgd;
 
-use tch::Tensor;
+use tch::{nn, Tensor};
 
 /// `clip_grad_norm_`: scales all gradients so that their joint L2 norm is at most
 /// `max_norm`; returns the norm before clipping.
@@ -55,4 +55,14 @@ pub fn zero_grad(params: &[Tensor]) {
             let _ = g.detach_().zero_();
         }
     }
+}
+
+/// Names and tensors of the trainable weights, and the BN buffers, of a store, each in a
+/// stable (name-sorted) order.
+pub fn split_variables(vs: &nn::VarStore) -> (Vec<String>, Vec<Tensor>, Vec<Tensor>) {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let (w, b): (Vec<_>, Vec<_>) = named.into_iter().partition(|(_, t)| t.requires_grad());
+    let (names, weights) = w.into_iter().unzip();
+    (names, weights, b.into_iter().map(|x| x.1).collect())
 }

@@ -1,8 +1,9 @@
 //! `alphas_<cell>`: softmax(alpha) of every edge over training, one panel per edge, one row
 //! of panels per intermediate node, one colour per op.
-use super::data::RunData;
+use super::data::ChartData;
 use super::style::{self, Mark};
 use super::{DrawResult, Drawn, Figure, Output};
+use crate::record::RunData;
 use crate::space::CellType;
 use crate::Result;
 use plotters::coord::Shift;
@@ -67,7 +68,7 @@ impl<'a> AlphaGrid<'a> {
         let digits = decimals(y1 - y0);
         let mut chart = ChartBuilder::on(area)
             .caption(
-                RunData::edge_label(self.run.edges[e]),
+                super::data::edge_label(self.run.edges[e]),
                 style::bold(style::LABEL),
             )
             .margin(8)

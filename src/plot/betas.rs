@@ -1,10 +1,11 @@
 //! `betas_<cell>` (PC-DARTS runs only): each node's edge weights (the softmax of its
 //! incoming betas) over training, one panel per intermediate node, one line per source state.
-use super::data::RunData;
+use super::data::ChartData;
 use super::style::{self, Mark};
 use super::{DrawResult, Drawn, Figure, Output};
+use crate::record::RunData;
 use crate::space::CellType;
-use crate::supernet::normalise_edges_host;
+
 use crate::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -52,7 +53,7 @@ impl<'a> BetaPanels<'a> {
         let mut series = vec![Vec::with_capacity(run.log.alphas.len()); run.edges.len()];
         for rec in &run.log.alphas {
             let betas = rec.betas(cell).unwrap_or(&[]);
-            let w = normalise_edges_host(betas, spec.inputs, spec.nodes);
+            let w = crate::numeric::softmax_per_node(betas, spec.inputs, spec.nodes);
             for (s, v) in series.iter_mut().zip(w) {
                 s.push((rec.step as f64, f64::from(v)));
             }

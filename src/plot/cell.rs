@@ -2,9 +2,10 @@
 //! intermediate nodes on one line, the output; one arrow per kept edge, coloured and
 //! labelled by its op. Long edges between nodes on the line are drawn as arcs above or
 //! below it, whichever crosses fewer arcs already drawn.
-use super::data::RunData;
+use super::data::ChartData;
 use super::style;
 use super::{DrawResult, Drawn, Figure, Output};
+use crate::record::RunData;
 use crate::space::{CellGenotype, CellType, OpKind};
 use crate::Result;
 use plotters::coord::Shift;

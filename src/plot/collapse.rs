@@ -1,9 +1,10 @@
 //! `collapse`: the usual symptoms of a collapsing DARTS search over training: the mean
 //! entropy of softmax(alpha) per edge, and how many kept edges of the derived genotype are
 //! parameter-free (skip, pooling, none).
-use super::data::{self, RunData};
+use super::data::{self, ChartData};
 use super::style::{self, Mark};
 use super::{DrawResult, Drawn, Figure, Output};
+use crate::record::RunData;
 use crate::space::{CellType, Genotype};
 use crate::Result;
 use plotters::coord::Shift;
@@ -41,7 +42,9 @@ struct Collapse<'a> {
 
 impl<'a> Collapse<'a> {
     fn new(run: &'a RunData) -> Self {
-        let derived: Vec<Genotype> = run.log.alphas.iter().map(|a| run.derive(a)).collect();
+        // Records whose alphas do not derive (not finite) are left out of the curves.
+        let derived: Vec<Option<Genotype>> =
+            run.log.alphas.iter().map(|a| run.derive(a).ok()).collect();
         let epoch_genotypes: Vec<(f64, Genotype)> = run
             .log
             .epochs
@@ -58,7 +61,7 @@ impl<'a> Collapse<'a> {
                     .iter()
                     .map(|a| {
                         let rows = run.softmax(a, cell);
-                        let mean = rows.iter().map(|r| data::entropy(r)).sum::<f64>()
+                        let mean = rows.iter().map(|r| crate::numeric::entropy(r)).sum::<f64>()
                             / rows.len().max(1) as f64;
                         (a.step as f64, mean)
                     })
@@ -69,14 +72,16 @@ impl<'a> Collapse<'a> {
                     .alphas
                     .iter()
                     .zip(&derived)
-                    .filter_map(|(a, g)| Some((a.step as f64, count(g)? as f64)))
+                    .filter_map(|(a, g)| Some((a.step as f64, count(g.as_ref()?)? as f64)))
                     .collect();
                 let epochs = epoch_genotypes
                     .iter()
                     .filter_map(|(x, g)| Some((*x, count(g)? as f64)))
                     .collect();
                 let kept = derived
-                    .first()
+                    .iter()
+                    .flatten()
+                    .next()
                     .and_then(|g| g.cell(cell))
                     .map_or(0, data::kept_edges);
                 Series {

@@ -1,9 +1,10 @@
 //! `alphas_final`: the last recorded softmax(alpha) as a heat map (edges x ops) per cell
 //! type, side by side, the values printed in the cells and the derived genotype outlined.
-use super::data::RunData;
+use super::data::ChartData;
 use super::style;
 use super::{DrawResult, Drawn, Figure, Output};
 use crate::record::AlphaRecord;
+use crate::record::RunData;
 use crate::space::{CellType, Genotype};
 use crate::Result;
 use plotters::coord::Shift;
@@ -34,7 +35,8 @@ struct Heatmap<'a> {
     rec: &'a AlphaRecord,
     /// Per cell type: softmax `[edges][ops]`.
     weights: Vec<(CellType, Vec<Vec<f32>>)>,
-    genotype: Genotype,
+    /// `None` when the alphas do not derive (not finite).
+    genotype: Option<Genotype>,
     /// Colour scale shared by all cell types.
     lo: f32,
     hi: f32,
@@ -56,7 +58,7 @@ impl<'a> Heatmap<'a> {
             run,
             rec,
             weights,
-            genotype: run.derive(rec),
+            genotype: run.derive(rec).ok(),
             lo,
             hi,
         }
@@ -83,12 +85,15 @@ impl<'a> Heatmap<'a> {
     fn kept(&self, cell: CellType, e: usize, op: usize) -> bool {
         let edge = self.run.edges[e];
         let node = edge.to - self.run.space.cell.inputs;
-        self.genotype.cell(cell).is_some_and(|g| {
-            g.nodes.get(node).is_some_and(|n| {
-                n.iter()
-                    .any(|ge| ge.from == edge.from && ge.op == self.run.ops[op])
+        self.genotype
+            .as_ref()
+            .and_then(|g| g.cell(cell))
+            .is_some_and(|g| {
+                g.nodes.get(node).is_some_and(|n| {
+                    n.iter()
+                        .any(|ge| ge.from == edge.from && ge.op == self.run.ops[op])
+                })
             })
-        })
     }
 
     fn panel<DB: DrawingBackend>(
@@ -120,7 +125,7 @@ impl<'a> Heatmap<'a> {
         for (e, row) in w.iter().enumerate() {
             let y = top + CELL_H * e as i32;
             root.draw(&Text::new(
-                RunData::edge_label(self.run.edges[e]),
+                super::data::edge_label(self.run.edges[e]),
                 (grid_x - 10, y + CELL_H / 2),
                 style::font(style::LABEL).pos(Pos::new(HPos::Right, VPos::Center)),
             ))?;

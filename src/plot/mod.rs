@@ -14,7 +14,7 @@ mod alphas;
 mod betas;
 mod cell;
 mod collapse;
-pub(crate) mod data;
+mod data;
 mod heatmap;
 mod rank_check;
 mod style;
@@ -23,15 +23,15 @@ mod watch;
 
 pub use watch::{watch, watch_with};
 
+use crate::record::RunData;
 use crate::{Error, Result};
-use data::RunData;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Image format of the charts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     #[default]
     Png,
@@ -43,17 +43,6 @@ impl Format {
         match self {
             Format::Png => "png",
             Format::Svg => "svg",
-        }
-    }
-}
-
-impl std::str::FromStr for Format {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "png" => Ok(Format::Png),
-            "svg" => Ok(Format::Svg),
-            _ => Err(Error::invalid("plot format", s, "png or svg")),
         }
     }
 }
@@ -189,7 +178,7 @@ impl Output {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(failed(&e));
                 }
-                crate::fsutil::commit(&tmp, &path)?;
+                crate::fs::commit(&tmp, &path)?;
             }
             Format::Svg => {
                 let mut svg = String::new();
@@ -202,7 +191,7 @@ impl Output {
                     })()
                     .map_err(|e| failed(&e))?;
                 }
-                crate::fsutil::write_atomic(&path, svg.as_bytes())?;
+                crate::fs::write_atomic(&path, svg.as_bytes())?;
             }
         }
         Ok(path)

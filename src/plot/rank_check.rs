@@ -1,8 +1,8 @@
 //! `rank_check-<name>`: inherited-weight accuracy against stand-alone accuracy of the
 //! sub-networks of each `/rank_check/<name>` table, with Kendall tau and Spearman rho.
-use super::data::RunData;
 use super::style::{self, Mark};
 use super::{DrawResult, Drawn, Figure, Output};
+use crate::record::RunData;
 use crate::record::{Column, Table};
 use crate::Result;
 use plotters::coord::Shift;

@@ -1,8 +1,9 @@
 //! `training`: loss and accuracy of the weights (train batches) and of the alphas'
 //! validation batches per step (raw and smoothed), and per epoch.
-use super::data::RunData;
+use super::data::ChartData;
 use super::style::{self, Mark};
 use super::{DrawResult, Drawn, Figure, Output};
+use crate::record::RunData;
 use crate::record::{EpochRecord, StepRecord};
 use crate::Result;
 use plotters::coord::Shift;

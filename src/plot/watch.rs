@@ -2,8 +2,8 @@
 //!
 //! The search replaces `run.h5` atomically (rename), so a change shows as a new
 //! modification time (or size) and every read sees a complete file.
-use super::data::run_file;
 use super::{plot_run_report, Format, PlotReport};
+use crate::record::run_file;
 use crate::Result;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};

@@ -1,4 +1,5 @@
 //! Reading and writing a [`RunLog`] as HDF5 (layout documented in README.md).
+use super::image;
 use super::{
     AlphaRecord, Column, EpochRecord, RunLog, RunMeta, StepRecord, Table, FORMAT_VERSION,
     TABLE_ROOTS, TOOL,
@@ -7,39 +8,45 @@ use crate::{Error, Result};
 use hdf5::types::VarLenUnicode;
 use std::path::Path;
 
-/// Write `log` to `path` atomically: a temporary file beside it, fsync, rename.
+/// Write `log` to `path` atomically: built in memory, then a temporary file beside it,
+/// fsync, rename.
 pub fn write_run(log: &RunLog, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("h5.tmp");
-    let result = write_file(log, &tmp).and_then(|()| crate::fsutil::commit(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let bytes = to_bytes(log)?;
+    crate::fs::write_atomic(path, &bytes)
 }
 
-fn write_file(log: &RunLog, path: &Path) -> Result<()> {
-    let file = hdf5::File::create(path)?;
+/// The run file of `log`, as bytes.
+pub fn to_bytes(log: &RunLog) -> Result<Vec<u8>> {
+    let file = image::create()?;
+    fill(&file, log)?;
+    image::to_bytes(&file)
+}
+
+fn fill(file: &hdf5::File, log: &RunLog) -> Result<()> {
     let m = &log.meta;
-    str_attr(&file, "tool", TOOL)?;
+    str_attr(file, "tool", TOOL)?;
     file.new_attr::<u32>()
         .create("format_version")?
         .write_scalar(&FORMAT_VERSION)?;
-    str_attr(&file, "kind", &m.kind)?;
-    str_attr(&file, "config", &m.config)?;
-    str_attr(&file, "space", &m.space)?;
-    str_attr(&file, "device", &m.device)?;
-    str_attr(&file, "supernet_version", &m.supernet_version)?;
-    str_attr(&file, "libtorch_version", &m.libtorch_version)?;
-    str_attr(&file, "hdf5_version", &m.hdf5_version)?;
+    str_attr(file, "kind", &m.kind)?;
+    str_attr(file, "config", &m.config)?;
+    str_attr(file, "space", &m.space)?;
+    str_attr(file, "device", &m.device)?;
+    str_attr(file, "supernet_version", &m.supernet_version)?;
+    str_attr(file, "libtorch_version", &m.libtorch_version)?;
+    str_attr(file, "hdf5_version", &m.hdf5_version)?;
     file.new_attr::<u64>()
         .create("seed")?
         .write_scalar(&m.seed)?;
     file.new_attr::<u64>()
         .create("steps_per_epoch")?
         .write_scalar(&m.steps_per_epoch)?;
-    strings(&file, "ops", &m.ops)?;
-    strings(&file, "edges", &m.edges)?;
-    strings(&file, "cell_types", &m.cell_types)?;
+    file.new_attr::<u64>()
+        .create("classes")?
+        .write_scalar(&m.classes)?;
+    strings(file, "ops", &m.ops)?;
+    strings(file, "edges", &m.edges)?;
+    strings(file, "cell_types", &m.cell_types)?;
 
     let g = file.create_group("steps")?;
     let s = &log.steps;
@@ -124,9 +131,8 @@ fn write_file(log: &RunLog, path: &Path) -> Result<()> {
         str_attr(&g, "json", json)?;
     }
     for t in &log.tables {
-        write_table(&file, t)?;
+        write_table(file, t)?;
     }
-    file.flush()?;
     Ok(())
 }
 
@@ -139,7 +145,8 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
         ));
     }
     let bad = |what: String| Error::bad_file(path, what);
-    let file = hdf5::File::open(path).map_err(|e| bad(format!("not a readable HDF5 file: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let file = image::open(&bytes).map_err(|e| bad(e.to_string()))?;
     let tool = read_str_attr(&file, "tool")
         .map_err(|_| bad("not a supernet run file (no 'tool' attribute)".into()))?;
     if tool != TOOL {
@@ -171,6 +178,11 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
         edges: read_strings(&need("edges")?)?,
         cell_types: read_strings(&need("cell_types")?)?,
         steps_per_epoch: file.attr("steps_per_epoch")?.read_scalar()?,
+        // Written since format 1 files recorded it; 0: not recorded.
+        classes: file
+            .attr("classes")
+            .and_then(|a| a.read_scalar())
+            .unwrap_or(0),
     };
 
     let step = col_u64("steps/step")?;
@@ -298,13 +310,6 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
         genotype,
         tables,
     })
-}
-
-/// Read the run file, change it, write it back atomically.
-pub fn update_run(path: &Path, change: impl FnOnce(&mut RunLog)) -> Result<()> {
-    let mut log = read_run(path)?;
-    change(&mut log);
-    write_run(&log, path)
 }
 
 fn write_table(file: &hdf5::File, t: &Table) -> Result<()> {

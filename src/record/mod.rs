@@ -1,13 +1,21 @@
-//! The run file: every number of a search under a stable name, in HDF5.
+//! The run file: every number of a search or training run under a stable name, in HDF5,
+//! and [`RunData`], the checked view of it that derivation and the charts read.
 //!
-//! The log is kept in memory and the whole file is rewritten atomically (temporary file,
-//! fsync, rename) at every flush. The file on disk is therefore always complete and
-//! closed: h5py can read it while the search runs, and a killed search never leaves a
-//! half-written file. Run files are small (kilobytes per epoch), so this costs
-//! milliseconds.
+//! The log is kept in memory and the whole file is rewritten atomically (built in memory,
+//! temporary file, fsync, rename) at every flush. The file on disk is therefore always
+//! complete and closed: h5py can read it while the search runs, and a killed search never
+//! leaves a half-written file. Run files are small (kilobytes per epoch), so this costs
+//! milliseconds. Who may write a run file when is the run directory's business
+//! ([`crate::run::RunDir`]).
+mod data;
 mod h5;
+mod image;
 
-pub use h5::{read_run, update_run, write_run};
+pub use data::{derive_run, run_file, RunData, ShownGenotype};
+pub use h5::{read_run, to_bytes, write_run};
+
+/// The run file's name inside a run directory.
+pub const RUN_FILE: &str = "run.h5";
 
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +108,9 @@ pub struct RunMeta {
     /// Cell types with their own alphas ("normal", and "reduce" for DARTS networks).
     pub cell_types: Vec<String>,
     pub steps_per_epoch: u64,
+    /// Classes of the data set the run trained on (0 in files written before it was
+    /// recorded).
+    pub classes: u64,
 }
 
 /// The whole run log.

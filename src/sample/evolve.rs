@@ -2,12 +2,13 @@
 //! accuracy of the sub-network, higher is better; ties: lower loss): SPOS-style
 //! evolutionary search (the top-k candidates seen so far are the parents; half of each
 //! new generation by mutation, half by crossover; constraint filtering) and random search.
-use super::sampler::{crossover, mutate, uniform_genotype};
 use super::scorer::{ArchScore, Scorer};
 use super::{check_name, score_columns, store_table};
-use crate::data::rng::{Rng, PURPOSE_EVOLVE};
 use crate::record::{Column, Table};
+use crate::rng::{Rng, PURPOSE_EVOLVE};
+use crate::run::RunDir;
 use crate::space::Genotype;
+use crate::space::{crossover, mutate, uniform_genotype};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,7 @@ pub fn evolve(
         .clone()
         .unwrap_or_else(|| format!("{mode}-seed{}", cfg.seed));
     check_name(&name)?;
+    let dir = RunDir::attach(dir)?;
     let space = &scorer.space;
     let mut rng = Rng::from_key(&[cfg.seed, PURPOSE_EVOLVE]);
     let mut visited: HashSet<String> = HashSet::new();
@@ -179,7 +181,7 @@ pub fn evolve(
     let Some(best) = ranked.first().cloned() else {
         return Err(Error::invalid(
             "--max-params/--max-macs",
-            format!("{:?}/{:?}", cfg.max_params, cfg.max_macs),
+            format!("{}/{}", shown(cfg.max_params), shown(cfg.max_macs)),
             format!("constraints some architecture meets ({rejected} candidates were over them)"),
         ));
     };
@@ -213,7 +215,7 @@ pub fn evolve(
     }
     let stem = format!("evolution-{name}");
     let csv = store_table(
-        dir,
+        &dir,
         Table {
             group: group.clone(),
             attrs,
@@ -221,11 +223,12 @@ pub fn evolve(
         },
         &stem,
     )?;
-    let best_text = dir.join(format!("{stem}-best.txt"));
-    let best_json = dir.join(format!("{stem}-best.json"));
-    crate::fsutil::write_atomic(&best_text, format!("{}\n", best.text).as_bytes())?;
-    crate::fsutil::write_atomic(
-        &best_json,
+    let best_text = dir.write(
+        &format!("{stem}-best.txt"),
+        format!("{}\n", best.text).as_bytes(),
+    )?;
+    let best_json = dir.write(
+        &format!("{stem}-best.json"),
         format!("{}\n", best.genotype.to_json()).as_bytes(),
     )?;
     Ok(EvolveReport {
@@ -236,4 +239,9 @@ pub fn evolve(
         best_text,
         best_json,
     })
+}
+
+/// An optional limit as users write it: the number, or `none`.
+fn shown(limit: Option<u64>) -> String {
+    limit.map_or("none".into(), |v| v.to_string())
 }

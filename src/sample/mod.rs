@@ -2,23 +2,42 @@
 //! searched over (random and evolutionary search), plus rank-agreement measures.
 //! `supernet sample`, `supernet evolve` and `supernet derive --rule sample-top:K`.
 mod evolve;
+mod extract;
 pub mod rank;
 mod rank_check;
-mod sampler;
 mod scorer;
 
+pub use crate::space::{crossover, mutate, uniform_genotype, Sampler};
 pub use evolve::{evolve, EvolveConfig, EvolveReport};
+pub use extract::extract;
 pub use rank_check::{rank_check, spread, RankCheckConfig, RankCheckReport, RankCheckRow};
-pub use sampler::{crossover, mutate, uniform_genotype, SampleFrom, Sampler};
 pub use scorer::{ArchScore, BnMode, Scorer, DEFAULT_RECALIBRATION_BATCHES};
 
-use crate::data::rng::{Rng, PURPOSE_SAMPLE};
-use crate::record::{update_run, Column, Table};
-use crate::search::RUN_FILE;
+use crate::record::{Column, Table};
+use crate::rng::{Rng, PURPOSE_SAMPLE};
+use crate::run::RunDir;
 use crate::space::{CellType, Genotype};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+
+/// `--from`: where `supernet sample` draws architectures from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SampleFrom {
+    /// Every choice uniform, under the space's derivation rule.
+    Uniform,
+    /// Drawn from softmax(alphas).
+    Alphas,
+}
+
+impl SampleFrom {
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleFrom::Uniform => "uniform",
+            SampleFrom::Alphas => "alphas",
+        }
+    }
+}
 
 /// The sampler of `from` for the supernet in `scorer` (its alphas for `alphas`).
 pub fn sampler(scorer: &Scorer, from: SampleFrom) -> Sampler {
@@ -105,10 +124,9 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 /// Store `table` in the run file of `dir` and as `DIR/<file_stem>.csv`; returns the CSV path.
-pub fn store_table(dir: &Path, table: Table, file_stem: &str) -> Result<PathBuf> {
-    let csv = dir.join(format!("{file_stem}.csv"));
-    crate::fsutil::write_atomic(&csv, table.to_csv().as_bytes())?;
-    update_run(&dir.join(RUN_FILE), |log| log.put_table(table))?;
+pub fn store_table(dir: &RunDir, table: Table, file_stem: &str) -> Result<PathBuf> {
+    let csv = dir.write(&format!("{file_stem}.csv"), table.to_csv().as_bytes())?;
+    dir.update_run(|log| log.put_table(table))?;
     Ok(csv)
 }
 
@@ -130,8 +148,9 @@ pub struct SampleReport {
     pub csv: PathBuf,
 }
 
-/// Draw, score and record `cfg.n` distinct architectures of the run in `dir`.
-/// `progress` receives each score as it is computed.
+/// Draw, score and record `cfg.n` distinct architectures of the run in `dir`, which this
+/// holds (shared) from before the first score to the last write. `progress` receives each
+/// score as it is computed.
 pub fn sample(
     dir: &Path,
     scorer: &Scorer,
@@ -141,6 +160,7 @@ pub fn sample(
     if cfg.n == 0 {
         return Err(Error::invalid("--n", 0, "at least 1"));
     }
+    let dir = RunDir::attach(dir)?;
     let name = cfg.name.clone().unwrap_or_else(|| {
         format!(
             "{}-{}-seed{}",
@@ -176,7 +196,7 @@ pub fn sample(
         ],
         columns: score_columns(&scores.iter().collect::<Vec<_>>()),
     };
-    let csv = store_table(dir, table, &format!("samples-{name}"))?;
+    let csv = store_table(&dir, table, &format!("samples-{name}"))?;
     Ok(SampleReport {
         scores,
         duplicates,

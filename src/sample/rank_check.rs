@@ -7,8 +7,9 @@
 //! `DIR/rank-check/<name>/<i>`, so an interrupted rank-check continues where it stopped.
 use super::rank::{kendall_tau_b, spearman_rho, top_k_overlap};
 use super::{check_name, store_table};
-use crate::record::{read_run, Column, Table};
-use crate::search::{SearchConfig, RUN_FILE};
+use crate::record::{read_run, Column, Table, RUN_FILE};
+use crate::run::RunDir;
+use crate::search::SearchConfig;
 use crate::supernet::OpStyle;
 use crate::train::{self, AugmentOverrides, TrainConfig, MODEL_DIR};
 use crate::{Error, Result};
@@ -123,17 +124,20 @@ fn standalone_accuracy(dir: &Path, cfg: TrainConfig) -> Result<f64> {
             Error::bad_file(dir.join(RUN_FILE), "a finished training run without epochs")
         })?;
         return Ok(last.val_acc);
-    } else if dir.join(RUN_FILE).is_file() {
+    } else if dir.join(crate::run::CHECKPOINT_FILE).is_file() {
         train::resume(dir, true)?
     } else {
         train::start(cfg, dir, true)?
     };
     match outcome {
         train::Outcome::Finished { test, .. } => Ok(test.accuracy),
-        train::Outcome::Interrupted { .. } => Err(Error::Other(format!(
-            "interrupted; run the same rank-check again to continue ({})",
-            dir.display()
-        ))),
+        train::Outcome::Interrupted(stopped) => Err(Error::Interrupted {
+            signal: stopped.signal,
+            message: format!(
+                "rank-check interrupted during the training in {}; run the same rank-check again to continue",
+                dir.display()
+            ),
+        }),
     }
 }
 
@@ -161,7 +165,8 @@ pub fn rank_check(
     }
     let name = format!("{samples}-k{}", cfg.k);
     check_name(&name)?;
-    let search: SearchConfig = crate::rundir::read_config(dir)?;
+    let run = RunDir::attach(dir)?;
+    let search: SearchConfig = run.read_config()?;
     let mut network = search.network;
     network.layers = cfg.layers.or(network.layers);
     network.channels = cfg.channels.or(network.channels);
@@ -216,8 +221,8 @@ pub fn rank_check(
             ("top".into(), cfg.top.to_string()),
             ("top_overlap".into(), show(overlap)),
             ("epochs".into(), cfg.epochs.to_string()),
-            ("subset".into(), format!("{:?}", cfg.subset)),
-            ("test_subset".into(), format!("{:?}", cfg.test_subset)),
+            ("subset".into(), all_or(cfg.subset)),
+            ("test_subset".into(), all_or(cfg.test_subset)),
             ("batch_size".into(), cfg.batch_size.to_string()),
             ("seed".into(), cfg.seed.to_string()),
         ],
@@ -230,7 +235,7 @@ pub fn rank_check(
             ("standalone_accuracy".into(), Column::F64(y)),
         ],
     };
-    let csv = store_table(dir, table, &format!("rank-check-{name}"))?;
+    let csv = store_table(&run, table, &format!("rank-check-{name}"))?;
     Ok(RankCheckReport {
         rows,
         kendall_tau: tau,
@@ -239,4 +244,9 @@ pub fn rank_check(
         group,
         csv,
     })
+}
+
+/// A subset size as the table records it: the number, or `all`.
+fn all_or(n: Option<usize>) -> String {
+    n.map_or("all".into(), |n| n.to_string())
 }

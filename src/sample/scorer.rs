@@ -3,8 +3,7 @@
 //! runs, on the run's architecture (validation) half, with a choice of BN statistics.
 use crate::data::Loader;
 use crate::evaluate::evaluate_batches;
-use crate::inspect::Architecture;
-use crate::inspect::Summary;
+use crate::model::{Model, ModelSpec};
 use crate::search::{load_trained, SearchConfig, SearchState};
 use crate::space::{Genotype, SearchSpace};
 use crate::supernet::OpStyle;
@@ -186,13 +185,14 @@ impl Scorer {
 
     /// Trainable parameters and multiply-adds per image of the sub-network of `g`.
     pub fn cost(&self, g: &Genotype) -> Result<(u64, u64)> {
-        let arch = Architecture {
+        Model::cost(ModelSpec {
+            space_file: self.cfg.space.clone(),
+            space: self.space.clone(),
             genotype: g.clone(),
+            input: self.input,
             style: OpStyle::Inherited,
             auxiliary: false,
-        };
-        let summary = Summary::new(&self.space, self.input, Some(&arch))?;
-        Ok((summary.parameters as u64, summary.macs_per_image))
+        })
     }
 
     /// Running statistics := the plain average of the train-mode batch statistics over `k`

@@ -1,23 +1,17 @@
-//! Checkpoints: one safetensors file holding the network (weights and BN statistics), the
-//! alphas, both optimizers' state and the position in the run, written atomically. The data
-//! order and augmentation are pure functions of (seed, epoch, step), so the position is
-//! the whole RNG state.
+//! What a search checkpoint holds: the network (weights and BN statistics), the alphas
+//! (and betas), both optimizers' state, and the position, under stable names.
 use super::state::SearchState;
-use crate::tensorfile::TensorMap;
-use crate::{Error, Result};
+use crate::run::{checkpoint, Position, RunDir};
+use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-pub const FILE: &str = "checkpoint.safetensors";
-
-/// Where the run stands: the next step to run is `step_in_epoch` of `epoch`.
+/// The position record of a search checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub epoch: usize,
-    pub step_in_epoch: usize,
-    /// Steps completed since the start of the run.
-    pub global_step: u64,
+pub struct SearchPosition {
+    #[serde(flatten)]
+    pub pos: Position,
     pub adam_step: i64,
     /// Hash of the resolved space, to refuse resuming with another space.
     pub space_hash: u64,
@@ -48,42 +42,21 @@ fn state_tensors(st: &SearchState) -> Vec<(String, Tensor)> {
     named
 }
 
-pub fn save(st: &SearchState, pos: &Position, dir: &Path) -> Result<()> {
-    let mut named = state_tensors(st);
-    named.push(("position".into(), encode_position(pos)));
-    // On failure the previous checkpoint is untouched.
-    crate::tensorfile::save(named, &dir.join(FILE))
+pub fn save(st: &SearchState, dir: &RunDir, pos: &Position) -> Result<()> {
+    let record = SearchPosition {
+        pos: *pos,
+        adam_step: st.adam.step,
+        space_hash: st.space.fingerprint(),
+    };
+    checkpoint::save(dir, state_tensors(st), &record)
 }
 
-/// A JSON record as a byte tensor, so the position travels in the same atomic file.
-pub fn encode_position(pos: &impl Serialize) -> Tensor {
-    let json = serde_json::to_vec(pos).expect("a position always serialises");
-    Tensor::from_slice(&json)
-}
-
-pub fn decode_position<P: for<'de> Deserialize<'de>>(map: &mut TensorMap) -> Result<P> {
-    let json = Vec::<u8>::try_from(map.take("position")?.to_kind(Kind::Uint8))
-        .map_err(|e| map.error(e.to_string()))?;
-    serde_json::from_slice(&json).map_err(|e| map.error(format!("bad position record: {e}")))
-}
-
-/// Open the checkpoint of `dir`, with a message that says why resuming needs one.
-pub fn open(dir: &Path) -> Result<TensorMap> {
-    let path = dir.join(FILE);
-    if !path.is_file() {
-        return Err(Error::bad_file(
-            &path,
-            "no checkpoint: nothing to resume in this directory",
-        ));
-    }
-    TensorMap::read(&path)
-}
-
-/// Restore `st` in place from `dir`'s checkpoint; returns the position to continue from.
-pub fn load(st: &mut SearchState, dir: &Path, space_hash: u64) -> Result<Position> {
-    let mut map = open(dir)?;
-    let pos: Position = decode_position(&mut map)?;
-    if pos.space_hash != space_hash {
+/// Restore `st` in place from the checkpoint of the run in `dir`; returns the position to
+/// continue from.
+pub fn load(st: &mut SearchState, dir: &Path) -> Result<Position> {
+    let mut map = checkpoint::open(dir)?;
+    let record: SearchPosition = checkpoint::decode_record(&mut map)?;
+    if record.space_hash != st.space.fingerprint() {
         return Err(map.error(
             "this checkpoint was written for a different search space (or network size) than the run's",
         ));
@@ -91,6 +64,6 @@ pub fn load(st: &mut SearchState, dir: &Path, space_hash: u64) -> Result<Positio
     for (key, dst) in state_tensors(st) {
         map.copy_into(&key, &dst)?;
     }
-    st.adam.step = pos.adam_step;
-    Ok(pos)
+    st.adam.step = record.adam_step;
+    Ok(record.pos)
 }

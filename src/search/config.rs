@@ -1,15 +1,19 @@
 //! The fully resolved configuration of a search, with the DARTS paper settings as defaults.
 //! Written as `config.toml` into the run directory and into the run file.
-use crate::data::{Augment, DataSource};
-use crate::space::NetworkOverrides;
+use crate::data::{AugmentOverrides, DataSource};
+use crate::run::parse_device;
+use crate::run::paths::{self, ConfigFile};
+use crate::space::{NetworkOverrides, SearchSpace};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum StrategyKind {
+    /// DARTS first order: the alpha gradient at the current weights.
     FirstOrder,
+    /// DARTS second order: the alpha gradient at the weights after a virtual SGD step.
     SecondOrder,
     /// Single-path one-shot (Guo et al. 2020): one uniform path per step, weights only.
     Spos,
@@ -29,35 +33,21 @@ impl StrategyKind {
     }
 }
 
-impl std::str::FromStr for StrategyKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "first-order" => Ok(StrategyKind::FirstOrder),
-            "second-order" => Ok(StrategyKind::SecondOrder),
-            "spos" => Ok(StrategyKind::Spos),
-            "gdas" => Ok(StrategyKind::Gdas),
-            _ => Err(Error::invalid(
-                "strategy",
-                s,
-                "first-order, second-order, spos or gdas",
-            )),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchConfig {
-    /// The search-space file, and size overrides applied to it.
+    /// The search-space file (absolute), or the name of a shipped space, and size
+    /// overrides applied to it.
     pub space: PathBuf,
     #[serde(default)]
     pub network: NetworkOverrides,
     pub data: DataSource,
     /// Training images used (class-balanced, seeded) before the 50/50 split; all if absent.
     pub subset: Option<usize>,
-    /// Training augmentation; absent: the data format's default (resolved at start).
-    pub augment: Option<Augment>,
+    /// Training augmentation: each part left open takes the data format's default
+    /// (resolved at the start and recorded as resolved).
+    #[serde(default)]
+    pub augment: AugmentOverrides,
     pub strategy: StrategyKind,
     pub epochs: usize,
     pub batch_size: usize,
@@ -101,11 +91,11 @@ pub struct SearchConfig {
 impl Default for SearchConfig {
     fn default() -> Self {
         SearchConfig {
-            space: PathBuf::from("supernets/darts_cnn.toml"),
+            space: PathBuf::from("darts_cnn"),
             network: NetworkOverrides::default(),
             data: DataSource::default(),
             subset: None,
-            augment: None,
+            augment: AugmentOverrides::default(),
             strategy: StrategyKind::FirstOrder,
             epochs: 50,
             batch_size: 64,
@@ -176,17 +166,32 @@ impl SearchConfig {
         Ok(())
     }
 
+    /// Read a config file; its relative paths are relative to its directory.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        <Self as ConfigFile>::from_file(path)
+    }
+
+    /// Parse the text of the config file `path`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        <Self as ConfigFile>::from_toml(text, path)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a SearchConfig always serialises")
     }
 
-    pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::bad_file(path, e.to_string()))
+    /// [`Self::validate`], then the space it names with the network overrides applied,
+    /// checked against the options that depend on it.
+    pub fn validate_with_space(&self) -> Result<SearchSpace> {
+        self.validate()?;
+        let space = SearchSpace::load(&self.space)?.with_overrides(self.network)?;
+        self.partial().check_space(&space)?;
+        Ok(space)
     }
 
     /// Reject values no search can run with, naming the field.
     pub fn validate(&self) -> Result<()> {
-        use crate::rundir::check::{at_least_one, fraction, positive};
+        use crate::run::check::{at_least_one, fraction, positive};
         at_least_one("epochs", self.epochs)?;
         at_least_one("batch_size", self.batch_size)?;
         at_least_one("alpha_every", self.alpha_every)?;
@@ -236,33 +241,9 @@ impl SearchConfig {
     }
 }
 
-/// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(text: &str) -> Result<tch::Device> {
-    let bad = || Error::invalid("device", text, "auto, cpu, cuda or cuda:N");
-    let cuda = |i: usize| {
-        let n = tch::Cuda::device_count() as usize;
-        if i < n {
-            Ok(tch::Device::Cuda(i))
-        } else {
-            Err(Error::invalid(
-                "device",
-                text,
-                if n == 0 {
-                    "a CUDA device, but libtorch sees none on this machine (use --device cpu)"
-                        .to_string()
-                } else {
-                    format!("cuda:0..cuda:{}", n - 1)
-                },
-            ))
-        }
-    };
-    match text {
-        "auto" => Ok(tch::Device::cuda_if_available()),
-        "cpu" => Ok(tch::Device::Cpu),
-        "cuda" => cuda(0),
-        _ => match text.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(i)) => cuda(i),
-            _ => Err(bad()),
-        },
+impl ConfigFile for SearchConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        self.space = paths::from_config_file(&self.space, base);
+        self.data.path = paths::from_config_file(&self.data.path, base);
     }
 }

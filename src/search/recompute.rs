@@ -10,7 +10,8 @@
 //! updated exactly once, as without recomputation. Values equal those of the plain forward
 //! pass (the same kernels on the same inputs); gradients equal those of one backward pass
 //! up to the order of floating-point summation.
-use super::state::{accuracy, Batch, SearchState};
+use super::state::{Batch, SearchState};
+use crate::evaluate::accuracy;
 use crate::supernet::{ArchWeights, Pass};
 use tch::{Kind, Tensor};
 

@@ -4,8 +4,9 @@ use super::config::SearchConfig;
 use super::recompute::{self, Wrt};
 use super::strategy::finite;
 use crate::arch::ArchParams;
-use crate::data::rng::Rng;
-use crate::optim::{clip_grad_norm, grad_norm, zero_grad, Adam, Sgd};
+use crate::evaluate::accuracy;
+use crate::optim::{clip_grad_norm, grad_norm, split_variables, zero_grad, Adam, Sgd};
+use crate::rng::Rng;
 use crate::space::SearchSpace;
 use crate::supernet::ArchWeights;
 use crate::supernet::{InputShape, Supernet};
@@ -123,7 +124,8 @@ impl SearchState {
     }
 
     /// The loss under `mix` (a constant), the batch accuracy and the gradients of `wrt`, as
-    /// `torch.autograd.grad` gives them (undefined where the loss does not depend on one);
+    /// `torch.autograd.grad(..., materialize_grads=True)` gives them (zeros where the loss
+    /// does not depend on one);
     /// with `cfg.recompute`, cell by cell (see [`super::recompute`]).
     pub fn grads_of(
         &self,
@@ -131,12 +133,21 @@ impl SearchState {
         mix: &ArchWeights,
         wrt: &[Tensor],
     ) -> (Tensor, f64, Vec<Tensor>) {
-        if self.cfg.recompute {
-            return recompute::loss_and_grads(self, batch, mix, Wrt::These(wrt));
-        }
-        let (loss, acc) = self.loss_with(batch, mix);
-        let grads = Tensor::run_backward(&[&loss], wrt, false, false);
-        (loss.detach(), acc, grads)
+        let (loss, acc, grads) = if self.cfg.recompute {
+            recompute::loss_and_grads(self, batch, mix, Wrt::These(wrt))
+        } else {
+            let (loss, acc) = self.loss_with(batch, mix);
+            let grads = Tensor::run_backward(&[&loss], wrt, false, false);
+            (loss.detach(), acc, grads)
+        };
+        // Zeros where the loss does not depend on a tensor (`materialize_grads`): the
+        // normal-cell alphas of a network whose every cell is a reduction cell, say.
+        let grads = grads
+            .into_iter()
+            .zip(wrt)
+            .map(|(g, w)| if g.defined() { g } else { w.zeros_like() })
+            .collect();
+        (loss, acc, grads)
     }
 
     /// The loss under `mix` and its backward pass into the `.grad` of every weight it
@@ -215,7 +226,7 @@ impl SearchState {
     }
 
     /// SGD step of the weights on a training batch (clipped gradient).
-    pub fn weight_step(&mut self, train: &Batch) -> Result<super::strategy::StepStats> {
+    pub fn weight_step(&mut self, train: &Batch) -> Result<crate::run::StepStats> {
         self.weight_step_with(train, &self.arch.softmax_detached(), false)
     }
 
@@ -227,7 +238,7 @@ impl SearchState {
         train: &Batch,
         mix: &ArchWeights,
         only_active: bool,
-    ) -> Result<super::strategy::StepStats> {
+    ) -> Result<crate::run::StepStats> {
         zero_grad(&self.weights);
         let (loss, acc) = self.backward(train, mix);
         let value = finite(loss.double_value(&[]), "training loss", self)?;
@@ -242,7 +253,7 @@ impl SearchState {
         } else {
             self.sgd.step(&self.weights, self.lr);
         }
-        Ok(super::strategy::StepStats {
+        Ok(crate::run::StepStats {
             train_loss: value,
             train_acc: acc,
             grad_norm: norm,
@@ -261,24 +272,4 @@ impl SearchState {
             }
         });
     }
-}
-
-/// Names and tensors of the trainable weights, and the BN buffers, of a store, each in a
-/// stable (name-sorted) order.
-pub fn split_variables(vs: &nn::VarStore) -> (Vec<String>, Vec<Tensor>, Vec<Tensor>) {
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let (w, b): (Vec<_>, Vec<_>) = named.into_iter().partition(|(_, t)| t.requires_grad());
-    let (names, weights) = w.into_iter().unzip();
-    (names, weights, b.into_iter().map(|x| x.1).collect())
-}
-
-/// Fraction of correct top-1 predictions.
-pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
-    let correct = logits
-        .argmax(-1, false)
-        .eq_tensor(labels)
-        .sum(Kind::Int64)
-        .int64_value(&[]);
-    correct as f64 / labels.size()[0] as f64
 }

@@ -1,44 +1,11 @@
 //! Search algorithms. The loop owns data, logging and checkpoints; a [`Strategy`] owns what
 //! one step does to the weights and the alphas.
 use super::state::{Batch, SearchState};
-use crate::data::rng::{PURPOSE_GDAS_ARCH, PURPOSE_GDAS_WEIGHTS, PURPOSE_SPOS};
+use crate::rng::{PURPOSE_GDAS_ARCH, PURPOSE_GDAS_WEIGHTS, PURPOSE_SPOS};
+pub use crate::run::StepStats;
 use crate::supernet::ArchWeights;
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
-
-/// What one search step measured.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StepStats {
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub val_loss: f64,
-    pub val_acc: f64,
-    /// Norm of the weight gradient before clipping.
-    pub grad_norm: f64,
-}
-
-impl StepStats {
-    /// The run-file record of this step.
-    pub fn record(
-        &self,
-        step: u64,
-        epoch: usize,
-        lr: f64,
-        seconds: f64,
-    ) -> crate::record::StepRecord {
-        crate::record::StepRecord {
-            step,
-            epoch: epoch as u32,
-            train_loss: self.train_loss,
-            train_acc: self.train_acc,
-            val_loss: self.val_loss,
-            val_acc: self.val_acc,
-            lr,
-            grad_norm: self.grad_norm,
-            seconds,
-        }
-    }
-}
 
 pub trait Strategy {
     fn name(&self) -> &'static str;
@@ -132,7 +99,7 @@ impl Strategy for Spos {
     }
 
     fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats> {
-        let genotype = crate::sample::uniform_genotype(&st.space, &mut st.step_rng(PURPOSE_SPOS));
+        let genotype = crate::space::uniform_genotype(&st.space, &mut st.step_rng(PURPOSE_SPOS));
         let path = ArchWeights::from_genotype(&genotype, &st.space, st.device)?;
         // The validation batch only measures the path (BN statistics left as they were).
         let bn = st.save_bn_stats();

@@ -56,10 +56,26 @@ impl Genotype {
         let path = std::path::Path::new(arg);
         if path.is_file() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            Self::parse(&text).map_err(|e| Error::bad_file(path, e.to_string()))
-        } else {
-            Self::parse(arg)
+            return Self::parse(&text).map_err(|e| Error::bad_file(path, e.to_string()));
         }
+        if Self::looks_like_text(arg) {
+            return Self::parse(arg);
+        }
+        Err(Error::bad_file(
+            path,
+            if path.exists() {
+                "not a file (--genotype takes a genotype file or the genotype text)"
+            } else {
+                "no such genotype file (--genotype takes a file, or the genotype text itself: \
+                 Genotype(normal=...), |op~0|+|...|, or JSON)"
+            },
+        ))
+    }
+
+    /// Whether `arg` starts like one of the text forms [`Self::parse`] reads.
+    pub fn looks_like_text(arg: &str) -> bool {
+        let t = arg.trim_start();
+        t.starts_with("Genotype") || t.starts_with('|') || t.starts_with('{')
     }
 
     pub fn to_json(&self) -> String {
@@ -244,7 +260,7 @@ impl CellGenotype {
                 return Err(Error::invalid(
                     field(&format!("node {to}")),
                     format!("{} edges", node.len()),
-                    format!("{expected} incoming edges ({:?} derivation)", cell.derive),
+                    format!("{expected} incoming edges ({} derivation)", cell.derive),
                 ));
             }
             for (k, e) in node.iter().enumerate() {
@@ -267,8 +283,13 @@ impl CellGenotype {
                         field("operation"),
                         e.op,
                         format!(
-                            "one of the space's ops: {:?}",
-                            space.ops.iter().map(|o| o.name()).collect::<Vec<_>>()
+                            "one of the space's ops: {}",
+                            space
+                                .ops
+                                .iter()
+                                .map(|o| o.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     ));
                 }

@@ -1,10 +1,16 @@
 //! Search spaces and discrete architectures as plain data (no tensors).
+mod builtin;
 mod genotype;
 mod op;
+mod sampling;
+mod size;
 mod spec;
 
+pub use builtin::{is_shipped, shipped_names};
 pub use genotype::{CellGenotype, GeneEdge, Genotype};
 pub use op::OpKind;
+pub use sampling::{crossover, mutate, uniform_genotype, Sampler};
+pub use size::SizeBound;
 pub use spec::{
     CellSpec, CellType, DeriveRule, EdgeId, NetworkOverrides, NetworkSpec, SearchSpace,
 };

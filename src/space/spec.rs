@@ -121,6 +121,46 @@ impl CellType {
     }
 }
 
+impl std::fmt::Display for NetworkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetworkSpec::Darts {
+                layers,
+                channels,
+                stem_multiplier,
+                ..
+            } => {
+                let r: Vec<String> = self
+                    .reduction_layers()
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect();
+                write!(
+                    f,
+                    "DARTS network: {layers} cells (reduction cells {}), {channels} channels, stem x{stem_multiplier}",
+                    r.join(", ")
+                )
+            }
+            NetworkSpec::Nb201 {
+                cells_per_stage,
+                channels,
+            } => write!(
+                f,
+                "NAS-Bench-201 network: 3 stages of {cells_per_stage} cells, {channels} channels"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for DeriveRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeriveRule::TopK { keep } => write!(f, "top-{keep} per node"),
+            DeriveRule::Argmax => f.write_str("argmax per edge"),
+        }
+    }
+}
+
 impl NetworkSpec {
     pub fn channels(&self) -> usize {
         match self {
@@ -237,11 +277,11 @@ impl SearchSpace {
                 return Err(Error::invalid("ops", op, "each operation at most once"));
             }
         }
-        if cell.nodes == 0 {
+        if cell.nodes == 0 || cell.nodes > MAX_NODES {
             return Err(Error::invalid(
                 "cell.nodes",
-                0,
-                "at least 1 intermediate node",
+                cell.nodes,
+                format!("1..={MAX_NODES} intermediate nodes"),
             ));
         }
         if cell.concat.is_empty() {
@@ -293,9 +333,9 @@ impl SearchSpace {
                         "2 for a DARTS network (the outputs of the two previous cells)",
                     ));
                 }
-                positive("network.layers", *layers)?;
-                positive("network.channels", *channels)?;
-                positive("network.stem_multiplier", *stem_multiplier)?;
+                in_range("network.layers", *layers, MAX_CELLS)?;
+                in_range("network.channels", *channels, MAX_CHANNELS)?;
+                in_range("network.stem_multiplier", *stem_multiplier, 64)?;
                 for r in self.network.reduction_layers() {
                     if r >= *layers {
                         return Err(Error::invalid(
@@ -327,17 +367,30 @@ impl SearchSpace {
                         ),
                     ));
                 }
-                positive("network.cells_per_stage", *cells_per_stage)?;
-                positive("network.channels", *channels)?;
+                in_range("network.cells_per_stage", *cells_per_stage, MAX_CELLS)?;
+                in_range("network.channels", *channels, MAX_CHANNELS)?;
             }
         }
         Ok(())
     }
 }
 
-fn positive(field: &str, v: usize) -> Result<()> {
+/// Structural limits, far above any published network, that keep a typo (an extra few
+/// zeros) from being taken for a network size. What fits in memory is checked separately,
+/// before anything is allocated ([`SearchSpace::size_bound`]).
+pub const MAX_CELLS: usize = 10_000;
+pub const MAX_CHANNELS: usize = 1 << 20;
+pub const MAX_NODES: usize = 64;
+
+fn in_range(field: &str, v: usize, max: usize) -> Result<()> {
     if v == 0 {
         Err(Error::invalid(field, v, "a positive number"))
+    } else if v > max {
+        Err(Error::invalid(
+            field,
+            v,
+            format!("a positive number at most {max}"),
+        ))
     } else {
         Ok(())
     }

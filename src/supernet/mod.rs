@@ -7,5 +7,5 @@ mod partial;
 mod weights;
 
 pub use network::{InputShape, Logits, OpStyle, Pass, Supernet};
-pub use partial::{channel_shuffle, normalise_edges, normalise_edges_host, PartialChannels};
+pub use partial::{channel_shuffle, normalise_edges, PartialChannels};
 pub use weights::{edge_choice, ArchWeights, MixWeights};

@@ -40,10 +40,32 @@ impl InputShape {
             classes,
         })
     }
+
+    /// The shape of a data set's images and its classes.
+    pub fn of(data: &crate::data::Dataset) -> Self {
+        InputShape {
+            channels: data.channels() as i64,
+            height: data.height() as i64,
+            width: data.width() as i64,
+            classes: data.num_classes() as i64,
+        }
+    }
+}
+
+impl std::fmt::Display for InputShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}x{}x{} images, {} classes",
+            self.channels, self.height, self.width, self.classes
+        )
+    }
 }
 
 /// How the operations of a network are built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum OpStyle {
     /// As in the supernet: affine-free BN inside the operations, BN after pooling in DARTS
@@ -72,17 +94,6 @@ impl OpStyle {
                 affine: Affine::Yes,
                 pool_bn: false,
             },
-        }
-    }
-}
-
-impl std::str::FromStr for OpStyle {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "inherited" => Ok(OpStyle::Inherited),
-            "standalone" => Ok(OpStyle::Standalone),
-            _ => Err(Error::invalid("style", s, "standalone or inherited")),
         }
     }
 }

@@ -143,16 +143,3 @@ pub fn normalise_edges(betas: &Tensor, inputs: usize, nodes: usize) -> Tensor {
         .collect();
     Tensor::cat(&parts, 0)
 }
-
-/// [`normalise_edges`] on the host: one weight per edge.
-pub fn normalise_edges_host(betas: &[f32], inputs: usize, nodes: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(betas.len());
-    let mut start = 0;
-    for i in 0..nodes {
-        out.extend(crate::plot::data::softmax(
-            &betas[start..start + inputs + i],
-        ));
-        start += inputs + i;
-    }
-    out
-}

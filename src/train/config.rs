@@ -1,11 +1,12 @@
 //! The fully resolved configuration of a stand-alone training run, with the DARTS
 //! evaluation settings (`train.py`) as defaults. Written as `config.toml` into the run
 //! directory and into the run file.
-use crate::data::{Augment, DataSource};
-use crate::space::NetworkOverrides;
+use crate::data::{Augment, AugmentOverrides, DataSource};
+use crate::run::paths::{self, ConfigFile};
+use crate::space::{Genotype, NetworkOverrides};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +27,7 @@ pub struct TrainConfig {
     /// Test images evaluated after each epoch (class-balanced, seeded); all if absent.
     pub test_subset: Option<usize>,
     /// Training augmentation: each part left open takes the data format's default
-    /// (cutout: 16).
+    /// (cutout: 16, see [`TrainConfig::augment_default`]).
     #[serde(default)]
     pub augment: AugmentOverrides,
     /// Weight of the auxiliary head's loss; 0 builds no head.
@@ -50,26 +51,6 @@ pub struct TrainConfig {
     pub threads: usize,
 }
 
-/// Augmentation settings given explicitly; the rest follows the data.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AugmentOverrides {
-    pub crop_padding: Option<usize>,
-    pub flip: Option<bool>,
-    pub cutout: Option<usize>,
-}
-
-impl AugmentOverrides {
-    /// These settings on top of `default` (cutout defaults to DARTS's 16).
-    pub fn resolve(&self, default: Augment) -> Augment {
-        Augment {
-            crop_padding: self.crop_padding.unwrap_or(default.crop_padding),
-            flip: self.flip.unwrap_or(default.flip),
-            cutout: self.cutout.unwrap_or(EVAL_CUTOUT),
-        }
-    }
-}
-
 /// DARTS `train.py`: 20 cells, 36 channels, cutout 16 (set where the space is known).
 pub const EVAL_LAYERS: usize = 20;
 pub const EVAL_CHANNELS: usize = 36;
@@ -79,7 +60,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             genotype: String::new(),
-            space: PathBuf::from("supernets/darts_cnn.toml"),
+            space: PathBuf::from("darts_cnn"),
             network: NetworkOverrides::default(),
             init: None,
             style: crate::supernet::OpStyle::Standalone,
@@ -105,13 +86,32 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// What augmentation parts left open become: the data format's default, with DARTS's
+    /// cutout of 16.
+    pub fn augment_default(data_default: Augment) -> Augment {
+        Augment {
+            cutout: EVAL_CUTOUT,
+            ..data_default
+        }
+    }
+
+    /// Read a config file; its relative paths are relative to its directory.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        <Self as ConfigFile>::from_file(path)
+    }
+
+    /// Parse the text of the config file `path`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        <Self as ConfigFile>::from_toml(text, path)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a TrainConfig always serialises")
     }
 
     /// Reject values no training can run with, naming the field.
     pub fn validate(&self) -> Result<()> {
-        use crate::rundir::check::{at_least_one, fraction, non_negative, positive};
+        use crate::run::check::{at_least_one, fraction, non_negative, positive};
         at_least_one("epochs", self.epochs)?;
         at_least_one("batch_size", self.batch_size)?;
         positive("lr", self.lr)?;
@@ -134,6 +134,9 @@ impl TrainConfig {
                 "a genotype (--genotype FILE|STRING) or a model to start from (--init DIR)",
             ));
         }
+        if self.init.is_none() {
+            Genotype::from_arg(&self.genotype)?;
+        }
         if let Some(init) = &self.init {
             if !init.exists() {
                 return Err(Error::invalid(
@@ -143,7 +146,19 @@ impl TrainConfig {
                 ));
             }
         }
-        crate::search::parse_device(&self.device)?;
+        crate::run::parse_device(&self.device)?;
         Ok(())
+    }
+}
+
+impl ConfigFile for TrainConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        self.space = paths::from_config_file(&self.space, base);
+        self.data.path = paths::from_config_file(&self.data.path, base);
+        self.init = self.init.as_ref().map(|p| paths::from_config_file(p, base));
+        if !Genotype::looks_like_text(&self.genotype) && !self.genotype.trim().is_empty() {
+            let g = paths::from_config_file(Path::new(&self.genotype), base);
+            self.genotype = g.display().to_string();
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! One integration test binary (every test binary links libtorch).
 mod data;
+mod layers;
 mod pcdarts;
 mod plot;
 mod reference;
+mod runs;
 mod sample;
 mod search;
 mod space;

@@ -8,7 +8,8 @@ use super::space::space;
 use super::supernet::input;
 use std::path::Path;
 use supernet::arch::ArchParams;
-use supernet::derive::{derive, derive_run, scale_by_betas, RuleArg};
+use supernet::derive::{derive, scale_by_betas, RuleArg};
+use supernet::record::derive_run;
 use supernet::record::{read_run, write_run, AlphaRecord, RunLog, RunMeta};
 use supernet::search::{Batch, FirstOrder, SearchConfig, SearchState, SecondOrder, Strategy};
 use supernet::space::CellType;
@@ -132,7 +133,7 @@ fn derivation_weights_edges_by_their_normalised_betas() {
                 .copy_(&Tensor::from_slice(&BETAS));
         }
     });
-    assert_eq!(arch.genotype(&s).to_text(), pc);
+    assert_eq!(arch.genotype(&s).unwrap().to_text(), pc);
 
     // ... and from a run file, with and without the betas.
     let dir = tempfile::tempdir().unwrap();

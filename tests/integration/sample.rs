@@ -3,9 +3,9 @@
 //! strategies (short searches, exact resume).
 use super::search::{fails_with, kill_after_first_mid_run_checkpoint, ok, supernet, tiny_search};
 use std::path::Path;
-use supernet::data::rng::PURPOSE_SPOS;
 use supernet::evaluate::evaluate;
 use supernet::record::{read_run, Column};
+use supernet::rng::PURPOSE_SPOS;
 use supernet::sample::rank::{kendall_tau_b, spearman_rho, top_k_overlap};
 use supernet::sample::{
     draw_distinct, evolve, sample, uniform_genotype, BnMode, EvolveConfig, SampleConfig,
@@ -358,7 +358,7 @@ fn gdas_sample_is_one_op_per_edge_with_a_straight_through_gradient() {
     assert!((cfg.tau(2) - 5.05).abs() < 1e-12);
     assert!((cfg.tau(4) - 0.1).abs() < 1e-12);
     let arch = supernet::arch::ArchParams::new(&space, Device::Cpu);
-    let key = |step: u64| supernet::data::rng::Rng::from_key(&[1, 2, step]);
+    let key = |step: u64| supernet::rng::Rng::from_key(&[1, 2, step]);
     let w = arch.gumbel_hard(1.0, &mut key(0), false);
     let rows = w.normal.weights.detach();
     let ones = rows.eq(1.0).sum_dim_intlist(-1, false, Kind::Int64);

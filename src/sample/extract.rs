@@ -1,6 +1,7 @@
 //! `supernet extract`: the sub-network of a trained supernet with the weights it inherits,
 //! as a stand-alone model file that `supernet train --init` fine-tunes from.
-use super::{Model, ModelSpec};
+use crate::model::{Model, ModelSpec};
+use crate::run::RunDir;
 use crate::search::load_trained;
 use crate::space::Genotype;
 use crate::supernet::OpStyle;
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 /// Export the sub-network of `genotype` (default: the run's current derivation) of the
 /// supernet in `run_dir` into `out`; returns the path of its `model.json`.
 pub fn extract(run_dir: &Path, genotype: Option<Genotype>, out: &Path) -> Result<PathBuf> {
-    let trained = load_trained(run_dir)?;
+    let run = RunDir::attach(run_dir)?;
+    let trained = load_trained(run.path())?;
     trained
         .cfg
         .require_full_channels("extracting a sub-network")?;
@@ -18,7 +20,7 @@ pub fn extract(run_dir: &Path, genotype: Option<Genotype>, out: &Path) -> Result
     let space = trained.setup.space.clone();
     let genotype = match genotype {
         Some(g) => g,
-        None => st.arch.genotype(&space),
+        None => st.arch.genotype(&space)?,
     };
     genotype.validate(&space)?;
     let spec = ModelSpec {

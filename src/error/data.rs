@@ -6,11 +6,10 @@ pub enum DataError {
     /// A file or directory that is not there, with how to obtain it.
     #[error("{path}: not found; {hint}", path = path.display())]
     NotFound { path: PathBuf, hint: String },
-    #[error("{path}: {source}", path = path.display())]
+    #[error("{path}: {cause}", path = path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: bad magic number 0x{found:08x}, expected {expected}", path = path.display())]
     BadMagic {
@@ -76,7 +75,10 @@ impl DataError {
                 hint: "check the path".into(),
             };
         }
-        DataError::Io { path, source }
+        DataError::Io {
+            path,
+            cause: source,
+        }
     }
 
     pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
@@ -97,23 +99,4 @@ impl DataError {
             expected: expected.into(),
         }
     }
-}
-
-/// Checks every label against `0..num_classes`, naming `origin` in the error.
-pub(crate) fn check_labels(
-    origin: &str,
-    labels: impl IntoIterator<Item = i64>,
-    num_classes: usize,
-) -> Result<(), DataError> {
-    for (index, label) in labels.into_iter().enumerate() {
-        if label < 0 || label as u64 >= num_classes as u64 {
-            return Err(DataError::LabelOutOfRange {
-                origin: origin.to_string(),
-                index,
-                label,
-                num_classes,
-            });
-        }
-    }
-    Ok(())
 }

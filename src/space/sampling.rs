@@ -4,10 +4,10 @@
 //! distinct predecessors, each with an op other than `none`; NAS-Bench-201 argmax: every
 //! edge keeps one op, `none` included), with each node's edges sorted by input, so that
 //! equal architectures have equal text.
-use crate::data::rng::Rng;
-use crate::space::SearchSpace;
-use crate::space::{CellGenotype, CellSpec, CellType, DeriveRule, GeneEdge, Genotype, OpKind};
-use crate::{Error, Result};
+use super::{
+    CellGenotype, CellSpec, CellType, DeriveRule, GeneEdge, Genotype, OpKind, SearchSpace,
+};
+use crate::rng::Rng;
 
 /// Where architectures are drawn from.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,33 +21,6 @@ pub enum Sampler {
         normal: Vec<Vec<f32>>,
         reduce: Option<Vec<Vec<f32>>>,
     },
-}
-
-/// `--from uniform|alphas`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SampleFrom {
-    Uniform,
-    Alphas,
-}
-
-impl SampleFrom {
-    pub fn name(self) -> &'static str {
-        match self {
-            SampleFrom::Uniform => "uniform",
-            SampleFrom::Alphas => "alphas",
-        }
-    }
-}
-
-impl std::str::FromStr for SampleFrom {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "uniform" => Ok(SampleFrom::Uniform),
-            "alphas" => Ok(SampleFrom::Alphas),
-            _ => Err(Error::invalid("--from", s, "uniform or alphas")),
-        }
-    }
 }
 
 /// Index drawn in proportion to `w` (non-negative; uniform when they sum to zero).

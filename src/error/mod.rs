@@ -1,18 +1,23 @@
-//! The library's error type: every variant names what was wrong and where.
+//! The library's error types: every variant names what was wrong and where. Each message
+//! is complete on its own (causes are part of the text, not a `source()` chain), so a
+//! chain printed with `{:#}` says everything once.
+mod data;
+
+pub use data::DataError;
+
 use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}", path = path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file that was read but whose content is wrong (space file, genotype, run file...).
-    #[error("{path}: {message}")]
+    #[error("{path}: {message}", path = path.display())]
     BadFile { path: PathBuf, message: String },
     /// A value that does not fit: names the field, the value and what is allowed.
     #[error("invalid {field} = {value}: {expected}")]
@@ -22,27 +27,45 @@ pub enum Error {
         expected: String,
     },
     #[error(transparent)]
-    Data(#[from] crate::data::DataError),
+    Data(#[from] DataError),
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     #[error("HDF5: {0}")]
-    Hdf5(#[from] hdf5::Error),
-    /// The search stopped because a loss or gradient was not finite.
+    Hdf5(hdf5::Error),
+    /// The run stopped because a loss or gradient was not finite.
     #[error("non-finite {what} at epoch {epoch}, step {step}; the last checkpoint and the run file are intact")]
     NonFinite {
         what: String,
         epoch: usize,
         step: usize,
     },
+    /// Stopped by a signal after checkpointing; `message` says how to continue.
+    #[error("{message}")]
+    Interrupted { signal: i32, message: String },
+    /// Another process holds the run directory (see [`crate::fs::FileLock`]).
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Self {
+        Error::Torch(e)
+    }
+}
+
+impl From<hdf5::Error> for Error {
+    fn from(e: hdf5::Error) -> Self {
+        Error::Hdf5(e)
+    }
 }
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

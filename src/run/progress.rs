@@ -1,7 +1,7 @@
 //! Console progress: a bar per epoch (steps/s, losses, ETA) and one line per epoch. When
 //! stderr is not a terminal (a log file), a plain line every fifth of an epoch instead of
 //! the bar. Everything printed here is also in the run file; `--quiet` prints nothing.
-use super::strategy::StepStats;
+use super::driver::StepStats;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 

@@ -1,0 +1,192 @@
+//! `supernet search`: flags into a [`SearchConfig`], the memory check, and the outcome.
+use super::args::{given_flags, overlay};
+use super::flags::{AugmentFlags, NetworkFlags, RunFlags};
+use super::Exit;
+use crate::data::{DataFormat, DataSource};
+use crate::run::{paths, Stopped};
+use crate::search::{Outcome, RunOptions, SearchConfig, StrategyKind};
+use crate::supernet::InputShape;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct SearchArgs {
+    /// Continue the run in this directory from its last checkpoint, with the config it
+    /// was started with (flags that would change it are refused; --space must match).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Start from this config file (a run's config.toml, say); flags override it. Its
+    /// relative paths are relative to its directory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory or file [default: Fashion-MNIST from /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Data format [default: detected from the files].
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormat>,
+    #[command(flatten)]
+    pub set: SearchFlags,
+    /// Start without predicting the step's peak memory first. The prediction runs the
+    /// step at batches 8 and 16 in child processes (seconds) and refuses a search that
+    /// would not fit in the available memory.
+    #[arg(long)]
+    pub no_memory_check: bool,
+    /// Memory the search may use, in GiB, for the check above; the probe steps are held
+    /// to it too [default: the memory the system has available].
+    #[arg(long, value_name = "GIB")]
+    pub memory_limit: Option<f64>,
+    /// Run directory [default: runs/<space>-seed<seed>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The flags that set [`SearchConfig`] fields, named as the fields are (laid over the
+/// config by name, see [`overlay`]).
+#[derive(clap::Args, Debug, Serialize)]
+pub struct SearchFlags {
+    /// Search-space file, or the name of a shipped space (darts_cnn, nb201, fmnist_small,
+    /// tiny).
+    #[arg(long)]
+    pub space: Option<PathBuf>,
+    /// Use this many training images (class-balanced, seeded) before the 50/50 split
+    /// [default: all].
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// The search algorithm.
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyKind>,
+    /// Alphas: Adam learning rate.
+    #[arg(long)]
+    pub arch_lr: Option<f64>,
+    /// Alphas: Adam beta1.
+    #[arg(long)]
+    pub arch_beta1: Option<f64>,
+    /// Alphas: Adam beta2.
+    #[arg(long)]
+    pub arch_beta2: Option<f64>,
+    /// Alphas: L2 weight decay.
+    #[arg(long)]
+    pub arch_weight_decay: Option<f64>,
+    /// GDAS: initial Gumbel-softmax temperature.
+    #[arg(long)]
+    pub tau_max: Option<f64>,
+    /// GDAS: final temperature (linear annealing over the epochs).
+    #[arg(long)]
+    pub tau_min: Option<f64>,
+    /// Record the alphas every this many steps (and at every epoch end).
+    #[arg(long)]
+    pub alpha_every: Option<usize>,
+    /// Recompute each cell's activations during the backward pass instead of keeping
+    /// them (activation checkpointing): much less memory, about one more forward pass per
+    /// backward pass. Same results up to float summation order.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recompute: bool,
+    /// PC-DARTS: each edge's ops see 1/K of the channels (K must divide every cell's
+    /// channels), and edges are normalised by learnt betas (1: off).
+    #[arg(long, value_name = "K")]
+    pub partial_channels: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub network: NetworkFlags,
+    #[command(flatten)]
+    pub augment: AugmentFlags,
+}
+
+/// The flags `--resume` takes besides itself: how to run, not what.
+const RESUME_FLAGS: [&str; 5] = [
+    "resume",
+    "quiet",
+    "space",
+    "no_memory_check",
+    "memory_limit",
+];
+
+pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
+    let limit = a.memory_limit.map(|g| (g * (1u64 << 30) as f64) as u64);
+    let exe = std::env::current_exe()?;
+    let check = move |cfg: &SearchConfig, input: InputShape, device: tch::Device| {
+        crate::memory::check(&exe, cfg, input, device, limit)
+    };
+    let opts = RunOptions {
+        quiet: a.quiet,
+        preflight: (!a.no_memory_check).then_some(&check as _),
+    };
+    let outcome = match &a.resume {
+        Some(dir) => {
+            let ignored = given_flags(matches, &RESUME_FLAGS);
+            if !ignored.is_empty() {
+                anyhow::bail!(
+                    "--resume continues the run in {} with the config it was started with, so \
+                     these flags would be ignored: {}. Leave them out, or start a new run from \
+                     its config with them (supernet search --config {}/config.toml --out NEW_DIR \
+                     and the flags)",
+                    dir.display(),
+                    ignored.join(", "),
+                    dir.display(),
+                );
+            }
+            let space = a.set.space.as_deref().map(paths::from_command_line);
+            crate::search::resume(dir, space.as_deref(), &opts)?
+        }
+        None => {
+            let cfg = search_config(&a)?;
+            let out = a.out.clone().unwrap_or_else(|| {
+                let stem = cfg
+                    .space
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("search");
+                PathBuf::from(format!("runs/{stem}-seed{}", cfg.seed))
+            });
+            crate::search::start(cfg, &out, &opts)?
+        }
+    };
+    Ok(match outcome {
+        Outcome::Finished { genotype, dir } => {
+            println!("{}", genotype.to_text());
+            eprintln!(
+                "search finished: {0}/run.h5, {0}/genotype.txt, {0}/genotype.json",
+                dir.display()
+            );
+            Exit::Done
+        }
+        Outcome::Interrupted(Stopped {
+            dir,
+            global_step,
+            signal,
+        }) => {
+            eprintln!(
+                "search interrupted after {global_step} steps and checkpointed; continue with:\n  supernet search --resume {}",
+                dir.display()
+            );
+            Exit::Interrupted { signal }
+        }
+    })
+}
+
+/// Config file (or the DARTS defaults), then flags.
+fn search_config(a: &SearchArgs) -> anyhow::Result<SearchConfig> {
+    let base = match &a.config {
+        Some(path) => SearchConfig::from_file(path)?,
+        None => SearchConfig::default(),
+    };
+    let mut c: SearchConfig = overlay(&base, &a.set)?;
+    if let Some(space) = &a.set.space {
+        c.space = paths::from_command_line(space);
+    }
+    if let Some(path) = &a.data {
+        c.data = DataSource::new(paths::from_command_line(path));
+    }
+    if let Some(f) = a.format {
+        c.data = c.data.clone().with_format(f);
+    }
+    c.validate()?;
+    Ok(c)
+}

@@ -1,0 +1,233 @@
+//! `supernet sample`, `supernet evolve` and `supernet derive`: sub-networks of a trained
+//! supernet, scored with the weights they inherit.
+use super::args::{bn_parser, rule_parser};
+use crate::derive::RuleArg;
+use crate::run::RunDir;
+use crate::sample::{ArchScore, BnMode, SampleFrom, Scorer};
+use std::path::PathBuf;
+
+/// How sub-networks are scored (shared by sample, evolve and derive).
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// Run directory (a finished or interrupted search: config.toml, checkpoint, run.h5).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// BN statistics the sub-networks are evaluated with.
+    #[arg(long, default_value = "recalibrate:10", value_parser = bn_parser())]
+    pub bn: BnMode,
+    /// Score on at most this many evaluation batches of the architecture half [default: all].
+    #[arg(long)]
+    pub batches: Option<usize>,
+    /// CPU threads for libtorch [default: the run's setting]. Give each of several
+    /// concurrent jobs a share of the cores: oversubscribed threads are many times slower.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl ScoreArgs {
+    fn scorer(&self) -> anyhow::Result<Scorer> {
+        let scorer = Scorer::open(&self.run, self.bn, self.batches)?;
+        if let Some(t) = self.threads.filter(|&t| t > 0) {
+            tch::set_num_threads(t as i32);
+        }
+        Ok(scorer)
+    }
+
+    fn progress(&self) -> impl FnMut(usize, &ArchScore) + '_ {
+        move |i, s| {
+            if !self.quiet {
+                eprintln!(
+                    "{i:>4}  acc {:6.2}%  loss {:.4}  params {:>8}  MACs {:>11}  {}",
+                    100.0 * s.accuracy,
+                    s.loss,
+                    s.parameters,
+                    s.macs,
+                    s.text
+                );
+            }
+        }
+    }
+
+    /// Refuse at once, before the supernet is loaded and anything is scored, when the
+    /// results could not be written (the run busy, unreadable or its disk full).
+    fn preflight(&self) -> anyhow::Result<()> {
+        drop(RunDir::attach(&self.run)?);
+        Ok(())
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SampleArgs {
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    /// Number of distinct architectures.
+    #[arg(long)]
+    pub n: usize,
+    /// Where the architectures are drawn from.
+    #[arg(long, value_enum, default_value_t = SampleFrom::Uniform)]
+    pub from: SampleFrom,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Table name (/samples/NAME, RUN/samples-NAME.csv) [default: FROM-BN-seedSEED].
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvolveArgs {
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    /// Candidates per generation.
+    #[arg(long, default_value_t = 50)]
+    pub population: usize,
+    /// Generations.
+    #[arg(long, default_value_t = 20)]
+    pub generations: usize,
+    /// Probability that each choice (a node's inputs, an edge's op) is re-drawn.
+    #[arg(long, default_value_t = 0.1)]
+    pub mutation_prob: f64,
+    /// The best this many candidates so far are the parents of the next generation.
+    #[arg(long, default_value_t = 10)]
+    pub parents: usize,
+    /// Random search instead of evolution: N distinct uniform candidates.
+    #[arg(long, value_name = "N")]
+    pub random: Option<usize>,
+    /// Only candidates with at most this many parameters.
+    #[arg(long)]
+    pub max_params: Option<u64>,
+    /// Only candidates with at most this many multiply-adds per image (the "FLOPs" of
+    /// NAS papers).
+    #[arg(long, alias = "max-flops")]
+    pub max_macs: Option<u64>,
+    /// Seed of the draws, mutations and crossovers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// History name (/evolution/NAME, RUN/evolution-NAME.csv) [default: MODE-seedSEED].
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeriveArgs {
+    /// How the run's alphas become one architecture.
+    #[arg(long, default_value = "top2", value_parser = rule_parser())]
+    pub rule: RuleArg,
+    /// Seed of sample-top:K.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub score: ScoreArgs,
+}
+
+pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
+    a.score.preflight()?;
+    let scorer = a.score.scorer()?;
+    let cfg = crate::sample::SampleConfig {
+        n: a.n,
+        from: a.from,
+        seed: a.seed,
+        name: a.name.clone(),
+    };
+    let r = crate::sample::sample(&a.score.run, &scorer, &cfg, a.score.progress())?;
+    if r.duplicates > 0 {
+        eprintln!("{} duplicate draws skipped", r.duplicates);
+    }
+    if r.scores.len() < a.n {
+        eprintln!(
+            "only {} distinct architectures found in {} draws",
+            r.scores.len(),
+            20 * a.n
+        );
+    }
+    eprintln!(
+        "{} architectures scored on {} images: {}/run.h5 /{}, {}",
+        r.scores.len(),
+        scorer.val_images(),
+        a.score.run.display(),
+        r.group,
+        r.csv.display()
+    );
+    Ok(())
+}
+
+pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
+    a.score.preflight()?;
+    let scorer = a.score.scorer()?;
+    let cfg = crate::sample::EvolveConfig {
+        population: a.population,
+        generations: a.generations,
+        mutation_prob: a.mutation_prob,
+        parents: a.parents,
+        max_params: a.max_params,
+        max_macs: a.max_macs,
+        seed: a.seed,
+        random: a.random,
+        name: a.name.clone(),
+    };
+    let r = crate::sample::evolve(&a.score.run, &scorer, &cfg, a.score.progress())?;
+    println!("{}", r.best.text);
+    eprintln!(
+        "best of {} candidates: accuracy {:.2}%, loss {:.4}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
+        r.history.len(),
+        100.0 * r.best.accuracy,
+        r.best.loss,
+        r.best.parameters,
+        r.best.macs,
+        a.score.run.display(),
+        r.group,
+        r.csv.display(),
+        r.best_text.display(),
+        r.best_json.display()
+    );
+    Ok(())
+}
+
+pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
+    let rule = a.rule;
+    let dir = RunDir::attach(&a.score.run)?;
+    let genotype = match rule {
+        RuleArg::SampleTop(k) => {
+            let scorer = a.score.scorer()?;
+            let cfg = crate::sample::SampleConfig {
+                n: k,
+                from: SampleFrom::Alphas,
+                seed: a.seed,
+                name: Some(format!("derive-{}-seed{}", rule.name(), a.seed)),
+            };
+            let r = crate::sample::sample(dir.path(), &scorer, &cfg, a.score.progress())?;
+            let best = r
+                .scores
+                .iter()
+                .max_by(|x, y| {
+                    x.accuracy
+                        .total_cmp(&y.accuracy)
+                        .then(y.loss.total_cmp(&x.loss))
+                })
+                .ok_or_else(|| anyhow::anyhow!("sample-top:{k} scored no architecture"))?;
+            eprintln!(
+                "best of {} sampled: accuracy {:.2}% (scores in /{})",
+                r.scores.len(),
+                100.0 * best.accuracy,
+                r.group
+            );
+            best.genotype.clone()
+        }
+        _ => crate::record::derive_run(dir.path(), rule)?,
+    };
+    let stem = format!("genotype-{}", rule.name());
+    let txt = dir.write(
+        &format!("{stem}.txt"),
+        format!("{}\n", genotype.to_text()).as_bytes(),
+    )?;
+    let json = dir.write(
+        &format!("{stem}.json"),
+        format!("{}\n", genotype.to_json()).as_bytes(),
+    )?;
+    println!("{}", genotype.to_text());
+    eprintln!("written {}, {}", txt.display(), json.display());
+    Ok(())
+}
