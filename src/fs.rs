@@ -35,9 +35,13 @@ pub fn commit(tmp: &Path, dest: &Path) -> Result<()> {
     File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(tmp, e))?;
-    // Fault injection for the tests (FAILPOINTS="fs::commit=pause" stops a writer here,
-    // with the temporary file complete and the destination not yet replaced).
-    fail::fail_point!("fs::commit");
+    // Fault injection for the tests, with the temporary file complete and the destination
+    // not yet replaced: FAILPOINTS="fs::commit=pause" stops the writer here (to kill it),
+    // "fs::commit=return" fails the write as a full disk would.
+    fail::fail_point!("fs::commit", |_| Err(Error::io(
+        dest,
+        std::io::Error::other("no space left on device (injected by FAILPOINTS)")
+    )));
     std::fs::rename(tmp, dest).map_err(|e| Error::io(dest, e))?;
     sync_dir(dest)
 }

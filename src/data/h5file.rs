@@ -64,7 +64,13 @@ fn open(path: &Path) -> Result<hdf5::File, DataError> {
             hint: "give an existing HDF5 file".into(),
         });
     }
-    hdf5::File::open(path).map_err(|e| h5err(path, "cannot open", e))
+    // Read-only input: no HDF5 file lock. HDF5 opens files without close-on-exec, so a
+    // child process started while a writer (another program, or a test) held the file
+    // keeps that writer's lock, and a locking open here would fail with errno 11.
+    hdf5::File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(path)
+        .map_err(|e| h5err(path, "cannot open", e))
 }
 
 fn dataset(file: &hdf5::File, path: &Path, name: &str) -> Result<hdf5::Dataset, DataError> {

@@ -59,7 +59,11 @@ impl RunDir {
         let lock = match take(&path, LockMode::Exclusive) {
             Ok(lock) => lock,
             Err(e) => {
-                start.undo();
+                // Someone else holds the directory: touch none of its files (the lock
+                // file is theirs), only the directory if this call made it and it is empty.
+                if created_dir {
+                    let _ = std::fs::remove_dir(&path);
+                }
                 return Err(e);
             }
         };
@@ -231,7 +235,7 @@ impl Drop for RunDir {
 }
 
 impl Start {
-    /// Remove what a failed start wrote.
+    /// Remove what a failed start wrote (with the lock still held).
     fn undo(&self) {
         for f in &self.new_files {
             let _ = std::fs::remove_file(f);

@@ -590,3 +590,37 @@ fn non_finite_alphas_are_an_error_naming_the_cell_and_edge() {
         .output()
         .unwrap());
 }
+
+#[test]
+fn a_first_checkpoint_that_cannot_be_written_leaves_a_directory_a_new_search_takes() {
+    // The commits of a start are config.toml, run.h5 and the first checkpoint: the third
+    // fails as on a full disk. Before, the directory kept config.toml and run.h5, which
+    // neither --resume (no checkpoint) nor a new search (a run file) accepted.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let out = tiny_search(&dir, 1, &["--no-memory-check"])
+        .env("FAILPOINTS", "fs::commit=2*off->return")
+        .output()
+        .unwrap();
+    fails_with(out, &["checkpoint.safetensors", "no space left on device"]);
+    assert!(!dir.exists(), "the failed start left {dir:?} behind");
+    ok(tiny_search(&dir, 1, &["--no-memory-check"])
+        .output()
+        .unwrap());
+}
+
+#[test]
+fn sample_refuses_a_truncated_run_file_before_scoring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    ok(tiny_search(&dir, 1, &["--no-memory-check"])
+        .output()
+        .unwrap());
+    let file = dir.join("run.h5");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let out = sample(&dir, "t").output().unwrap();
+    fails_with(out, &["run.h5", "not a readable HDF5 file"]);
+    // Before, it scored every architecture and wrote the CSV before failing on the table.
+    assert!(!dir.join("samples-t.csv").exists());
+}
