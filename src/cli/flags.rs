@@ -1,7 +1,10 @@
 //! Flags that set config fields and that `search` and `train` share, named as the fields
 //! are (each verb lays them over its config by name, see [`super::args::overlay`]).
 use super::args::device_parser;
+use crate::data::{DataFormat, DataSource};
+use crate::run::paths;
 use serde::Serialize;
+use std::path::PathBuf;
 
 /// The schedule, the weight optimizer, the seed and where the run computes.
 #[derive(clap::Args, Debug, Serialize)]
@@ -64,4 +67,27 @@ pub struct AugmentFlags {
     /// Cutout length (0 = off).
     #[arg(long)]
     pub cutout: Option<usize>,
+}
+
+/// `--data`, `--format`: a data source given on the command line replaces the config's
+/// (its format detected unless given).
+#[derive(clap::Args, Debug)]
+pub struct DataFlags {
+    /// Data directory or file [default: Fashion-MNIST from /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Data format [default: detected from the files].
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormat>,
+}
+
+impl DataFlags {
+    pub fn apply(&self, data: &mut DataSource) {
+        if let Some(path) = &self.data {
+            *data = DataSource::new(paths::from_command_line(path));
+        }
+        if let Some(f) = self.format {
+            data.format = Some(f);
+        }
+    }
 }

@@ -1,8 +1,7 @@
 //! `supernet search`: flags into a [`SearchConfig`], the memory check, and the outcome.
 use super::args::{given_flags, overlay};
-use super::flags::{AugmentFlags, NetworkFlags, RunFlags};
+use super::flags::{AugmentFlags, DataFlags, NetworkFlags, RunFlags};
 use super::Exit;
-use crate::data::{DataFormat, DataSource};
 use crate::run::{paths, Stopped};
 use crate::search::{Outcome, RunOptions, SearchConfig, StrategyKind};
 use crate::supernet::InputShape;
@@ -19,12 +18,8 @@ pub struct SearchArgs {
     /// relative paths are relative to its directory.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data directory or file [default: Fashion-MNIST from /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Data format [default: detected from the files].
-    #[arg(long, value_enum)]
-    pub format: Option<DataFormat>,
+    #[command(flatten)]
+    pub data: DataFlags,
     #[command(flatten)]
     pub set: SearchFlags,
     /// Start without predicting the step's peak memory first. The prediction runs the
@@ -181,12 +176,7 @@ fn search_config(a: &SearchArgs) -> anyhow::Result<SearchConfig> {
     if let Some(space) = &a.set.space {
         c.space = paths::from_command_line(space);
     }
-    if let Some(path) = &a.data {
-        c.data = DataSource::new(paths::from_command_line(path));
-    }
-    if let Some(f) = a.format {
-        c.data = c.data.clone().with_format(f);
-    }
+    a.data.apply(&mut c.data);
     c.validate()?;
     Ok(c)
 }

@@ -1,9 +1,8 @@
 //! `supernet train`, `supernet extract` and `supernet rank-check`: flags into configs, and
 //! the outcome.
 use super::args::{given_flags, overlay};
-use super::flags::{AugmentFlags, NetworkFlags, RunFlags};
+use super::flags::{AugmentFlags, DataFlags, NetworkFlags, RunFlags};
 use super::Exit;
-use crate::data::{DataFormat, DataSource};
 use crate::run::{paths, Stopped};
 use crate::space::{Genotype, NetworkOverrides, NetworkSpec, SearchSpace};
 use crate::supernet::OpStyle;
@@ -21,12 +20,8 @@ pub struct TrainArgs {
     /// relative paths are relative to its directory.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data directory or file [default: Fashion-MNIST from /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Data format [default: detected from the files].
-    #[arg(long, value_enum)]
-    pub format: Option<DataFormat>,
+    #[command(flatten)]
+    pub data: DataFlags,
     /// The weight of the auxiliary head's loss; 0 builds no head [default: DARTS 0.4,
     /// NAS-Bench-201 0].
     #[arg(long)]
@@ -203,12 +198,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     if let Some(g) = &a.set.genotype {
         c.genotype = genotype_arg(g);
     }
-    if let Some(path) = &a.data {
-        c.data = DataSource::new(paths::from_command_line(path));
-    }
-    if let Some(f) = a.format {
-        c.data = c.data.clone().with_format(f);
-    }
+    a.data.apply(&mut c.data);
     c.validate()?;
     Ok(c)
 }
