@@ -2,6 +2,7 @@
 //! checkpoints, signals and progress; the [`Strategy`] owns the step.
 pub mod checkpoint;
 mod config;
+pub mod preset;
 pub(crate) mod progress;
 mod recompute;
 mod state;

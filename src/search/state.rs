@@ -65,7 +65,8 @@ impl SearchState {
         let net = Supernet::search(&vs.root(), space, input, cfg.partial())?;
         let arch = ArchParams::with_edge_betas(space, device, cfg.edge_normalisation());
         let (weight_names, weights, buffers) = split_variables(&vs);
-        let sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
+        let mut sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
+        sgd.nesterov = cfg.nesterov;
         let alphas = arch.tensors();
         let adam = Adam::new(
             &alphas,

@@ -2,9 +2,11 @@
 mod data;
 mod pcdarts;
 mod plot;
+mod preset;
 mod reference;
 mod sample;
 mod search;
 mod space;
 mod supernet;
 mod train;
+mod upstream;
