@@ -29,7 +29,7 @@ Tasks (SPEC["task"]):
           weights (raw alphas `alpha_<cell>`, Rust column order) or fixed GDAS Gumbel noise
           (`gumbel_<cell>`): `logits_<mode>`, `aux_<mode>` (evaluation networks), and for GDAS
           the ops the upstream sample chose (`index_<cell>`) and the straight-through alpha
-          gradient of the train-mode cross-entropy (`grad_alpha_<cell>`).
+          gradient of the train-mode cross-entropy (`grad_alpha_<cell>_train`).
   step    one search step by the published update rules (see `step_*` below), once in float32
           in float32 channels-last and in float64, each from the same start; every weight, BN
           buffer, alpha, SGD momentum buffer and Adam moment after the step, under `f32.` /
@@ -503,24 +503,26 @@ def outputs(kind, out):
 
 def task_logits(spec):
     """Forward passes in SPEC["modes"] order (eval before train: a train pass moves the BN
-    statistics). With SPEC["float64"], the train pass again on a float64 copy of the
-    network and inputs (`logits64_train`, `aux64_train`): how far float32 rounding alone
-    moves upstream's own logits."""
+    statistics). With SPEC["float64"], the train pass again on float32 in channels-last
+    layout (`logitscl_train`, ...) and on a float64 copy of the network and inputs
+    (`logits64_train`, `aux64_train`, `grad_alpha_<cell>64_train`): how far float32 rounding alone
+    moves upstream's own results."""
     io_ = load_file(spec["io"])
     out = {}
-    for dtype, tag in ((torch.float32, ""), (torch.float64, "64")):
-        if tag and not spec.get("float64"):
-            break
+    runs = [(torch.float32, "", torch.contiguous_format)]
+    if spec.get("float64"):
+        runs += [(torch.float32, "cl", torch.channels_last), (torch.float64, "64", torch.contiguous_format)]
+    for dtype, tag, layout in runs:
         net, rules, perm = build(spec)
         net = net.to(dtype)
         load_mapped(net, {k: v.to(dtype) for k, v in load_file(spec["weights"]).items()}, rules)
-        out.update(logits_passes(spec, net, perm, io_, dtype, tag))
+        out.update(logits_passes(spec, net.to(memory_format=layout), perm, io_, dtype, tag, layout))
     save_file(out, spec["out"])
 
 
-def logits_passes(spec, net, perm, io_, dtype, tag):
+def logits_passes(spec, net, perm, io_, dtype, tag, layout):
     kind = spec["net"]
-    x = io_["x"].to(dtype)
+    x = io_["x"].to(dtype).contiguous(memory_format=layout)
     if "alpha_normal" in io_ and kind != "tiny-random":  # RANDOM-NAS has no alphas
         set_alphas(net, spec, io_, perm)
     if kind == "tiny-setn":
@@ -536,7 +538,7 @@ def logits_passes(spec, net, perm, io_, dtype, tag):
     if kind in ("tiny-gdas", "nasnet-gdas"):
         net.set_tau(spec["tau"])
     out = {"parameters": torch.tensor([sum(p.numel() for n, p in net.named_parameters() if "arch" not in n)])}
-    # The float64 pass is only needed where float32 noise is measured (training mode).
+    # The other passes are only needed where float32 noise is measured (training mode).
     for mode in [m for m in spec["modes"] if not tag or m == "train"]:
         train = mode == "train"
         net.train(train)
@@ -552,11 +554,11 @@ def logits_passes(spec, net, perm, io_, dtype, tag):
             out[f"aux{tag}_{mode}"] = aux.detach().contiguous()
         if "gdas" in kind:
             for t, idx in found.items():
-                out[f"index_{t}"] = torch.tensor([perm[i] if perm else i for i in idx.tolist()])
+                out[f"index{tag}_{t}"] = torch.tensor([perm[i] if perm else i for i in idx.tolist()])
         if grad:
             F.cross_entropy(main, io_["y"].long()).backward()
             for t, p in alpha_params(net, spec).items():
-                out[f"grad_alpha{tag}_{t}"] = uncols(p.grad, perm).contiguous()
+                out[f"grad_alpha_{t}{tag}_train"] = uncols(p.grad, perm).contiguous()
                 p.grad = None
     return out
 
@@ -645,11 +647,15 @@ def step_gdas(net, ctx):
     network.parameters() includes the alphas: the clipping norm covers their gradient too
     (`clip_norm_all`); `clip_norm_weights` is the weights' alone."""
     params = list(net.parameters())
-    with fixed_gumbel(ctx.gumbels[0]):
+    chosen = [{}, {}]
+    with fixed_gumbel(ctx.gumbels[0]), capture_gdas_index(chosen[0]):
         weight_step(net, ctx, params)
     ctx.a_opt.zero_grad()
-    with fixed_gumbel(ctx.gumbels[1]):
+    with fixed_gumbel(ctx.gumbels[1]), capture_gdas_index(chosen[1]):
         loss = ctx.loss(net, "val")
+    for k, found in enumerate(chosen):
+        for t, idx in found.items():
+            ctx.out[f"index{k}_{t}"] = torch.tensor([ctx.perm[i] if ctx.perm else i for i in idx.tolist()])
     loss.backward()
     ctx.a_opt.step()
 
@@ -693,7 +699,7 @@ def task_step(spec):
         net = net.to(memory_format=layout)
         net.train()
         ctx = StepContext()
-        ctx.spec, ctx.hp, ctx.out = spec, hp, {}
+        ctx.spec, ctx.hp, ctx.out, ctx.perm = spec, hp, {}, perm
         ctx.weights = weights_of(net)
         name_of = {id(p): back[n] for n, p in net.named_parameters() if n in back}
         ctx.w_opt = torch.optim.SGD(ctx.weights, lr=hp["lr"], momentum=hp["momentum"],

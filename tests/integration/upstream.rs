@@ -99,28 +99,73 @@ fn sized(name: &str, layers: usize, channels: usize) -> SearchSpace {
         .unwrap()
 }
 
-fn randn(shape: &[i64]) -> Tensor {
-    Tensor::randn(shape, (Kind::Float, Device::Cpu))
+thread_local! {
+    static DRAW: std::cell::RefCell<Rng> = std::cell::RefCell::new(Rng::from_key(&[0]));
 }
 
-/// Move every 1-D trainable tensor (BN affine parameters, biases) away from its initial
-/// value, so that a map that swapped two of them could not pass.
-fn perturb(vs: &nn::VarStore) {
+/// Start this test's own random stream. libtorch's generator is global and the tests of
+/// this binary run concurrently, so its draws would depend on which other tests run at the
+/// same time; every tensor here comes from a seeded stream of the test's thread instead.
+fn seed(s: u64) {
+    DRAW.with(|d| *d.borrow_mut() = Rng::from_key(&[0x5550_5354, s]));
+}
+
+/// Uniform in [0, 1).
+fn rand(shape: &[i64]) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let v: Vec<f32> = DRAW.with(|d| {
+        let mut d = d.borrow_mut();
+        (0..n).map(|_| d.unit() as f32).collect()
+    });
+    Tensor::from_slice(&v).view(shape)
+}
+
+/// Standard normal (Box-Muller).
+fn randn(shape: &[i64]) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let v: Vec<f32> = DRAW.with(|d| {
+        let mut d = d.borrow_mut();
+        (0..n)
+            .map(|_| {
+                let u = 1.0 - d.unit(); // (0, 1]
+                let t = std::f64::consts::TAU * d.unit();
+                ((-2.0 * u.ln()).sqrt() * t.cos()) as f32
+            })
+            .collect()
+    });
+    Tensor::from_slice(&v).view(shape)
+}
+
+/// Every trainable tensor from this test's stream: weights uniform in +-1/sqrt(fan in)
+/// (PyTorch's default initialisation), 1-D tensors (BN affine parameters, biases) away from
+/// their initial values (`1 + 0.2 n` for BN weights, `0.2 n` otherwise), so that a name map
+/// that swapped two of them could not pass.
+fn init_weights(vs: &nn::VarStore) {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| {
-        for t in vs.trainable_variables() {
-            if t.dim() == 1 {
-                let _ = t.shallow_clone().g_add_(&(randn(&t.size()) * 0.2));
-            }
+        for (name, t) in vars.iter().filter(|(_, t)| t.requires_grad()) {
+            let shape = t.size();
+            let v = if shape.len() >= 2 {
+                let bound = 1.0 / ((t.numel() as f64 / shape[0] as f64).sqrt());
+                (rand(&shape) * 2.0 - 1.0) * bound
+            } else if name.ends_with("weight") {
+                randn(&shape) * 0.2 + 1.0
+            } else {
+                randn(&shape) * 0.2
+            };
+            t.shallow_clone().copy_(&v);
         }
     });
 }
 
-/// Two train-mode passes so that BN running statistics differ from their initial values
-/// (eval-mode comparisons read them).
-fn settle_bn(net: &Supernet, x: &Tensor, w: &ArchWeights) {
+/// Train-mode passes so that BN running statistics approach batch statistics (eval-mode
+/// comparisons read them; near their initial values eval-mode BN would hardly normalise,
+/// and the convolutions' contribution would be too small to tell ops apart).
+fn settle_bn(net: &Supernet, x: &Tensor, w: &ArchWeights, passes: usize) {
     tch::no_grad(|| {
-        for k in 0..2 {
-            let _ = net.forward_t(&(x * (1.0 + 0.5 * k as f64)), w, true);
+        for k in 0..passes {
+            let _ = net.forward_t(&(x * (1.0 + 0.1 * (k % 3) as f64)), w, true);
         }
     });
 }
@@ -177,23 +222,23 @@ fn check_logits(what: &str, ours: &Tensor, theirs: &Tensor) {
 // ---------------------------------------------------------------------------------------
 // Forward parity: search supernets
 
-/// A supernet of `name` at the given size, its BN statistics settled and its 1-D weights
-/// perturbed, with a batch of inputs.
+/// A supernet of `name` at the given size, its weights drawn by [`init_weights`] and its BN
+/// statistics settled, with a batch of inputs.
 fn search_net(
     name: &str,
     layers: usize,
     channels: usize,
     shape: &str,
-    seed: i64,
+    seed: u64,
 ) -> (SearchSpace, nn::VarStore, Supernet, Tensor) {
     let s = sized(name, layers, channels);
-    tch::manual_seed(seed);
+    self::seed(seed);
     let i = input(shape);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Supernet::new(&vs.root(), &s, i).unwrap();
-    perturb(&vs);
+    init_weights(&vs);
     let x = randn(&[4, i.channels, i.height, i.width]);
-    settle_bn(&net, &x, &softmax_mix(&raw_alphas(&s, 1.0)));
+    settle_bn(&net, &x, &softmax_mix(&raw_alphas(&s, 1.0)), 10);
     (s, vs, net, x)
 }
 
@@ -243,7 +288,11 @@ fn gdas_forward_parity(name: &str, layers: usize, net_kind: &str, n: usize) {
         }
     });
     let tau = 5.05;
-    let key = || Rng::from_key(&[7, PURPOSE_GDAS_ARCH, 3]);
+    // A sample with no op normalising a constant (e.g. a convolution reading a node whose
+    // every input is `none`): there, train-mode BN divides rounding noise by sqrt(eps), and
+    // upstream's own float32 gradient moves by 0.6% (key 3); the check below adapts its
+    // tolerance to that noise, but requires it to be small, so that the comparison has power.
+    let key = || Rng::from_key(&[7, PURPOSE_GDAS_ARCH, 4]);
     let noise = arch.gumbel_noise(&mut key());
     let w = arch.gumbel_hard(tau, &mut key(), false);
     let y = Tensor::from_slice(&[1i64, 7, 3, 9]);
@@ -260,7 +309,7 @@ fn gdas_forward_parity(name: &str, layers: usize, net_kind: &str, n: usize) {
     let out = upstream(
         dir.path(),
         json!({"task": "logits", "net": net_kind, "C": 8, "N": n, "classes": 10, "tau": tau,
-               "ops": op_names(&s), "modes": ["eval", "train"],
+               "ops": op_names(&s), "modes": ["eval", "train"], "float64": true,
                "weights": dir.path().join("w.safetensors"), "io": dir.path().join("io.safetensors")}),
     );
     for t in s.network.cell_types() {
@@ -285,16 +334,12 @@ fn gdas_forward_parity(name: &str, layers: usize, net_kind: &str, n: usize) {
     );
     logits.cross_entropy_for_logits(&y).backward();
     for (t, a) in &arch.alphas {
-        let theirs = get(&out, &format!("grad_alpha_{}", t.name()));
-        let d = max_rel_diff(&a.grad(), theirs);
-        eprintln!(
-            "parity {name} gdas / {net_kind}: {} alpha gradient max relative difference {d:.2e}",
-            t.name()
-        );
-        assert!(
-            d < GRAD_RTOL,
-            "{net_kind} {}: alpha gradient {d:e}",
-            t.name()
+        check_against_float64(
+            &format!("{name} gdas / {net_kind}: {} alpha gradient", t.name()),
+            &a.grad(),
+            &out,
+            &format!("grad_alpha_{}", t.name()),
+            (GRAD_RTOL, Some(GRAD_RTOL)),
         );
     }
 }
@@ -390,13 +435,13 @@ fn nb201_standalone_networks_equal_xautodl_tiny_network() {
     let i = input("3x16x16");
     for (k, arch) in archs.iter().enumerate() {
         let g = Genotype::parse(arch).unwrap();
-        tch::manual_seed(30 + k as i64);
+        seed(30 + k as u64);
         let vs = nn::VarStore::new(Device::Cpu);
         let net = Supernet::standalone(&vs.root(), &s, i, &g, OpStyle::Standalone, false).unwrap();
-        perturb(&vs);
+        init_weights(&vs);
         let w = ArchWeights::from_genotype(&g, &s, Device::Cpu).unwrap();
         let x = randn(&[4, 3, 16, 16]);
-        settle_bn(&net, &x, &w);
+        settle_bn(&net, &x, &w, 10);
         let dir = tempfile::tempdir().unwrap();
         vs.save(dir.path().join("w.safetensors")).unwrap();
         write_io(
@@ -447,13 +492,13 @@ fn darts_v2_evaluation_network_equals_xautodl_and_nni() {
         let s = sized("darts_cnn", layers, channels);
         let g = Genotype::parse(DARTS_V2).unwrap();
         let i = input("3x32x32");
-        tch::manual_seed(40);
+        seed(40);
         let vs = nn::VarStore::new(Device::Cpu);
         let net = Supernet::standalone(&vs.root(), &s, i, &g, OpStyle::Standalone, true).unwrap();
-        perturb(&vs);
+        init_weights(&vs);
         let w = ArchWeights::from_genotype(&g, &s, Device::Cpu).unwrap();
         let x = randn(&[batch, 3, 32, 32]);
-        settle_bn(&net, &x, &w);
+        settle_bn(&net, &x, &w, if layers > 8 { 4 } else { 10 });
         let saved = snapshot(&vs);
         let dir = tempfile::tempdir().unwrap();
         vs.save(dir.path().join("w.safetensors")).unwrap();
@@ -504,8 +549,9 @@ fn darts_v2_evaluation_network_equals_xautodl_and_nni() {
                         check_against_float64(
                             &format!("{what}{part}"),
                             t,
-                            get(&out, &format!("{key}_{m}")),
-                            get(&out, &format!("{key}64_{m}")),
+                            &out,
+                            key,
+                            (LOGITS_RTOL, None),
                         );
                     } else {
                         check_logits(
@@ -522,21 +568,38 @@ fn darts_v2_evaluation_network_equals_xautodl_and_nni() {
 }
 
 /// `ours` within `STEP_NOISE_FACTOR` times upstream's own float32 error of upstream's
-/// float64 result (or within `LOGITS_RTOL` of it).
-fn check_against_float64(what: &str, ours: &Tensor, up32: &Tensor, up64: &Tensor) {
+/// float64 result `{key}64_train` (the larger error of its float32 runs in both memory
+/// layouts, `{key}_train` and `{key}cl_train`), or within `floor` (relative) of it. With
+/// `max_noise`, upstream's float32 error must be below it (the comparison has power).
+fn check_against_float64(
+    what: &str,
+    ours: &Tensor,
+    out: &BTreeMap<String, Tensor>,
+    key: &str,
+    (floor, max_noise): (f64, Option<f64>),
+) {
+    let up64 = get(out, &format!("{key}64_train"));
     let ours = ours.to_kind(Kind::Double);
     let scale = up64.abs().max().double_value(&[]);
     let d_ours = (&ours - up64).abs().max().double_value(&[]) / scale;
-    let d_up = (up32.to_kind(Kind::Double) - up64)
-        .abs()
-        .max()
-        .double_value(&[])
-        / scale;
-    let tol = (STEP_NOISE_FACTOR * d_up).max(LOGITS_RTOL);
+    let d_up = ["", "cl"]
+        .iter()
+        .map(|l| {
+            (get(out, &format!("{key}{l}_train")).to_kind(Kind::Double) - up64)
+                .abs()
+                .max()
+                .double_value(&[])
+                / scale
+        })
+        .fold(0.0, f64::max);
+    let tol = (STEP_NOISE_FACTOR * d_up).max(floor);
     eprintln!(
         "parity {what}: relative difference from upstream float64 {d_ours:.2e} (upstream float32: {d_up:.2e}; tolerance {tol:.2e})"
     );
     assert!(d_ours <= tol, "{what}: {d_ours:e} > {tol:e}");
+    if let Some(max) = max_noise {
+        assert!(d_up < max, "{what}: upstream's float32 noise {d_up:e}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -546,7 +609,8 @@ fn check_against_float64(what: &str, ours: &Tensor, up32: &Tensor, up64: &Tensor
 /// moments after three steps, BN running statistics away from their initial values.
 fn step_state(s: &SearchSpace, shape: &str, cfg: &SearchConfig) -> SearchState {
     let mut st = SearchState::new(s, input(shape), cfg, Device::Cpu).unwrap();
-    tch::manual_seed(99);
+    seed(99);
+    init_weights(&st.vs);
     tch::no_grad(|| {
         for (_, a) in &st.arch.alphas {
             a.shallow_clone().copy_(&(randn(&a.size()) * 0.5));
@@ -561,12 +625,13 @@ fn step_state(s: &SearchSpace, shape: &str, cfg: &SearchConfig) -> SearchState {
             v.shallow_clone()
                 .copy_(&((randn(&v.size()) * 1e-2).square() + 1e-6));
         }
-        for (name, t) in st.vs.variables() {
+        let mut vars: Vec<(String, Tensor)> = st.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in vars {
             if name.ends_with("running_mean") {
                 t.shallow_clone().copy_(&(randn(&t.size()) * 0.1));
             } else if name.ends_with("running_var") {
-                t.shallow_clone()
-                    .copy_(&(Tensor::rand(t.size(), (Kind::Float, Device::Cpu)) + 0.5));
+                t.shallow_clone().copy_(&(rand(&t.size()) + 0.5));
             }
         }
     });
@@ -600,6 +665,8 @@ struct StepCase {
     cfg: SearchConfig,
     /// Whether the weight gradient is expected to be clipped (so both branches are tested).
     clipped: bool,
+    /// The step's position: GDAS and SPOS draw their samples from it.
+    global_step: u64,
 }
 
 /// Run one step of `strategy` here and by the published rule upstream, and compare every
@@ -609,9 +676,9 @@ fn step_parity(case: StepCase, strategy: &mut dyn Strategy) {
     let mut st = step_state(&case.space, case.shape, &case.cfg);
     st.lr = 0.025;
     st.epoch = 2;
-    st.global_step = 5;
+    st.global_step = case.global_step;
     let i = input(case.shape);
-    tch::manual_seed(101);
+    seed(101);
     let batch = |labels: &[i64]| Batch {
         images: randn(&[8, i.channels, i.height, i.width]),
         labels: Tensor::from_slice(labels),
@@ -645,10 +712,17 @@ fn step_parity(case: StepCase, strategy: &mut dyn Strategy) {
                "arch_lr": case.cfg.arch_lr, "arch_betas": [case.cfg.arch_beta1, case.cfg.arch_beta2],
                "arch_weight_decay": case.cfg.arch_weight_decay, "adam_step": st.adam.step,
                "tau": case.cfg.tau(st.epoch)}});
+    let mut samples = Vec::new();
     if case.algo == "gdas" {
+        let tau = case.cfg.tau(st.epoch);
         for (k, purpose) in [PURPOSE_GDAS_WEIGHTS, PURPOSE_GDAS_ARCH].iter().enumerate() {
             for (t, g) in st.arch.gumbel_noise(&mut st.step_rng(*purpose)) {
                 io.push((format!("gumbel{k}_{}", t.name()), g));
+            }
+            let w = st.arch.gumbel_hard(tau, &mut st.step_rng(*purpose), true);
+            for t in case.space.network.cell_types() {
+                let chosen = w.get(*t).weights.argmax(-1, false);
+                samples.push((format!("f32.index{k}_{}", t.name()), chosen));
             }
         }
     }
@@ -658,6 +732,15 @@ fn step_parity(case: StepCase, strategy: &mut dyn Strategy) {
     }
     write_io(&dir.path().join("io.safetensors"), &io);
     let out = upstream(dir.path(), spec);
+    for (key, chosen) in &samples {
+        assert!(
+            chosen.equal(get(&out, key)),
+            "{} on {}: the Gumbel sample {key} chose other ops upstream: {chosen} vs {}",
+            case.algo,
+            case.net,
+            get(&out, key)
+        );
+    }
     let stats = strategy.step(&mut st, &train, &val).unwrap();
     let after = step_tensors(&st);
     if let Some(step) = out.get("f32.adam.step") {
@@ -670,18 +753,29 @@ fn step_parity(case: StepCase, strategy: &mut dyn Strategy) {
     let what = format!("{} step on {}", case.algo, case.net);
 
     let scalar = |k: &str| get(&out, k).double_value(&[0]);
-    let norm = scalar("f32.clip_norm_weights");
+    // A scalar of the step (loss, gradient norm) against upstream's float64 value, within
+    // `STEP_NOISE_FACTOR` times its float32 error in either layout (or 1e-6 relative).
+    let close = |name: &str, ours: f64| {
+        let up64 = scalar(&format!("f64.{name}"));
+        let noise = ["f32", "f32cl"]
+            .iter()
+            .map(|l| (scalar(&format!("{l}.{name}")) - up64).abs())
+            .fold(0.0, f64::max);
+        let tol = (STEP_NOISE_FACTOR * noise).max(1e-6 * up64.abs());
+        assert!(
+            (ours - up64).abs() <= tol,
+            "{what}: {name} {ours} vs upstream {up64} (float32 noise {noise:e})"
+        );
+    };
+    let norm = scalar("f64.clip_norm_weights");
     eprintln!(
         "parity {what}: weight gradient norm {:.6} (upstream {norm:.6}, with the alphas' {:.6}), clip {}",
         stats.grad_norm,
-        scalar("f32.clip_norm_all"),
+        scalar("f64.clip_norm_all"),
         case.cfg.grad_clip
     );
-    assert!(
-        (stats.grad_norm - norm).abs() <= 1e-4 * norm,
-        "{what}: gradient norm {} vs upstream {norm}",
-        stats.grad_norm
-    );
+    close("clip_norm_weights", stats.grad_norm);
+    close("loss_train", stats.train_loss);
     assert_eq!(
         norm > case.cfg.grad_clip,
         case.clipped,
@@ -691,16 +785,11 @@ fn step_parity(case: StepCase, strategy: &mut dyn Strategy) {
     if case.algo == "gdas" {
         // GDAS.py clips network.parameters(), the alphas' gradient included; ours clips the
         // weights (README, Differences from upstream). Equal steps need neither to clip.
-        assert!(scalar("f32.clip_norm_all") < case.cfg.grad_clip, "{what}");
+        assert!(scalar("f64.clip_norm_all") < case.cfg.grad_clip, "{what}");
     }
-    let loss = scalar("f64.loss_train");
-    assert!(
-        (stats.train_loss - loss).abs() <= 1e-5 * loss.abs(),
-        "{what}: training loss {} vs upstream {loss}",
-        stats.train_loss
-    );
 
     let mut worst: Vec<(f64, String)> = Vec::new();
+    let mut summary: BTreeMap<&str, [f64; 4]> = BTreeMap::new();
     let mut compared = 0;
     for (key, ours) in &after {
         let (Some(up32), Some(up32cl), Some(up64)) = (
@@ -735,6 +824,37 @@ fn step_parity(case: StepCase, strategy: &mut dyn Strategy) {
         );
         worst.push((if tol > 0.0 { d_ours / tol } else { 0.0 }, key.clone()));
         compared += 1;
+        // For the record: the differences relative to what the step changed.
+        let change = (up64 - before[key].to_kind(Kind::Double))
+            .abs()
+            .max()
+            .double_value(&[]);
+        let category = match key.split('.').next().unwrap() {
+            "w" if key.contains("running_") => "bn-stats",
+            "w" => "weights",
+            "adam" => &key[..6],
+            c => c,
+        };
+        let e = summary.entry(category).or_insert([0.0; 4]);
+        if change > 0.0 {
+            e[0] = e[0].max(d_ours / change);
+            e[1] = e[1].max(d_up / change);
+        }
+        e[2] = e[2].max(if tol > 0.0 { d_ours / tol } else { 0.0 });
+        e[3] += 1.0;
+    }
+    // The comparison has power: upstream's own float32 noise in the weights is small next to
+    // what the step changed (a sample where a train-mode BN normalises a constant, e.g. a
+    // convolution reading an all-`none` node, makes it 15%).
+    let noise = summary.get("weights").map_or(0.0, |e| e[1]);
+    assert!(
+        noise < 1e-3,
+        "{what}: upstream float32 noise {noise:e} of the step's change"
+    );
+    for (c, [ours, up, frac, n]) in &summary {
+        eprintln!(
+            "parity {what}: {c:<8} ({n} tensors) max |ours - up64| / max |step change| {ours:.1e}, upstream float32 {up:.1e}; max fraction of the tolerance {frac:.2}"
+        );
     }
     let expected: usize = out.keys().filter(|k| k.starts_with("f32.")).count();
     assert!(compared > 0);
@@ -781,6 +901,7 @@ fn darts_first_order_step_equals_darts_train_search() {
                 ..darts_cfg()
             },
             clipped: true,
+            global_step: 5,
         },
         &mut FirstOrder,
     );
@@ -798,6 +919,7 @@ fn darts_second_order_step_equals_darts_architect() {
             shape: "3x16x16",
             cfg: darts_cfg(),
             clipped: false,
+            global_step: 5,
         },
         &mut SecondOrder,
     );
@@ -815,6 +937,7 @@ fn nb201_first_order_step_equals_darts_train_search() {
             shape: "3x16x16",
             cfg: darts_cfg(),
             clipped: false,
+            global_step: 5,
         },
         &mut FirstOrder,
     );
@@ -824,18 +947,26 @@ fn nb201_first_order_step_equals_darts_train_search() {
 fn gdas_steps_equal_xautodl_gdas_search_loop() {
     one_thread();
     use supernet::search::StrategyKind::Gdas as G;
-    step_parity(
-        StepCase {
-            net: "tiny-gdas",
-            n: 1,
-            algo: "gdas",
-            space: sized("nb201", 1, 4),
-            shape: "3x16x16",
-            cfg: xautodl_cfg(G),
-            clipped: false,
-        },
-        &mut Gdas,
-    );
+    // Step 9 samples a well-conditioned path; step 6 samples `none` on every edge into the
+    // cell output in the weight step, so every cell outputs zero: upstream's `x * 0` keeps
+    // the weights before it in the graph with a zero gradient (weight decay and momentum
+    // still apply), which ours matches since SearchState gives every weight a gradient
+    // buffer (before, such weights were skipped on a run's first step).
+    for global_step in [9, 6] {
+        step_parity(
+            StepCase {
+                net: "tiny-gdas",
+                n: 1,
+                algo: "gdas",
+                space: sized("nb201", 1, 4),
+                shape: "3x16x16",
+                cfg: xautodl_cfg(G),
+                clipped: false,
+                global_step,
+            },
+            &mut Gdas,
+        );
+    }
     step_parity(
         StepCase {
             net: "nasnet-gdas",
@@ -851,6 +982,7 @@ fn gdas_steps_equal_xautodl_gdas_search_loop() {
                 ..xautodl_cfg(G)
             },
             clipped: false,
+            global_step: 5,
         },
         &mut Gdas,
     );
@@ -868,6 +1000,7 @@ fn spos_step_equals_xautodl_random_nas_loop() {
             shape: "3x16x16",
             cfg: xautodl_cfg(supernet::search::StrategyKind::Spos),
             clipped: false,
+            global_step: 5,
         },
         &mut Spos,
     );
