@@ -336,8 +336,8 @@ def build(spec):
         from xautodl.models.cell_operations import SearchSpaceNames
         from xautodl.models.cell_searchs import NASNetworkDARTS, NASNetworkGDAS
         xops = SearchSpaceNames["darts"]
-        perm = [spec["ops"].index(next(k for k, v in XAUTODL_DARTS_OP.items() if v == o) if o.startswith(("dua", "dil"))
-                                  else o) for o in xops]
+        ours = {v: k for k, v in XAUTODL_DARTS_OP.items()}
+        perm = [spec["ops"].index(ours.get(o, o)) for o in xops]  # upstream column j = our perm[j]
         cls = NASNetworkDARTS if kind == "nasnet-darts" else NASNetworkGDAS
         # configs/search-archs/*-NASNet-CIFAR.config: steps 4, multiplier 4, stem_multiplier 3;
         # the search scripts: affine False, track_running_stats from the command line.
