@@ -16,7 +16,19 @@ ops of every edge see the first C/K channels, the rest bypass them, and edges ar
 by the per-node softmax of their betas (`beta_normal`/`beta_reduce` raw betas in --io).
 
 Written from the Rust sources and the DARTS / NAS-Bench-201 papers' conventions; see
-/work/shared/DESIGN.md section 5.
+/work/shared/DESIGN.md section 5. Pinned to the published code only through the Rust networks,
+which tests/integration/upstream.rs compares with xautodl and nni (scripts/upstream.py), and
+which this file must match to 1e-5 (tests/integration/reference.rs):
+  DARTS supernet            darts_search_supernet_equals_xautodl_nasnetwork_darts
+                            (xautodl NASNetworkDARTS changed back to DARTS's model_search in
+                            three documented places), darts_gdas_sample_equals_xautodl_nasnetwork_gdas
+  NAS-Bench-201 supernet    nb201_search_supernet_equals_xautodl_tiny_networks (TinyNetworkDarts,
+  and its sub-networks      TinyNetworkSETN joint/select/dynamic, TinyNetworkRANDOM),
+                            nb201_gdas_sample_equals_xautodl_tiny_network_gdas
+Not pinned: PC-DARTS partial channels (`--partial-channels`; no installable upstream), `score`'s
+BN recalibration, and `darts_step` (timed by `bench` only; the update rules it implements are
+those the upstream step tests check on the Rust side: darts_first_order_step_equals_darts_train_search,
+darts_second_order_step_equals_darts_architect).
 """
 import argparse
 import json

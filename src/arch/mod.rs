@@ -2,7 +2,7 @@
 //! so that the network optimizer never sees them, and their relaxation into mixing weights.
 use crate::derive::{derive_raw, RawCell};
 use crate::rng::Rng;
-use crate::space::{CellSpec, CellType, Genotype, SearchSpace};
+use crate::space::{CellSpec, CellType, Genotype, NetworkSpec, SearchSpace};
 use crate::supernet::{ArchWeights, MixWeights};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -14,6 +14,11 @@ pub struct ArchParams {
     pub betas: Vec<(CellType, Tensor)>,
     /// The cell layout the betas are normalised by (a softmax per node).
     cell: CellSpec,
+    /// GDAS: whether the ops left out of an edge add their (zero-valued) hard weights to
+    /// the edge output. xautodl's NAS-Bench-201 `TinyNetworkGDAS` does
+    /// (`NAS201SearchCell.forward_gdas`), its DARTS-space `NASNetworkGDAS` does not
+    /// (`MixedOp.forward_gdas` returns `op(x) * w[index]` alone); each space follows its own.
+    gdas_left_out_sum: bool,
 }
 
 impl ArchParams {
@@ -53,6 +58,7 @@ impl ArchParams {
             alphas,
             betas,
             cell: space.cell.clone(),
+            gdas_left_out_sum: matches!(space.network, NetworkSpec::Nb201 { .. }),
         }
     }
 
@@ -115,13 +121,48 @@ impl ArchParams {
     }
 
     /// GDAS relaxation: per edge a hard one-hot sample of the Gumbel-softmax
-    /// `softmax((log_softmax(alpha) + g) / tau)` with `g = -log(-log u)` drawn from `rng`
-    /// (normal cell first, then reduction), as `one_hot - p.detach() + p`: the forward uses
-    /// exactly one op per edge and the gradient reaches the alphas straight through `p`.
-    /// With `detach` the weights are the plain one-hot constants.
+    /// `softmax((log_softmax(alpha) + g) / tau)` with the noise `g` of
+    /// [`Self::gumbel_noise`], as `one_hot - p.detach() + p`: the forward uses exactly one op
+    /// per edge and the gradient reaches the alphas straight through `p` (in NAS-Bench-201
+    /// spaces the left-out ops' weights are added to the edge output too, as upstream does
+    /// there; see `gdas_left_out_sum`). With `detach` the weights are the plain one-hot
+    /// constants.
     pub fn gumbel_hard(&self, tau: f64, rng: &mut Rng, detach: bool) -> ArchWeights {
+        let mut noise = self.gumbel_noise(rng).into_iter();
         let mut w = |t: CellType| {
             self.get(t).map(|a| {
+                let (_, g) = noise.next().expect("noise for every cell type");
+                let a = if detach {
+                    a.detach()
+                } else {
+                    a.shallow_clone()
+                };
+                let probs = ((a.log_softmax(-1, Kind::Float) + g) / tau).softmax(-1, Kind::Float);
+                let index = probs.argmax(-1, true);
+                let one_hot = probs.zeros_like().scatter_value(-1, &index, 1.0);
+                if detach {
+                    MixWeights::sparse(one_hot)
+                } else if self.gdas_left_out_sum {
+                    MixWeights::straight_through(one_hot - probs.detach() + probs)
+                } else {
+                    MixWeights::sparse(one_hot - probs.detach() + probs)
+                }
+            })
+        };
+        let normal = w(CellType::Normal).expect("every space has normal cells");
+        ArchWeights {
+            normal,
+            reduce: w(CellType::Reduce),
+        }
+    }
+
+    /// The Gumbel noise `g = -log(-log u)` of one GDAS sample, one tensor per cell type
+    /// shaped like its alphas, drawn from `rng` (normal cell first, then reduction) exactly
+    /// as [`Self::gumbel_hard`] draws it: the same `rng` state gives the same noise.
+    pub fn gumbel_noise(&self, rng: &mut Rng) -> Vec<(CellType, Tensor)> {
+        self.alphas
+            .iter()
+            .map(|(t, a)| {
                 let noise: Vec<f32> = (0..a.numel())
                     .map(|_| {
                         // u in (0, 1): never 0, so the Gumbel sample is finite.
@@ -132,31 +173,9 @@ impl ArchParams {
                 let g = Tensor::from_slice(&noise)
                     .view_(a.size())
                     .to_device(a.device());
-                let a = if detach {
-                    a.detach()
-                } else {
-                    a.shallow_clone()
-                };
-                let probs = ((a.log_softmax(-1, Kind::Float) + g) / tau).softmax(-1, Kind::Float);
-                let index = probs.argmax(-1, true);
-                let one_hot = probs.zeros_like().scatter_value(-1, &index, 1.0);
-                let hard = if detach {
-                    one_hot
-                } else {
-                    one_hot - probs.detach() + probs
-                };
-                if detach {
-                    MixWeights::sparse(hard)
-                } else {
-                    MixWeights::straight_through(hard)
-                }
+                (*t, g)
             })
-        };
-        let normal = w(CellType::Normal).expect("every space has normal cells");
-        ArchWeights {
-            normal,
-            reduce: w(CellType::Reduce),
-        }
+            .collect()
     }
 
     /// Softmax weights of one cell type as host rows `[edges][ops]` (the host softmax

@@ -3,6 +3,7 @@ use super::args::{given_flags, overlay};
 use super::flags::{AugmentFlags, DataFlags, NetworkFlags, RunFlags};
 use super::Exit;
 use crate::run::{paths, Stopped};
+use crate::search::preset::Preset;
 use crate::search::{Outcome, RunOptions, SearchConfig, StrategyKind};
 use crate::supernet::InputShape;
 use serde::Serialize;
@@ -18,6 +19,11 @@ pub struct SearchArgs {
     /// relative paths are relative to its directory.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A published setting (space, network size, strategy, schedule, both optimizers;
+    /// README "Presets" names the sources), applied over the config file; flags given win
+    /// over it.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
     #[command(flatten)]
     pub data: DataFlags,
     #[command(flatten)]
@@ -54,6 +60,9 @@ pub struct SearchFlags {
     /// The search algorithm.
     #[arg(long, value_enum)]
     pub strategy: Option<StrategyKind>,
+    /// Weights: Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: Option<bool>,
     /// Alphas: Adam learning rate.
     #[arg(long)]
     pub arch_lr: Option<f64>,
@@ -66,6 +75,9 @@ pub struct SearchFlags {
     /// Alphas: L2 weight decay.
     #[arg(long)]
     pub arch_weight_decay: Option<f64>,
+    /// Alphas: epochs at the start that train the weights only (PC-DARTS: 15).
+    #[arg(long, value_name = "EPOCHS")]
+    pub arch_warmup_epochs: Option<usize>,
     /// GDAS: initial Gumbel-softmax temperature.
     #[arg(long)]
     pub tau_max: Option<f64>,
@@ -168,10 +180,13 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
 
 /// Config file (or the DARTS defaults), then flags.
 fn search_config(a: &SearchArgs) -> anyhow::Result<SearchConfig> {
-    let base = match &a.config {
+    let mut base = match &a.config {
         Some(path) => SearchConfig::from_file(path)?,
         None => SearchConfig::default(),
     };
+    if let Some(preset) = a.preset {
+        preset.apply(&mut base);
+    }
     let mut c: SearchConfig = overlay(&base, &a.set)?;
     if let Some(space) = &a.set.space {
         c.space = paths::from_command_line(space);

@@ -56,12 +56,21 @@ pub struct SearchConfig {
     pub lr_min: f64,
     pub momentum: f64,
     pub weight_decay: f64,
+    /// Nesterov momentum for the weights (PyTorch `SGD(nesterov=True)`; the GDAS and
+    /// NAS-Bench-201 search configs use it). The second-order virtual step keeps DARTS's
+    /// plain-momentum formula either way, as xautodl's DARTS-V2 does.
+    #[serde(default)]
+    pub nesterov: bool,
     pub grad_clip: f64,
     /// Alphas: Adam.
     pub arch_lr: f64,
     pub arch_beta1: f64,
     pub arch_beta2: f64,
     pub arch_weight_decay: f64,
+    /// Epochs at the start that train the weights only (PC-DARTS: `if epoch >= 15:
+    /// architect.step(...)`); the alphas (and betas) stay as initialised meanwhile.
+    #[serde(default)]
+    pub arch_warmup_epochs: usize,
     /// GDAS: Gumbel-softmax temperature, annealed linearly from `tau_max` (first epoch) to
     /// `tau_min` (last epoch).
     #[serde(default = "default_tau_max")]
@@ -86,6 +95,10 @@ pub struct SearchConfig {
     /// with K > 1 the edges are normalised by betas (1: plain DARTS).
     #[serde(default = "default_partial_channels")]
     pub partial_channels: usize,
+    /// The preset these settings started from (`Preset::apply`), for the record; the values
+    /// themselves are the fields above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<super::preset::Preset>,
 }
 
 impl Default for SearchConfig {
@@ -103,11 +116,13 @@ impl Default for SearchConfig {
             lr_min: 0.001,
             momentum: 0.9,
             weight_decay: 3e-4,
+            nesterov: false,
             grad_clip: 5.0,
             arch_lr: 3e-4,
             arch_beta1: 0.5,
             arch_beta2: 0.999,
             arch_weight_decay: 1e-3,
+            arch_warmup_epochs: 0,
             tau_max: default_tau_max(),
             tau_min: default_tau_min(),
             seed: 2,
@@ -117,6 +132,7 @@ impl Default for SearchConfig {
             threads: 0,
             recompute: false,
             partial_channels: default_partial_channels(),
+            preset: None,
         }
     }
 }
@@ -222,6 +238,21 @@ impl SearchConfig {
         }
         parse_device(&self.device)?;
         at_least_one("partial_channels", self.partial_channels)?;
+        if self.arch_warmup_epochs > 0
+            && !matches!(
+                self.strategy,
+                StrategyKind::FirstOrder | StrategyKind::SecondOrder
+            )
+        {
+            return Err(Error::invalid(
+                "arch_warmup_epochs",
+                self.arch_warmup_epochs,
+                format!(
+                    "0 with the {} strategy (a warm-up without alpha updates applies to first-order and second-order)",
+                    self.strategy.name()
+                ),
+            ));
+        }
         if self.partial_channels > 1
             && !matches!(
                 self.strategy,

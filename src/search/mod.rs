@@ -3,6 +3,7 @@
 //! [`Strategy`] owns what one step does to the weights and the alphas.
 mod checkpoint;
 mod config;
+pub mod preset;
 mod recompute;
 mod state;
 mod strategy;

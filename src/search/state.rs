@@ -66,24 +66,27 @@ impl SearchState {
         let net = Supernet::search(&vs.root(), space, input, cfg.partial())?;
         let arch = ArchParams::with_edge_betas(space, device, cfg.edge_normalisation());
         let (weight_names, weights, buffers) = split_variables(&vs);
-        let sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
+        let mut sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
+        sgd.nesterov = cfg.nesterov;
         let alphas = arch.tensors();
         let adam = Adam::new(
             &alphas,
             (cfg.arch_beta1, cfg.arch_beta2),
             cfg.arch_weight_decay,
         );
-        // Every alpha gets a gradient buffer now, so strategies can write into it.
-        Tensor::stack(
-            &alphas
-                .iter()
-                .map(|a| a.sum(Kind::Float))
-                .collect::<Vec<_>>(),
-            0,
-        )
-        .sum(Kind::Float)
-        .backward();
-        zero_grad(&alphas);
+        // Every alpha gets a gradient buffer now, so strategies can write into it. So does
+        // every weight: a weight the loss does not reach in some step (everything before a
+        // cell whose sampled ops are all `none`, whose zero output is a new tensor here)
+        // then has a zero gradient, and SGD applies weight decay and momentum to it as
+        // PyTorch does upstream, where `none` is `x * 0` and still reaches it. Without the
+        // buffer such a weight would be skipped exactly when no earlier step had reached it.
+        for params in [&alphas, &weights] {
+            let sums: Vec<Tensor> = params.iter().map(|p| p.sum(Kind::Float)).collect();
+            if !sums.is_empty() {
+                Tensor::stack(&sums, 0).sum(Kind::Float).backward();
+            }
+            zero_grad(params);
+        }
         Ok(SearchState {
             space: space.clone(),
             device,

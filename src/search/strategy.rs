@@ -28,6 +28,9 @@ impl Strategy for FirstOrder {
     }
 
     fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats> {
+        if let Some(stats) = warmup_step(st, train, val)? {
+            return Ok(stats);
+        }
         st.zero_arch_grad();
         let (val_loss, val_acc) = st.arch_backward(val)?;
         st.arch_update()?;
@@ -44,6 +47,9 @@ impl Strategy for SecondOrder {
     }
 
     fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats> {
+        if let Some(stats) = warmup_step(st, train, val)? {
+            return Ok(stats);
+        }
         let lr = st.lr;
         let params: Vec<Tensor> = st.weights.iter().map(|w| w.shallow_clone()).collect();
         let alphas = st.arch.tensors();
@@ -85,6 +91,27 @@ impl Strategy for SecondOrder {
         stats.val_acc = val_acc;
         Ok(stats)
     }
+}
+
+/// During the first `cfg.arch_warmup_epochs` epochs (PC-DARTS: `if epoch >= 15:
+/// architect.step(...)`) a DARTS step trains the weights only, under the softmax of the
+/// untouched alphas; the validation batch is measured without a graph and its BN
+/// statistics are discarded, as SPOS measures it. `None` after the warm-up.
+fn warmup_step(st: &mut SearchState, train: &Batch, val: &Batch) -> Result<Option<StepStats>> {
+    if st.epoch >= st.cfg.arch_warmup_epochs {
+        return Ok(None);
+    }
+    let bn = st.save_bn_stats();
+    let (val_loss, val_acc) = tch::no_grad(|| {
+        let (l, a) = st.loss(val, false);
+        (l.double_value(&[]), a)
+    });
+    st.restore_bn_stats(&bn);
+    let val_loss = finite(val_loss, "validation loss", st)?;
+    let mut stats = st.weight_step(train)?;
+    stats.val_loss = val_loss;
+    stats.val_acc = val_acc;
+    Ok(Some(stats))
 }
 
 /// SPOS (single-path one-shot, Guo et al. 2020): each step trains one uniformly drawn
