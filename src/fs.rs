@@ -2,7 +2,7 @@
 //!
 //! Nothing in the stack writes files atomically, so every checkpoint, run file, config and
 //! plot goes through a temporary file in the same directory (a name unique to this process
-//! and write), fsync, rename and a directory fsync. A writer killed at any point leaves
+//! and write, see [`temp_path`]), fsync, rename and a directory fsync. A writer killed at any point leaves
 //! the previous file intact and at most a temporary file, which [`remove_stale_temps`]
 //! clears away later.
 //!
@@ -16,8 +16,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Temporary files are `.<name>.<pid>.<n>.tmp` beside their destination.
-const TEMP_SUFFIX: &str = ".tmp";
+/// Temporary files are `.tmp.<pid>.<n>.<name>` beside their destination: marked as
+/// temporary and by whom, and ending like it (writers that pick the format by the
+/// extension, such as the PNG encoder, see the destination's).
+const TEMP_PREFIX: &str = ".tmp.";
 
 /// A temporary name for `dest`, unique to this process and call, in `dest`'s directory.
 pub fn temp_path(dest: &Path) -> PathBuf {
@@ -27,7 +29,7 @@ pub fn temp_path(dest: &Path) -> PathBuf {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()))
+    dest.with_file_name(format!("{TEMP_PREFIX}{}.{n}.{name}", std::process::id()))
 }
 
 /// fsync `tmp`, rename it over `dest`, fsync the directory.
@@ -75,30 +77,24 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Remove the temporary files that writers killed mid-write left in `dir` (those of
-/// processes that no longer run); returns how many.
-pub fn remove_stale_temps(dir: &Path) -> usize {
+/// processes that no longer run).
+pub fn remove_stale_temps(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+        return;
     };
-    let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = temp_owner(&name) else {
-            continue;
-        };
-        if !process_alive(pid) && std::fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
+        if temp_owner(&name).is_some_and(|pid| !process_alive(pid)) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
-    removed
 }
 
 /// The pid in a name made by [`temp_path`].
 fn temp_owner(name: &str) -> Option<u32> {
-    let stem = name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
-    let mut parts = stem.rsplitn(3, '.');
-    let _n: u64 = parts.next()?.parse().ok()?;
+    let mut parts = name.strip_prefix(TEMP_PREFIX)?.splitn(3, '.');
     let pid = parts.next()?.parse().ok()?;
+    let _n: u64 = parts.next()?.parse().ok()?;
     parts.next()?;
     Some(pid)
 }
@@ -114,7 +110,7 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// This process as a lock holder sees it: `pid <pid>: <command line>`.
-pub fn this_process() -> String {
+fn this_process() -> String {
     let args: Vec<String> = std::env::args().collect();
     format!("pid {}: {}", std::process::id(), args.join(" "))
 }
@@ -123,6 +119,7 @@ pub fn this_process() -> String {
 pub fn free_bytes(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain old data, and all zeros is a valid value of it.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `s` a valid out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
@@ -144,7 +141,6 @@ pub enum LockMode {
 #[derive(Debug)]
 pub struct FileLock {
     file: File,
-    path: PathBuf,
     /// The holders recorded in the file that no longer run, when it was taken: what a
     /// crashed or killed holder left behind (its lock itself died with it).
     pub stale: Vec<String>,
@@ -162,12 +158,7 @@ impl FileLock {
     /// Take the lock on `path` (created if missing) without waiting, and record this
     /// process in it as a holder.
     pub fn try_take(path: &Path, mode: LockMode) -> Result<Self, LockError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| LockError::Io(Error::io(path, e)))?;
+        let mut file = open_lock_file(path).map_err(LockError::Io)?;
         let taken = match mode {
             LockMode::Exclusive => file.try_lock(),
             LockMode::Shared => file.try_lock_shared(),
@@ -191,32 +182,28 @@ impl FileLock {
         writeln!(file, "{}", this_process())
             .and_then(|()| file.flush())
             .map_err(|e| LockError::Io(Error::io(path, e)))?;
-        Ok(FileLock {
-            file,
-            path: path.to_path_buf(),
-            stale,
-        })
+        Ok(FileLock { file, stale })
     }
 
     /// Take the lock on `path` exclusively, waiting for the holders to release it.
     pub fn wait_exclusive(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
+        let file = open_lock_file(path)?;
         file.lock().map_err(|e| Error::io(path, e))?;
         Ok(FileLock {
             file,
-            path: path.to_path_buf(),
             stale: Vec::new(),
         })
     }
+}
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
+/// A lock file, created if missing, opened to read its records and append ours.
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
 }
 
 impl Drop for FileLock {

@@ -119,43 +119,33 @@ pub fn predict(
     batch: usize,
     limit: Option<u64>,
 ) -> Result<Probed> {
-    let dir = std::env::temp_dir().join(format!(
-        "supernet-probe-{}-{}",
-        std::process::id(),
-        crate::rng::hash_key(&[batch as u64, cfg.seed])
-    ));
+    let dir = std::env::temp_dir().join(format!("supernet-probe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let config = dir.join("config.toml");
-    crate::fs::write_atomic(&config, cfg.to_toml().as_bytes())?;
-    let mut probes = [(0, 0); 2];
-    let mut result = Ok(None);
-    for (slot, &b) in probes.iter_mut().zip(&PROBE_BATCHES) {
-        let mut command = Command::new(exe);
-        command
-            .args(["memory-probe", "--config"])
-            .arg(&config)
-            .args([
-                "--input",
-                &format!("{}x{}x{}", input.channels, input.height, input.width),
-                "--classes",
-                &input.classes.to_string(),
-                "--batch",
-                &b.to_string(),
-            ]);
-        match run_probe(command, exe, b, limit) {
-            Ok(Ok(peak)) => *slot = (b, peak),
-            Ok(Err(rss)) => {
-                result = Ok(Some(Probed::OverLimit { batch: b, rss }));
-                break;
-            }
-            Err(e) => {
-                result = Err(e);
-                break;
+    let probed = crate::fs::write_atomic(&config, cfg.to_toml().as_bytes()).and_then(|()| {
+        let mut probes = [(0, 0); 2];
+        for (slot, &b) in probes.iter_mut().zip(&PROBE_BATCHES) {
+            let mut command = Command::new(exe);
+            command
+                .args(["memory-probe", "--config"])
+                .arg(&config)
+                .args([
+                    "--input",
+                    &format!("{}x{}x{}", input.channels, input.height, input.width),
+                    "--classes",
+                    &input.classes.to_string(),
+                    "--batch",
+                    &b.to_string(),
+                ]);
+            match run_probe(command, exe, b, limit)? {
+                Ok(peak) => *slot = (b, peak),
+                Err(rss) => return Ok(Probed::OverLimit { batch: b, rss }),
             }
         }
-    }
+        Ok(Probed::Predicted(Prediction::from_probes(probes, batch)))
+    });
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(result?.unwrap_or_else(|| Probed::Predicted(Prediction::from_probes(probes, batch))))
+    probed
 }
 
 /// Run one probe; its peak, or (`Err`) the resident memory at which it went past `limit`.
@@ -193,19 +183,20 @@ fn run_probe(
     }
 }
 
-/// Predict the peak memory of a step and refuse to start a CPU search that would not fit
-/// in `limit` bytes (default: the memory available), suggesting what would: the check
-/// `supernet search` runs before its first step. Returns the line it prints.
+/// Predict the peak memory of a step of `cfg` (whose resolved space is `space`) and refuse
+/// to start a CPU search that would not fit in `limit` bytes (default: the memory
+/// available), suggesting what would: the check `supernet search` runs before its first
+/// step. Returns the line it prints.
 pub fn check(
     exe: &Path,
     cfg: &SearchConfig,
+    space: &SearchSpace,
     input: InputShape,
     device: Device,
     limit: Option<u64>,
 ) -> Result<String> {
     let available = limit.unwrap_or_else(available);
     // A space whose lower bound alone does not fit is refused without probing.
-    let space = SearchSpace::load(&cfg.space)?.with_overrides(cfg.network)?;
     let bound = space.size_bound(input.height as usize, input.width as usize);
     let at_probe = *PROBE_BATCHES.iter().max().expect("two probe batches");
     if device == Device::Cpu {

@@ -6,7 +6,7 @@ use clap::parser::ValueSource;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::ffi::OsStr;
-use std::marker::PhantomData;
+use std::path::Path;
 
 /// A parser for `T` (through its `FromStr`, whose error names the flag and what is
 /// allowed) that lists `forms` (value, description) in `--help`.
@@ -14,7 +14,6 @@ use std::marker::PhantomData;
 pub struct Forms<T> {
     forms: &'static [(&'static str, &'static str)],
     check: fn(&str) -> Result<T, String>,
-    _t: PhantomData<T>,
 }
 
 impl<T: Clone + Send + Sync + 'static> TypedValueParser for Forms<T> {
@@ -50,11 +49,7 @@ fn forms<T>(
     forms: &'static [(&'static str, &'static str)],
     check: fn(&str) -> Result<T, String>,
 ) -> Forms<T> {
-    Forms {
-        forms,
-        check,
-        _t: PhantomData,
-    }
+    Forms { forms, check }
 }
 
 /// `--device auto|cpu|cuda|cuda:N` (kept as text: whether the device exists is checked
@@ -146,12 +141,14 @@ pub fn with_config_defaults<F: clap::Args>(
 pub fn with_notes(cmd: clap::Command, subcommand: &str, notes: &[(&str, &str)]) -> clap::Command {
     cmd.mut_subcommand(subcommand, |sub| {
         notes.iter().fold(sub, |sub, &(id, note)| {
-            sub.mut_arg(id, |a| {
-                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
-                a.help(format!("{help} {note}"))
-            })
+            sub.mut_arg(id, |a| append_help(a, note))
         })
     })
+}
+
+fn append_help(arg: clap::Arg, text: &str) -> clap::Arg {
+    let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+    arg.help(format!("{help} {text}"))
 }
 
 fn default_of(table: &toml::Table, id: &str) -> Option<String> {
@@ -193,13 +190,29 @@ fn merge(base: &mut toml::Table, top: toml::Table) {
     }
 }
 
-/// The flags (`--name`) the command line gave explicitly, except `allowed`.
-pub fn given_flags(matches: &clap::ArgMatches, allowed: &[&str]) -> Vec<String> {
-    matches
+/// Refuse a `supernet VERB --resume DIR` that also gave flags other than `allowed`: the
+/// run continues with the config it was started with, so they would be ignored.
+pub fn refuse_ignored_flags(
+    matches: &clap::ArgMatches,
+    allowed: &[&str],
+    verb: &str,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let ignored: Vec<String> = matches
         .ids()
         .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
-        .map(|id| id.as_str().to_string())
-        .filter(|id| !allowed.contains(&id.as_str()))
+        .map(|id| id.as_str())
+        .filter(|id| *id != "resume" && !allowed.contains(id))
         .map(|id| format!("--{}", id.replace('_', "-")))
-        .collect()
+        .collect();
+    if !ignored.is_empty() {
+        anyhow::bail!(
+            "--resume continues the run in {0} with the config it was started with, so these \
+             flags would be ignored: {1}. Leave them out, or start a new run from its config \
+             with them (supernet {verb} --config {0}/config.toml --out NEW_DIR and the flags)",
+            dir.display(),
+            ignored.join(", "),
+        );
+    }
+    Ok(())
 }

@@ -2,7 +2,6 @@
 //! are (each verb lays them over its config by name, see [`super::args::overlay`]).
 use super::args::device_parser;
 use crate::data::{DataFormat, DataSource};
-use crate::run::paths;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -84,7 +83,7 @@ pub struct DataFlags {
 impl DataFlags {
     pub fn apply(&self, data: &mut DataSource) {
         if let Some(path) = &self.data {
-            *data = DataSource::new(paths::from_command_line(path));
+            *data = DataSource::new(path);
         }
         if let Some(f) = self.format {
             data.format = Some(f);

@@ -72,12 +72,30 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// Report a run a signal stopped (how to continue it) and its exit.
+    fn interrupted(verb: &str, stopped: crate::run::Stopped) -> Self {
+        eprintln!(
+            "{verb} interrupted after {} steps and checkpointed; continue with:\n  supernet {verb} --resume {}",
+            stopped.global_step,
+            stopped.dir.display()
+        );
+        Exit::Interrupted {
+            signal: stopped.signal,
+        }
+    }
+
     pub fn code(self) -> i32 {
         match self {
             Exit::Done => 0,
             Exit::Interrupted { signal } => crate::run::exit_code(signal),
         }
     }
+}
+
+/// `runs/<prefix><space>-seed<seed>`: where a run goes without `--out`.
+fn default_out(prefix: &str, space: &std::path::Path, seed: u64) -> PathBuf {
+    let stem = space.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+    PathBuf::from(format!("runs/{prefix}{stem}-seed{seed}"))
 }
 
 /// The `clap` command, with the config defaults filled into the help of the flags that

@@ -1,13 +1,14 @@
 //! `supernet search`: flags into a [`SearchConfig`], the memory check, and the outcome.
-use super::args::{given_flags, overlay};
+use super::args::{overlay, refuse_ignored_flags};
 use super::flags::{AugmentFlags, DataFlags, NetworkFlags, RunFlags};
-use super::Exit;
-use crate::run::{paths, Stopped};
+use super::{default_out, Exit};
+use crate::run::paths::{self, ConfigFile};
 use crate::search::preset::Preset;
 use crate::search::{Outcome, RunOptions, SearchConfig, StrategyKind};
+use crate::space::SearchSpace;
 use crate::supernet::InputShape;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct SearchArgs {
@@ -118,8 +119,8 @@ const RESUME_FLAGS: [&str; 5] = [
 pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
     let limit = a.memory_limit.map(|g| (g * (1u64 << 30) as f64) as u64);
     let exe = std::env::current_exe()?;
-    let check = move |cfg: &SearchConfig, input: InputShape, device: tch::Device| {
-        crate::memory::check(&exe, cfg, input, device, limit)
+    let check = move |cfg: &SearchConfig, space: &SearchSpace, input: InputShape, device| {
+        crate::memory::check(&exe, cfg, space, input, device, limit)
     };
     let opts = RunOptions {
         quiet: a.quiet,
@@ -127,31 +128,16 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
     };
     let outcome = match &a.resume {
         Some(dir) => {
-            let ignored = given_flags(matches, &RESUME_FLAGS);
-            if !ignored.is_empty() {
-                anyhow::bail!(
-                    "--resume continues the run in {} with the config it was started with, so \
-                     these flags would be ignored: {}. Leave them out, or start a new run from \
-                     its config with them (supernet search --config {}/config.toml --out NEW_DIR \
-                     and the flags)",
-                    dir.display(),
-                    ignored.join(", "),
-                    dir.display(),
-                );
-            }
+            refuse_ignored_flags(matches, &RESUME_FLAGS, "search", dir)?;
             let space = a.set.space.as_deref().map(paths::from_command_line);
             crate::search::resume(dir, space.as_deref(), &opts)?
         }
         None => {
             let cfg = search_config(&a)?;
-            let out = a.out.clone().unwrap_or_else(|| {
-                let stem = cfg
-                    .space
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("search");
-                PathBuf::from(format!("runs/{stem}-seed{}", cfg.seed))
-            });
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out("", &cfg.space, cfg.seed));
             crate::search::start(cfg, &out, &opts)?
         }
     };
@@ -164,17 +150,7 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
             );
             Exit::Done
         }
-        Outcome::Interrupted(Stopped {
-            dir,
-            global_step,
-            signal,
-        }) => {
-            eprintln!(
-                "search interrupted after {global_step} steps and checkpointed; continue with:\n  supernet search --resume {}",
-                dir.display()
-            );
-            Exit::Interrupted { signal }
-        }
+        Outcome::Interrupted(stopped) => Exit::interrupted("search", stopped),
     })
 }
 
@@ -188,10 +164,9 @@ fn search_config(a: &SearchArgs) -> anyhow::Result<SearchConfig> {
         preset.apply(&mut base);
     }
     let mut c: SearchConfig = overlay(&base, &a.set)?;
-    if let Some(space) = &a.set.space {
-        c.space = paths::from_command_line(space);
-    }
     a.data.apply(&mut c.data);
+    // Paths given on the command line are relative to the working directory.
+    c.resolve_paths(Path::new("."));
     c.validate()?;
     Ok(c)
 }

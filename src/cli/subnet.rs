@@ -28,8 +28,15 @@ pub struct ScoreArgs {
 }
 
 impl ScoreArgs {
-    fn scorer(&self) -> anyhow::Result<Scorer> {
-        let scorer = Scorer::open(&self.run, self.bn, self.batches)?;
+    /// The run, held to add results to it (refused at once, before the supernet is loaded,
+    /// when they could not be written: the run busy, unreadable or its disk full).
+    fn attach(&self) -> anyhow::Result<RunDir> {
+        Ok(RunDir::attach(&self.run)?)
+    }
+
+    /// The supernet of the attached run `dir`, ready to score.
+    fn scorer(&self, dir: &RunDir) -> anyhow::Result<Scorer> {
+        let scorer = Scorer::open(dir.path(), self.bn, self.batches)?;
         if let Some(t) = self.threads.filter(|&t| t > 0) {
             tch::set_num_threads(t as i32);
         }
@@ -49,13 +56,6 @@ impl ScoreArgs {
                 );
             }
         }
-    }
-
-    /// Refuse at once, before the supernet is loaded and anything is scored, when the
-    /// results could not be written (the run busy, unreadable or its disk full).
-    fn preflight(&self) -> anyhow::Result<()> {
-        drop(RunDir::attach(&self.run)?);
-        Ok(())
     }
 }
 
@@ -124,15 +124,15 @@ pub struct DeriveArgs {
 }
 
 pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
-    a.score.preflight()?;
-    let scorer = a.score.scorer()?;
+    let dir = a.score.attach()?;
+    let scorer = a.score.scorer(&dir)?;
     let cfg = crate::sample::SampleConfig {
         n: a.n,
         from: a.from,
         seed: a.seed,
         name: a.name.clone(),
     };
-    let r = crate::sample::sample(&a.score.run, &scorer, &cfg, a.score.progress())?;
+    let r = crate::sample::sample(&dir, &scorer, &cfg, a.score.progress())?;
     if r.duplicates > 0 {
         eprintln!("{} duplicate draws skipped", r.duplicates);
     }
@@ -155,8 +155,8 @@ pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
 }
 
 pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
-    a.score.preflight()?;
-    let scorer = a.score.scorer()?;
+    let dir = a.score.attach()?;
+    let scorer = a.score.scorer(&dir)?;
     let cfg = crate::sample::EvolveConfig {
         population: a.population,
         generations: a.generations,
@@ -168,7 +168,7 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
         random: a.random,
         name: a.name.clone(),
     };
-    let r = crate::sample::evolve(&a.score.run, &scorer, &cfg, a.score.progress())?;
+    let r = crate::sample::evolve(&dir, &scorer, &cfg, a.score.progress())?;
     println!("{}", r.best.text);
     eprintln!(
         "best of {} candidates: accuracy {:.2}%, loss {:.4}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
@@ -188,17 +188,17 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
 
 pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
     let rule = a.rule;
-    let dir = RunDir::attach(&a.score.run)?;
+    let dir = a.score.attach()?;
     let genotype = match rule {
         RuleArg::SampleTop(k) => {
-            let scorer = a.score.scorer()?;
+            let scorer = a.score.scorer(&dir)?;
             let cfg = crate::sample::SampleConfig {
                 n: k,
                 from: SampleFrom::Alphas,
                 seed: a.seed,
                 name: Some(format!("derive-{}-seed{}", rule.name(), a.seed)),
             };
-            let r = crate::sample::sample(dir.path(), &scorer, &cfg, a.score.progress())?;
+            let r = crate::sample::sample(&dir, &scorer, &cfg, a.score.progress())?;
             let best = r
                 .scores
                 .iter()
@@ -218,15 +218,7 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
         }
         _ => crate::record::derive_run(dir.path(), rule)?,
     };
-    let stem = format!("genotype-{}", rule.name());
-    let txt = dir.write(
-        &format!("{stem}.txt"),
-        format!("{}\n", genotype.to_text()).as_bytes(),
-    )?;
-    let json = dir.write(
-        &format!("{stem}.json"),
-        format!("{}\n", genotype.to_json()).as_bytes(),
-    )?;
+    let (txt, json) = dir.write_genotype(&format!("genotype-{}", rule.name()), &genotype)?;
     println!("{}", genotype.to_text());
     eprintln!("written {}, {}", txt.display(), json.display());
     Ok(())

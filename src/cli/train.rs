@@ -1,9 +1,9 @@
 //! `supernet train`, `supernet extract` and `supernet rank-check`: flags into configs, and
 //! the outcome.
-use super::args::{given_flags, overlay};
+use super::args::{overlay, refuse_ignored_flags};
 use super::flags::{AugmentFlags, DataFlags, NetworkFlags, RunFlags};
-use super::Exit;
-use crate::run::{paths, Stopped};
+use super::{default_out, Exit};
+use crate::run::paths::{self, ConfigFile};
 use crate::space::{Genotype, NetworkOverrides, NetworkSpec, SearchSpace};
 use crate::supernet::OpStyle;
 use crate::train::{Outcome, TrainConfig, EVAL_CHANNELS, EVAL_LAYERS};
@@ -104,30 +104,15 @@ pub fn evaluation_defaults(
 pub fn train(a: TrainArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
     let outcome = match &a.resume {
         Some(dir) => {
-            let ignored = given_flags(matches, &["resume", "quiet"]);
-            if !ignored.is_empty() {
-                anyhow::bail!(
-                    "--resume continues the training run in {} with the config it was started \
-                     with, so these flags would be ignored: {}. Leave them out, or start a new \
-                     run from its config with them (supernet train --config {}/config.toml \
-                     --out NEW_DIR and the flags)",
-                    dir.display(),
-                    ignored.join(", "),
-                    dir.display()
-                );
-            }
+            refuse_ignored_flags(matches, &["quiet"], "train", dir)?;
             crate::train::resume(dir, a.quiet)?
         }
         None => {
             let cfg = train_config(&a)?;
-            let out = a.out.clone().unwrap_or_else(|| {
-                let stem = cfg
-                    .space
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("model");
-                PathBuf::from(format!("runs/train-{stem}-seed{}", cfg.seed))
-            });
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out("train-", &cfg.space, cfg.seed));
             crate::train::start(cfg, &out, a.quiet)?
         }
     };
@@ -146,27 +131,8 @@ pub fn train(a: TrainArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
             );
             Exit::Done
         }
-        Outcome::Interrupted(Stopped {
-            dir,
-            global_step,
-            signal,
-        }) => {
-            eprintln!(
-                "training interrupted after {global_step} steps and checkpointed; continue with:\n  supernet train --resume {}",
-                dir.display()
-            );
-            Exit::Interrupted { signal }
-        }
+        Outcome::Interrupted(stopped) => Exit::interrupted("train", stopped),
     })
-}
-
-/// A `--genotype` argument as a config stores it: a file as an absolute path, text as is.
-fn genotype_arg(g: &str) -> String {
-    if Genotype::looks_like_text(g) {
-        g.to_string()
-    } else {
-        paths::from_command_line(Path::new(g)).display().to_string()
-    }
 }
 
 /// Config file (or the DARTS evaluation defaults for the space), then flags.
@@ -189,16 +155,9 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         base.auxiliary_weight = w;
     }
     let mut c: TrainConfig = overlay(&base, &a.set)?;
-    if let Some(space) = &a.set.space {
-        c.space = paths::from_command_line(space);
-    }
-    if let Some(init) = &a.set.init {
-        c.init = Some(paths::from_command_line(init));
-    }
-    if let Some(g) = &a.set.genotype {
-        c.genotype = genotype_arg(g);
-    }
     a.data.apply(&mut c.data);
+    // Paths given on the command line are relative to the working directory.
+    c.resolve_paths(Path::new("."));
     c.validate()?;
     Ok(c)
 }

@@ -166,20 +166,15 @@ impl Output {
             |e: &dyn std::fmt::Display| Error::io(&path, std::io::Error::other(e.to_string()));
         let size = fig.size();
         match self.format {
-            Format::Png => {
-                let tmp = self.dir.join(format!(".{stem}.tmp.png"));
-                let drawn = (|| {
-                    let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+            Format::Png => crate::fs::replace_with(&path, |tmp| {
+                let root = BitMapBackend::new(tmp, size).into_drawing_area();
+                (|| {
                     root.fill(&WHITE)?;
                     fig.draw(&root)?;
                     root.present()
-                })();
-                if let Err(e) = drawn {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(failed(&e));
-                }
-                crate::fs::commit(&tmp, &path)?;
-            }
+                })()
+                .map_err(|e| failed(&e))
+            })?,
             Format::Svg => {
                 let mut svg = String::new();
                 {

@@ -10,6 +10,7 @@
 use super::paths::ConfigFile;
 use crate::fs::{self, FileLock, LockError, LockMode};
 use crate::record::{read_run, write_run, RunLog, RUN_FILE};
+use crate::space::Genotype;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -180,14 +181,10 @@ impl RunDir {
         self.file(CHECKPOINT_FILE)
     }
 
-    /// Holders recorded in the lock file that no longer run: a crashed or killed run.
-    pub fn stale_holders(&self) -> &[String] {
-        &self.lock.stale
-    }
-
-    /// A note about [`Self::stale_holders`] for the console, if there are any.
+    /// A note for the console when the lock file names holders that no longer run (a
+    /// crashed or killed run).
     pub fn stale_note(&self) -> Option<String> {
-        let stale = self.stale_holders();
+        let stale = &self.lock.stale;
         (!stale.is_empty()).then(|| {
             format!(
                 "note: {} was last taken by {}, which no longer runs (it crashed or was killed); the run continues from its last checkpoint",
@@ -207,6 +204,19 @@ impl RunDir {
         let path = self.file(name);
         fs::write_atomic(&path, bytes)?;
         Ok(path)
+    }
+
+    /// Write `genotype` as `<stem>.txt` (its text form) and `<stem>.json`; their paths.
+    pub fn write_genotype(&self, stem: &str, genotype: &Genotype) -> Result<(PathBuf, PathBuf)> {
+        let txt = self.write(
+            &format!("{stem}.txt"),
+            format!("{}\n", genotype.to_text()).as_bytes(),
+        )?;
+        let json = self.write(
+            &format!("{stem}.json"),
+            format!("{}\n", genotype.to_json()).as_bytes(),
+        )?;
+        Ok((txt, json))
     }
 
     /// Replace the run file with `log` (the run's owner writes it from memory).
@@ -274,7 +284,7 @@ fn take(dir: &Path, mode: LockMode) -> Result<FileLock> {
 }
 
 /// `path` made absolute (against the working directory), without resolving links.
-pub fn absolute(path: &Path) -> Result<PathBuf> {
+fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).map_err(|e| Error::io(path, e))
 }
 

@@ -5,10 +5,10 @@ use super::checkpoint::Position;
 use super::dir::RunDir;
 use super::progress::Progress;
 use super::signal::StopFlag;
-use crate::record::{RunLog, RunMeta, StepRecord};
+use crate::record::{read_run, RunLog, RunMeta, StepRecord};
 use crate::space::SearchSpace;
 use crate::Result;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// What one step measured.
@@ -71,6 +71,8 @@ pub trait Job {
     fn record(&self, _log: &mut RunLog, _pos: &Position, _epoch_end: bool) {}
     /// Write the checkpoint for `pos`.
     fn save(&self, dir: &RunDir, pos: &Position) -> Result<()>;
+    /// Restore the job from the checkpoint of the run in `dir`; the position it holds.
+    fn load(&mut self, dir: &Path) -> Result<Position>;
 }
 
 /// The loop's settings.
@@ -97,7 +99,7 @@ pub struct Stopped {
 /// Whether the loop checkpoints after a step: when interrupted or every `every` steps
 /// (0: never), but not after an epoch's last step, whose checkpoint follows the epoch's
 /// evaluation.
-pub fn checkpoint_after_step(
+fn checkpoint_after_step(
     interrupted: bool,
     every: usize,
     global_step: u64,
@@ -107,9 +109,37 @@ pub fn checkpoint_after_step(
     (interrupted || due) && mid_epoch
 }
 
+/// The log and position a run continues from: when `resuming`, the job restored from its
+/// checkpoint and the run file cut back to it; otherwise a new log of `meta` (and the
+/// job's first records), written with `config.toml` and the first checkpoint, which
+/// completes the run's start.
+pub fn begin<J: Job>(
+    job: &mut J,
+    dir: &mut RunDir,
+    resuming: bool,
+    meta: RunMeta,
+) -> Result<(RunLog, Position)> {
+    if resuming {
+        let pos = job.load(dir.path())?;
+        let mut log = read_run(&dir.run_file())?;
+        log.truncate_to(pos.global_step, pos.epoch as u32);
+        return Ok((log, pos));
+    }
+    dir.write(super::CONFIG_FILE, meta.config.as_bytes())?;
+    let pos = Position::default();
+    let mut log = RunLog {
+        meta,
+        ..Default::default()
+    };
+    job.record(&mut log, &pos, false);
+    persist(job, dir, &log, &pos)?;
+    dir.started();
+    Ok((log, pos))
+}
+
 /// Write the run file, then the checkpoint: a kill between the two leaves a run file ahead
 /// of the checkpoint, which resuming truncates.
-pub fn persist<J: Job>(job: &J, dir: &RunDir, log: &RunLog, pos: &Position) -> Result<()> {
+fn persist<J: Job>(job: &J, dir: &RunDir, log: &RunLog, pos: &Position) -> Result<()> {
     dir.write_run(log)?;
     job.save(dir, pos)
 }

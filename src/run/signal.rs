@@ -22,12 +22,14 @@ impl StopFlag {
             let requested = Arc::new(AtomicBool::new(false));
             for sig in [SIGINT, SIGTERM] {
                 // Registered first, so it sees the flag as the previous signal left it.
-                signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, requested.clone())
-                    .and_then(|_| signal_hook::flag::register(sig, requested.clone()))
-                    .and_then(|_| {
-                        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
-                    })
-                    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+                signal_hook::flag::register_conditional_shutdown(
+                    sig,
+                    exit_code(sig),
+                    requested.clone(),
+                )
+                .and_then(|_| signal_hook::flag::register(sig, requested.clone()))
+                .and_then(|_| signal_hook::flag::register_usize(sig, signal.clone(), sig as usize))
+                .map_err(|e| format!("cannot install the signal handler: {e}"))?;
             }
             Ok(StopFlag { signal })
         })

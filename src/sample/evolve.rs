@@ -11,7 +11,7 @@ use crate::space::Genotype;
 use crate::space::{crossover, mutate, uniform_genotype};
 use crate::{Error, Result};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
 pub struct EvolveConfig {
@@ -100,9 +100,10 @@ fn better(a: &ArchScore, b: &ArchScore) -> std::cmp::Ordering {
 }
 
 /// Run the search on the supernet in `scorer`, record the history in the run file of
-/// `dir` and write the best genotype next to it. `progress` sees each scored candidate.
+/// `dir` (attached: held from before the first score to the last write) and write the best
+/// genotype next to it. `progress` sees each scored candidate.
 pub fn evolve(
-    dir: &Path,
+    dir: &RunDir,
     scorer: &Scorer,
     cfg: &EvolveConfig,
     mut progress: impl FnMut(usize, &ArchScore),
@@ -117,7 +118,6 @@ pub fn evolve(
         .clone()
         .unwrap_or_else(|| format!("{mode}-seed{}", cfg.seed));
     check_name(&name)?;
-    let dir = RunDir::attach(dir)?;
     let space = &scorer.space;
     let mut rng = Rng::from_key(&[cfg.seed, PURPOSE_EVOLVE]);
     let mut visited: HashSet<String> = HashSet::new();
@@ -215,7 +215,7 @@ pub fn evolve(
     }
     let stem = format!("evolution-{name}");
     let csv = store_table(
-        &dir,
+        dir,
         Table {
             group: group.clone(),
             attrs,
@@ -223,14 +223,7 @@ pub fn evolve(
         },
         &stem,
     )?;
-    let best_text = dir.write(
-        &format!("{stem}-best.txt"),
-        format!("{}\n", best.text).as_bytes(),
-    )?;
-    let best_json = dir.write(
-        &format!("{stem}-best.json"),
-        format!("{}\n", best.genotype.to_json()).as_bytes(),
-    )?;
+    let (best_text, best_json) = dir.write_genotype(&format!("{stem}-best"), &best.genotype)?;
     Ok(EvolveReport {
         history,
         best,

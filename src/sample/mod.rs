@@ -19,7 +19,7 @@ use crate::run::RunDir;
 use crate::space::{CellType, Genotype};
 use crate::{Error, Result};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `--from`: where `supernet sample` draws architectures from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -148,11 +148,11 @@ pub struct SampleReport {
     pub csv: PathBuf,
 }
 
-/// Draw, score and record `cfg.n` distinct architectures of the run in `dir`, which this
-/// holds (shared) from before the first score to the last write. `progress` receives each
-/// score as it is computed.
+/// Draw, score and record `cfg.n` distinct architectures of the run in `dir` (attached:
+/// held from before the first score to the last write). `progress` receives each score as
+/// it is computed.
 pub fn sample(
-    dir: &Path,
+    dir: &RunDir,
     scorer: &Scorer,
     cfg: &SampleConfig,
     mut progress: impl FnMut(usize, &ArchScore),
@@ -160,7 +160,6 @@ pub fn sample(
     if cfg.n == 0 {
         return Err(Error::invalid("--n", 0, "at least 1"));
     }
-    let dir = RunDir::attach(dir)?;
     let name = cfg.name.clone().unwrap_or_else(|| {
         format!(
             "{}-{}-seed{}",
@@ -196,7 +195,7 @@ pub fn sample(
         ],
         columns: score_columns(&scores.iter().collect::<Vec<_>>()),
     };
-    let csv = store_table(&dir, table, &format!("samples-{name}"))?;
+    let csv = store_table(dir, table, &format!("samples-{name}"))?;
     Ok(SampleReport {
         scores,
         duplicates,

@@ -238,37 +238,36 @@ impl SearchConfig {
         }
         parse_device(&self.device)?;
         at_least_one("partial_channels", self.partial_channels)?;
-        if self.arch_warmup_epochs > 0
-            && !matches!(
-                self.strategy,
-                StrategyKind::FirstOrder | StrategyKind::SecondOrder
-            )
-        {
-            return Err(Error::invalid(
-                "arch_warmup_epochs",
-                self.arch_warmup_epochs,
+        // Options of the DARTS strategies only.
+        let darts = matches!(
+            self.strategy,
+            StrategyKind::FirstOrder | StrategyKind::SecondOrder
+        );
+        let darts_only = |field: &str, value: usize, off: usize, what: &str| {
+            if value == off || darts {
+                return Ok(());
+            }
+            Err(Error::invalid(
+                field,
+                value,
                 format!(
-                    "0 with the {} strategy (a warm-up without alpha updates applies to first-order and second-order)",
+                    "{off} with the {} strategy ({what} first-order and second-order)",
                     self.strategy.name()
                 ),
-            ));
-        }
-        if self.partial_channels > 1
-            && !matches!(
-                self.strategy,
-                StrategyKind::FirstOrder | StrategyKind::SecondOrder
-            )
-        {
-            return Err(Error::invalid(
-                "partial_channels",
-                self.partial_channels,
-                format!(
-                    "1 with the {} strategy (partial channels work with first-order and second-order)",
-                    self.strategy.name()
-                ),
-            ));
-        }
-        Ok(())
+            ))
+        };
+        darts_only(
+            "arch_warmup_epochs",
+            self.arch_warmup_epochs,
+            0,
+            "a warm-up without alpha updates applies to",
+        )?;
+        darts_only(
+            "partial_channels",
+            self.partial_channels,
+            1,
+            "partial channels work with",
+        )
     }
 }
 

@@ -17,10 +17,10 @@ pub use strategy::{
 use crate::data::{DataSets, Loader, LoaderConfig, PairIter, SearchLoaders, SearchSplit};
 use crate::evaluate::evaluate;
 use crate::optim::cosine_lr;
-use crate::record::{read_run, AlphaRecord, RunLog};
+use crate::record::{AlphaRecord, RunLog};
 use crate::run::{
-    device_name, drive, parse_device, persist, EpochEnd, Job, MetaSource, Position, Progress,
-    RunDir, Schedule, StopFlag, Stopped,
+    begin, device_name, drive, parse_device, EpochEnd, Job, MetaSource, Position, Progress, RunDir,
+    Schedule, StopFlag, Stopped,
 };
 use crate::space::{CellType, Genotype, SearchSpace};
 use crate::supernet::InputShape;
@@ -42,7 +42,8 @@ pub enum Outcome {
 /// A check run before the first step, once the data fixes the input shape (the memory
 /// prediction of [`crate::memory`], which the command line passes in): a line to print, or
 /// an error that stops the start.
-pub type Preflight<'a> = &'a dyn Fn(&SearchConfig, InputShape, Device) -> Result<String>;
+pub type Preflight<'a> =
+    &'a dyn Fn(&SearchConfig, &SearchSpace, InputShape, Device) -> Result<String>;
 
 /// How a search is run (not part of its config).
 #[derive(Default, Clone, Copy)]
@@ -252,6 +253,10 @@ impl Job for SearchJob {
     fn save(&self, dir: &RunDir, pos: &Position) -> Result<()> {
         checkpoint::save(&self.st, dir, pos)
     }
+
+    fn load(&mut self, dir: &Path) -> Result<Position> {
+        checkpoint::load(&mut self.st, dir)
+    }
 }
 
 fn run(
@@ -267,12 +272,19 @@ fn run(
         progress.line(&note);
     }
     if let Some(preflight) = opts.preflight {
-        progress.line(&preflight(&cfg, s.input, s.device)?);
-    }
-    if !resuming {
-        dir.write(crate::run::CONFIG_FILE, cfg.to_toml().as_bytes())?;
+        progress.line(&preflight(&cfg, &s.space, s.input, s.device)?);
     }
     let steps = s.loaders.steps_per_epoch();
+    let meta = MetaSource {
+        kind: "search",
+        config: cfg.to_toml(),
+        space: &s.space,
+        seed: cfg.seed,
+        device: s.device,
+        steps_per_epoch: steps,
+        classes: s.input.classes as usize,
+    }
+    .meta();
     let st = SearchState::new(&s.space, s.input, &cfg, s.device)?;
     let mut job = SearchJob {
         st,
@@ -280,30 +292,7 @@ fn run(
         loaders: s.loaders,
         val: s.val,
     };
-    let (mut log, pos);
-    if resuming {
-        pos = checkpoint::load(&mut job.st, dir.path())?;
-        log = read_run(&dir.run_file())?;
-        log.truncate_to(pos.global_step, pos.epoch as u32);
-    } else {
-        pos = Position::default();
-        log = RunLog {
-            meta: MetaSource {
-                kind: "search",
-                config: cfg.to_toml(),
-                space: &s.space,
-                seed: cfg.seed,
-                device: s.device,
-                steps_per_epoch: steps,
-                classes: s.input.classes as usize,
-            }
-            .meta(),
-            ..Default::default()
-        };
-        log.alphas.push(job.alpha_record(0, 0));
-        persist(&job, dir, &log, &pos)?;
-        dir.started();
-    }
+    let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     let stop = StopFlag::install()?;
     progress.line(&format!(
         "search: space '{}', {} strategy{}, {} epochs x {steps} steps, batch {}, {} classes, device {}, run dir {}",
@@ -330,11 +319,8 @@ fn run(
         return Ok(Outcome::Interrupted(stopped));
     }
     let genotype = job.st.arch.genotype(&job.st.space)?;
-    let text = genotype.to_text();
-    let json = genotype.to_json();
-    dir.write("genotype.txt", format!("{text}\n").as_bytes())?;
-    dir.write("genotype.json", format!("{json}\n").as_bytes())?;
-    log.genotype = Some((text, json));
+    dir.write_genotype("genotype", &genotype)?;
+    log.genotype = Some((genotype.to_text(), genotype.to_json()));
     dir.write_run(&log)?;
     Ok(Outcome::Finished {
         genotype,

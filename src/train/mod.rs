@@ -12,10 +12,10 @@ use crate::data::{DataSets, EpochIter, Loader, LoaderConfig, Subset};
 use crate::evaluate::{accuracy, evaluate, Score};
 use crate::model::{read_description, Model, ModelSpec};
 use crate::optim::{clip_grad_norm, cosine_lr, split_variables, zero_grad, Sgd};
-use crate::record::{read_run, RunLog};
+
 use crate::rng::{hash_key, PURPOSE_DROP_PATH};
 use crate::run::{
-    checkpoint, device_name, drive, parse_device, persist, EpochEnd, Job, MetaSource, Position,
+    begin, checkpoint, device_name, drive, parse_device, EpochEnd, Job, MetaSource, Position,
     Progress, RunDir, Schedule, StepStats, StopFlag, Stopped,
 };
 use crate::space::{Genotype, SearchSpace};
@@ -136,20 +136,6 @@ impl TrainJob {
         named
     }
 
-    fn load(&mut self, dir: &Path) -> Result<Position> {
-        let mut map = checkpoint::open(dir)?;
-        let record: TrainPosition = checkpoint::decode_record(&mut map)?;
-        if record.model_hash != self.model_hash {
-            return Err(map.error(
-                "this checkpoint was written for a different network than the run's config describes",
-            ));
-        }
-        for (key, dst) in self.tensors() {
-            map.copy_into(&key, &dst)?;
-        }
-        Ok(record.pos)
-    }
-
     fn test_score(&self) -> Score {
         let m = &self.model;
         evaluate(&m.net, m.arch_weights(), &self.test, self.device, false)
@@ -234,6 +220,20 @@ impl Job for TrainJob {
         };
         checkpoint::save(dir, self.tensors(), &record)
     }
+
+    fn load(&mut self, dir: &Path) -> Result<Position> {
+        let mut map = checkpoint::open(dir)?;
+        let record: TrainPosition = checkpoint::decode_record(&mut map)?;
+        if record.model_hash != self.model_hash {
+            return Err(map.error(
+                "this checkpoint was written for a different network than the run's config describes",
+            ));
+        }
+        for (key, dst) in self.tensors() {
+            map.copy_into(&key, &dst)?;
+        }
+        Ok(record.pos)
+    }
 }
 
 /// The data of a training run: its training and test loaders and their input shape.
@@ -278,9 +278,6 @@ fn run(cfg: TrainConfig, dir: &mut RunDir, resuming: bool, quiet: bool) -> Resul
     if let Some(note) = dir.stale_note() {
         progress.line(&note);
     }
-    if !resuming {
-        dir.write(crate::run::CONFIG_FILE, cfg.to_toml().as_bytes())?;
-    }
     let steps = train.batches_per_epoch();
     let meta = MetaSource {
         kind: "train",
@@ -314,20 +311,7 @@ fn run(cfg: TrainConfig, dir: &mut RunDir, resuming: bool, quiet: bool) -> Resul
         drop_path: 0.0,
         last_test: None,
     };
-    let (mut log, pos);
-    if resuming {
-        pos = job.load(dir.path())?;
-        log = read_run(&dir.run_file())?;
-        log.truncate_to(pos.global_step, pos.epoch as u32);
-    } else {
-        pos = Position::default();
-        log = RunLog {
-            meta,
-            ..Default::default()
-        };
-        persist(&job, dir, &log, &pos)?;
-        dir.started();
-    }
+    let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     let stop = StopFlag::install()?;
     let (params, params_main) = job.model.parameter_counts();
     let head = if job.model.net.has_auxiliary() {

@@ -27,6 +27,13 @@ fn wait_for(path: &Path) {
     }
 }
 
+/// A finished one-epoch tiny search in `dir`.
+fn finished_search(dir: &Path) {
+    ok(tiny_search(dir, 1, &["--no-memory-check"])
+        .output()
+        .unwrap());
+}
+
 /// A search long enough to be caught running.
 fn long_search(dir: &Path) -> Child {
     tiny_search(dir, 50, &["--no-memory-check"])
@@ -152,7 +159,7 @@ fn a_kill_during_a_run_file_write_leaves_the_previous_file_readable() {
         let found = std::fs::read_dir(&dir).ok().and_then(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .find(|n| n.starts_with(".run.h5.") && n.ends_with(".tmp"))
+                .find(|n| n.starts_with(".tmp.") && n.ends_with(".run.h5"))
         });
         // The paused write's temporary file stays; the start's own write renames its away.
         if let Some(t) = found {
@@ -321,9 +328,7 @@ fn resume_sample_and_extract_work_from_another_directory() {
 fn resume_refuses_the_flags_it_would_ignore() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    ok(tiny_search(&dir, 1, &["--no-memory-check"])
-        .output()
-        .unwrap());
+    finished_search(&dir);
     let before = std::fs::read(dir.join("run.h5")).unwrap();
     let out = supernet()
         .args([
@@ -379,9 +384,7 @@ fn a_label_outside_the_classes_is_refused_and_runs_record_their_classes() {
     assert!(!out.exists(), "a failed start leaves nothing behind");
 
     let good = tmp.path().join("good");
-    ok(tiny_search(&good, 1, &["--no-memory-check"])
-        .output()
-        .unwrap());
+    finished_search(&good);
     assert_eq!(read_run(&good.join("run.h5")).unwrap().meta.classes, 10);
 }
 
@@ -559,9 +562,7 @@ fn a_failed_start_leaves_nothing_behind() {
 fn non_finite_alphas_are_an_error_naming_the_cell_and_edge() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    ok(tiny_search(&dir, 1, &["--no-memory-check"])
-        .output()
-        .unwrap());
+    finished_search(&dir);
     let mut log = read_run(&dir.join("run.h5")).unwrap();
     let k = log.meta.ops.len();
     let last = log.alphas.last_mut().unwrap();
@@ -604,18 +605,14 @@ fn a_first_checkpoint_that_cannot_be_written_leaves_a_directory_a_new_search_tak
         .unwrap();
     fails_with(out, &["checkpoint.safetensors", "no space left on device"]);
     assert!(!dir.exists(), "the failed start left {dir:?} behind");
-    ok(tiny_search(&dir, 1, &["--no-memory-check"])
-        .output()
-        .unwrap());
+    finished_search(&dir);
 }
 
 #[test]
 fn sample_refuses_a_truncated_run_file_before_scoring() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    ok(tiny_search(&dir, 1, &["--no-memory-check"])
-        .output()
-        .unwrap());
+    finished_search(&dir);
     let file = dir.join("run.h5");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();

@@ -6,6 +6,7 @@ use std::path::Path;
 use supernet::evaluate::evaluate;
 use supernet::record::{read_run, Column};
 use supernet::rng::PURPOSE_SPOS;
+use supernet::run::RunDir;
 use supernet::sample::rank::{kendall_tau_b, spearman_rho, top_k_overlap};
 use supernet::sample::{
     draw_distinct, evolve, sample, uniform_genotype, BnMode, EvolveConfig, SampleConfig,
@@ -86,6 +87,7 @@ fn same_seed_gives_the_same_samples_and_evolution() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     trained_run(&run);
+    let attached = RunDir::attach(&run).unwrap();
     let scorer = Scorer::open(&run, BnMode::Running, Some(2)).unwrap();
     let cfg = |name: &str, seed: u64, from: SampleFrom| SampleConfig {
         n: 6,
@@ -93,10 +95,34 @@ fn same_seed_gives_the_same_samples_and_evolution() {
         seed,
         name: Some(name.into()),
     };
-    let a = sample(&run, &scorer, &cfg("a", 1, SampleFrom::Uniform), |_, _| {}).unwrap();
-    let b = sample(&run, &scorer, &cfg("b", 1, SampleFrom::Uniform), |_, _| {}).unwrap();
-    let c = sample(&run, &scorer, &cfg("c", 2, SampleFrom::Uniform), |_, _| {}).unwrap();
-    let d = sample(&run, &scorer, &cfg("d", 1, SampleFrom::Alphas), |_, _| {}).unwrap();
+    let a = sample(
+        &attached,
+        &scorer,
+        &cfg("a", 1, SampleFrom::Uniform),
+        |_, _| {},
+    )
+    .unwrap();
+    let b = sample(
+        &attached,
+        &scorer,
+        &cfg("b", 1, SampleFrom::Uniform),
+        |_, _| {},
+    )
+    .unwrap();
+    let c = sample(
+        &attached,
+        &scorer,
+        &cfg("c", 2, SampleFrom::Uniform),
+        |_, _| {},
+    )
+    .unwrap();
+    let d = sample(
+        &attached,
+        &scorer,
+        &cfg("d", 1, SampleFrom::Alphas),
+        |_, _| {},
+    )
+    .unwrap();
     assert_eq!(a.scores, b.scores);
     assert_ne!(a.scores, c.scores);
     assert_eq!(d.scores.len(), 6);
@@ -131,8 +157,8 @@ fn same_seed_gives_the_same_samples_and_evolution() {
         name: Some(name.into()),
         ..Default::default()
     };
-    let e1 = evolve(&run, &scorer, &ecfg("e1"), |_, _| {}).unwrap();
-    let e2 = evolve(&run, &scorer, &ecfg("e2"), |_, _| {}).unwrap();
+    let e1 = evolve(&attached, &scorer, &ecfg("e1"), |_, _| {}).unwrap();
+    let e2 = evolve(&attached, &scorer, &ecfg("e2"), |_, _| {}).unwrap();
     assert_eq!(e1.history, e2.history);
     assert_eq!(e1.best, e2.best);
     assert_eq!(e1.history.len(), 12);
@@ -151,13 +177,13 @@ fn same_seed_gives_the_same_samples_and_evolution() {
         random: Some(5),
         ..ecfg("limited")
     };
-    let r = evolve(&run, &scorer, &limited, |_, _| {}).unwrap();
+    let r = evolve(&attached, &scorer, &limited, |_, _| {}).unwrap();
     assert!(r.history.iter().all(|(_, s)| s.parameters <= bound));
     let impossible = EvolveConfig {
         max_params: Some(1),
         ..ecfg("none")
     };
-    let e = evolve(&run, &scorer, &impossible, |_, _| {})
+    let e = evolve(&attached, &scorer, &impossible, |_, _| {})
         .unwrap_err()
         .to_string();
     assert!(e.contains("--max-params"), "{e}");
