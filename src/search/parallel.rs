@@ -50,6 +50,13 @@ pub fn after_step(st: &SearchState, group: &Group, stats: StepStats) -> Result<S
         ],
         "the step statistics all-reduce",
     )?;
+    // Fault injection for the tests: this rank's alphas drift by one ulp-sized step.
+    fail::fail_point!("distrib::diverge", |_| {
+        tch::no_grad(|| {
+            let _ = st.arch.tensors()[0].shallow_clone().g_add_scalar_(1e-7);
+        });
+        check_in_sync(st, group).map(|()| stats)
+    });
     check_in_sync(st, group)?;
     Ok(StepStats {
         train_loss: m[0],
