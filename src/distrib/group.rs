@@ -258,17 +258,20 @@ impl Group {
         out.iter().map(|t| Ok(Vec::<i64>::try_from(t)?)).collect()
     }
 
-    /// Every rank's bytes, in rank order (lengths may differ).
-    pub fn all_gather_bytes(&self, bytes: &[u8], what: &str) -> Result<Vec<Vec<u8>>> {
-        let lens = self.all_gather_i64(&[bytes.len() as i64], what)?;
+    /// Every rank's `values`, in rank order (lengths may differ).
+    pub fn all_gather_varlen(&self, values: &[i64], what: &str) -> Result<Vec<Vec<i64>>> {
+        let lens = self.all_gather_i64(&[values.len() as i64], what)?;
         let longest = lens.iter().map(|l| l[0]).max().unwrap_or(0) as usize;
-        let mut padded: Vec<i64> = bytes.iter().map(|&b| b as i64).collect();
+        let mut padded = values.to_vec();
         padded.resize(longest.max(1), 0);
         let all = self.all_gather_i64(&padded, what)?;
         Ok(all
             .into_iter()
             .zip(lens)
-            .map(|(v, l)| v[..l[0] as usize].iter().map(|&b| b as u8).collect())
+            .map(|(mut v, l)| {
+                v.truncate(l[0] as usize);
+                v
+            })
             .collect())
     }
 

@@ -252,6 +252,9 @@ impl RunDir {
     /// Change the run file by read-modify-write, one writer at a time (for the processes
     /// that attached to the run; the run's owner is not running meanwhile).
     pub fn update_run(&self, change: impl FnOnce(&mut RunLog)) -> Result<()> {
+        if !self.is_writer() {
+            return Ok(());
+        }
         let _tables = FileLock::wait_exclusive(&self.file(TABLES_LOCK_FILE))?;
         let path = self.run_file();
         let mut log = read_run(&path)?;

@@ -253,3 +253,42 @@ fn bad_launcher_variables_are_named() {
     ]);
     crate::search::fails_with(out, &["MASTER_PORT", "99999"]);
 }
+
+/// `sample` and `evolve --random` over 2 ranks (each scores every other architecture, rank
+/// 0 gathers and writes) give the 1-process tables row for row, bit for bit.
+#[test]
+fn sample_and_random_search_over_two_ranks_give_the_one_process_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    ok(tiny_search(&run, 1, &[]).output().unwrap());
+    for (verb, n_flag, file) in [
+        ("sample", "--n", "samples"),
+        ("evolve", "--random", "evolution"),
+    ] {
+        let cmd = |name: &str| {
+            let mut c = supernet();
+            c.args([
+                verb,
+                n_flag,
+                "5",
+                "--batches",
+                "2",
+                "--threads",
+                "1",
+                "--quiet",
+            ])
+            .args(["--name", name, "--run"])
+            .arg(&run);
+            c
+        };
+        ok(cmd("one").output().unwrap());
+        let [r0, r1] = two_ranks(|_| cmd("two"));
+        let (_, r1) = (ok(r0), ok(r1));
+        assert!(r1.stdout.is_empty(), "{verb}: rank 1 printed");
+        let read =
+            |name: &str| std::fs::read_to_string(run.join(format!("{file}-{name}.csv"))).unwrap();
+        let one = read("one");
+        assert_eq!(one.lines().count(), 6, "{verb}: {one}");
+        assert_eq!(one, read("two"), "{verb}: tables differ");
+    }
+}
