@@ -3,6 +3,8 @@
 use super::launch::Launch;
 use crate::{Error, Result};
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 extern "C" {
@@ -52,6 +54,8 @@ enum Op {
 pub struct Group {
     handle: *mut c_void,
     launch: Launch,
+    /// Nanoseconds spent inside collectives (waiting for the slowest rank included).
+    busy_ns: AtomicU64,
 }
 
 // c10d process groups and stores are thread-safe; the handle is only freed on drop.
@@ -109,7 +113,11 @@ impl Group {
                 take_error(err)
             )));
         }
-        Ok(Group { handle, launch })
+        Ok(Group {
+            handle,
+            launch,
+            busy_ns: AtomicU64::new(0),
+        })
     }
 
     pub fn rank(&self) -> usize {
@@ -123,6 +131,19 @@ impl Group {
     }
     pub fn launch(&self) -> &Launch {
         &self.launch
+    }
+
+    /// Seconds this process has spent in collectives so far.
+    pub fn collective_seconds(&self) -> f64 {
+        self.busy_ns.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+
+    fn timed<T>(&self, call: impl FnOnce() -> T) -> T {
+        let t0 = Instant::now();
+        let out = call();
+        self.busy_ns
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
     }
 
     /// The error for a failed collective: which ranks stopped beating (dead or frozen), or
@@ -167,7 +188,7 @@ impl Group {
     fn allreduce(&self, ts: &[&Tensor], op: Op, what: &str) -> Result<()> {
         let ptrs: Vec<*const c_void> = ts.iter().map(|t| t.as_ptr() as *const c_void).collect();
         let mut err = std::ptr::null_mut();
-        let rc = unsafe {
+        let rc = self.timed(|| unsafe {
             sn_dist_allreduce(
                 self.handle,
                 ptrs.as_ptr(),
@@ -175,11 +196,12 @@ impl Group {
                 op as c_int,
                 &mut err,
             )
-        };
+        });
         self.check(rc, err, what)
     }
 
-    /// One contiguous buffer of `ts` (one collective instead of one per tensor), and the
+    /// One contiguous CPU buffer of `ts` (one collective instead of one per tensor; the
+    /// Gloo group works on host memory, so CUDA tensors are staged through it), and the
     /// inverse that copies it back.
     fn flat(ts: &[Tensor]) -> Tensor {
         Tensor::cat(
@@ -188,13 +210,15 @@ impl Group {
                 .collect::<Vec<_>>(),
             0,
         )
+        .to_device(Device::Cpu)
     }
 
     fn unflatten(flat: &Tensor, ts: &[Tensor]) {
         let sizes: Vec<i64> = ts.iter().map(|t| t.numel() as i64).collect();
         tch::no_grad(|| {
             for (t, part) in ts.iter().zip(flat.split_with_sizes(sizes.as_slice(), 0)) {
-                t.shallow_clone().copy_(&part.view_as(t));
+                t.shallow_clone()
+                    .copy_(&part.view_as(t).to_device(t.device()));
             }
         });
     }
@@ -234,7 +258,8 @@ impl Group {
         let flat = Self::flat(ts);
         let mut err = std::ptr::null_mut();
         let ptr = flat.as_ptr() as *const c_void;
-        let rc = unsafe { sn_dist_broadcast(self.handle, &ptr, 1, root as c_int, &mut err) };
+        let rc = self
+            .timed(|| unsafe { sn_dist_broadcast(self.handle, &ptr, 1, root as c_int, &mut err) });
         self.check(rc, err, what)?;
         Self::unflatten(&flat, ts);
         Ok(())
@@ -246,14 +271,14 @@ impl Group {
         let out: Vec<Tensor> = (0..self.world()).map(|_| input.zeros_like()).collect();
         let ptrs: Vec<*const c_void> = out.iter().map(|t| t.as_ptr() as *const c_void).collect();
         let mut err = std::ptr::null_mut();
-        let rc = unsafe {
+        let rc = self.timed(|| unsafe {
             sn_dist_allgather(
                 self.handle,
                 input.as_ptr() as *const c_void,
                 ptrs.as_ptr(),
                 &mut err,
             )
-        };
+        });
         self.check(rc, err, what)?;
         out.iter().map(|t| Ok(Vec::<i64>::try_from(t)?)).collect()
     }

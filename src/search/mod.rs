@@ -375,7 +375,19 @@ fn run(
         checkpoint_every: cfg.checkpoint_every,
         eval_name: "val",
     };
-    if let Some(stopped) = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)? {
+    let first_step = pos.global_step;
+    let stopped = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)?;
+    if let Some(g) = &group {
+        // The communication share of this session's steps (waits for slower ranks included).
+        let steps = log.steps.iter().filter(|s| s.step >= first_step);
+        let step_seconds: f64 = steps.map(|s| s.seconds).sum();
+        let comm = g.collective_seconds();
+        progress.line(&format!(
+            "data-parallel: {comm:.2} s of {step_seconds:.2} s of steps in collectives ({:.1}%)",
+            100.0 * comm / step_seconds.max(1e-9)
+        ));
+    }
+    if let Some(stopped) = stopped {
         return Ok(Outcome::Interrupted(stopped));
     }
     let genotype = job.st.arch.genotype(&job.st.space)?;
