@@ -70,8 +70,10 @@ extern "C" {
 
 void sn_dist_free_string(char* s) { free(s); }
 
-// Rendezvous on host:port (rank 0 serves the store), then the Gloo process group.
-void* sn_dist_init(const char* host, int port, int rank, int world, long timeout_ms, char** err) {
+// Rendezvous on host:port (served by this process when `serve`: rank 0, unless torchrun's
+// agent serves it), then the Gloo process group.
+void* sn_dist_init(const char* host, int port, int rank, int world, int serve, long timeout_ms,
+                   char** err) {
   auto* g = new Group();
   g->rank = rank;
   g->world = world;
@@ -81,7 +83,7 @@ void* sn_dist_init(const char* host, int port, int rank, int world, long timeout
   int rc = guard(err, [&] {
     c10d::TCPStoreOptions o;
     o.port = static_cast<uint16_t>(port);
-    o.isServer = rank == 0;
+    o.isServer = serve != 0;
     o.numWorkers = world;
     o.waitWorkers = true;
     o.timeout = g->timeout;

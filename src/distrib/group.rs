@@ -13,6 +13,7 @@ extern "C" {
         port: c_int,
         rank: c_int,
         world: c_int,
+        serve: c_int,
         timeout_ms: c_long,
         err: *mut *mut c_char,
     ) -> *mut c_void;
@@ -97,6 +98,7 @@ impl Group {
                 launch.master_port as c_int,
                 launch.rank as c_int,
                 launch.world as c_int,
+                launch.serve_store as c_int,
                 (launch.timeout_s * 1000) as c_long,
                 &mut err,
             )
@@ -159,7 +161,9 @@ impl Group {
         };
         let (rank, world, t) = (self.rank(), self.world(), self.launch.timeout_s);
         let who = match n {
-            n if n < 0 => "rank 0 (which serves the rendezvous store) is gone".to_string(),
+            n if n < 0 => {
+                "the rendezvous store is unreachable: rank 0, which serves it (or the launcher's agent), is gone".to_string()
+            }
             0 => format!(
                 "every other rank is alive: one is stuck in its step or failed on its own (timeout {t} s)"
             ),

@@ -20,6 +20,9 @@ pub struct Launch {
     pub master_addr: String,
     pub master_port: u16,
     pub timeout_s: u64,
+    /// Whether rank 0 serves the rendezvous store; torchrun's agent serves it itself at
+    /// `MASTER_PORT` when it sets `TORCHELASTIC_USE_AGENT_STORE=True`.
+    pub serve_store: bool,
 }
 
 /// The launch this process is part of, read through `var`; `None` for a plain
@@ -117,5 +120,6 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>> {
         master_addr,
         master_port,
         timeout_s,
+        serve_store: rank == 0 && var("TORCHELASTIC_USE_AGENT_STORE").as_deref() != Some("True"),
     }))
 }
