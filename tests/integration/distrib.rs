@@ -172,7 +172,8 @@ fn wait_for_mid_run_checkpoint(dir: &Path) {
 }
 
 /// SIGKILL (dead) or SIGSTOP (hung) on rank 1 mid-run: rank 0 ends with an error naming
-/// rank 1 within the stated timeout (10 s here, plus the 3 s heartbeat watch); the
+/// rank 1 within the stated timeout (10 s here, plus the 3 s heartbeat watch); SIGKILL on
+/// rank 0 (which serves the store and writes the run): rank 1 ends saying so. The
 /// checkpoint is intact, and `--resume` in ONE process finishes the run with the result of
 /// the uninterrupted 1-process run (the recorded `bn_groups = 2` keeps the loss).
 #[test]
@@ -185,7 +186,11 @@ fn a_rank_that_dies_or_hangs_ends_the_job_and_resume_continues_on_one_process() 
             .output()
             .unwrap(),
     );
-    for (sig, what) in [(libc::SIGKILL, "dead"), (libc::SIGSTOP, "hung")] {
+    for (sig, victim, what, names) in [
+        (libc::SIGKILL, 1, "dead", "rank 1 stopped"),
+        (libc::SIGSTOP, 1, "hung", "rank 1 stopped"),
+        (libc::SIGKILL, 0, "rank-0-dead", "rank 0, which serves it"),
+    ] {
         let out = tmp.path().join(what);
         let port = free_port();
         let mut ranks: Vec<Child> = (0..2)
@@ -197,17 +202,17 @@ fn a_rank_that_dies_or_hangs_ends_the_job_and_resume_continues_on_one_process() 
             .collect();
         wait_for_mid_run_checkpoint(&out);
         // SAFETY: signals a child of this test.
-        assert_eq!(unsafe { libc::kill(ranks[1].id() as i32, sig) }, 0);
+        assert_eq!(unsafe { libc::kill(ranks[victim].id() as i32, sig) }, 0);
         let t0 = Instant::now();
-        let rank0 = ranks.remove(0).wait_with_output().unwrap();
+        let survivor = ranks.remove(1 - victim).wait_with_output().unwrap();
         let took = t0.elapsed();
         if sig == libc::SIGSTOP {
             unsafe { libc::kill(ranks[0].id() as i32, libc::SIGKILL) };
         }
         let _ = ranks[0].wait();
-        let err = String::from_utf8_lossy(&rank0.stderr).to_string();
-        assert!(!rank0.status.success(), "{what}: rank 0 succeeded");
-        assert!(err.contains("rank 1 stopped"), "{what}: {err}");
+        let err = String::from_utf8_lossy(&survivor.stderr).to_string();
+        assert!(!survivor.status.success(), "{what}: the survivor succeeded");
+        assert!(err.contains(names), "{what}: {err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(took < Duration::from_secs(40), "{what}: took {took:?}");
         assert!(
