@@ -98,6 +98,11 @@ pub struct SearchFlags {
     /// channels), and edges are normalised by learnt betas (1: off).
     #[arg(long, value_name = "K")]
     pub partial_channels: Option<usize>,
+    /// BN batch statistics over G equal groups of each batch (ghost batch norm); a
+    /// data-parallel run has G / processes groups per rank [default: 1, or the number of
+    /// processes of a data-parallel start: per-rank statistics as in PyTorch DDP].
+    #[arg(long, value_name = "G")]
+    pub bn_groups: Option<usize>,
     #[command(flatten)]
     #[serde(flatten)]
     pub run: RunFlags,
@@ -122,9 +127,16 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
     let check = move |cfg: &SearchConfig, space: &SearchSpace, input: InputShape, device| {
         crate::memory::check(&exe, cfg, space, input, device, limit)
     };
+    // One rank of a data-parallel job when a launcher (torchrun, mpirun, srun) started it.
+    let group = match crate::distrib::from_env()? {
+        Some(launch) => Some(std::sync::Arc::new(crate::distrib::Group::join(launch)?)),
+        None => None,
+    };
+    let root = group.as_ref().is_none_or(|g| g.is_root());
     let opts = RunOptions {
-        quiet: a.quiet,
+        quiet: a.quiet || !root,
         preflight: (!a.no_memory_check).then_some(&check as _),
+        dist: group.as_ref(),
     };
     let outcome = match &a.resume {
         Some(dir) => {
@@ -142,6 +154,7 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
         }
     };
     Ok(match outcome {
+        Outcome::Finished { .. } if !root => Exit::Done,
         Outcome::Finished { genotype, dir } => {
             println!("{}", genotype.to_text());
             eprintln!(

@@ -155,7 +155,7 @@ pub fn sample(
     dir: &RunDir,
     scorer: &Scorer,
     cfg: &SampleConfig,
-    mut progress: impl FnMut(usize, &ArchScore),
+    progress: impl FnMut(usize, &ArchScore),
 ) -> Result<SampleReport> {
     if cfg.n == 0 {
         return Err(Error::invalid("--n", 0, "at least 1"));
@@ -172,12 +172,7 @@ pub fn sample(
     let start = std::time::Instant::now();
     let (genotypes, duplicates) =
         draw_distinct(&sampler(scorer, cfg.from), &scorer.space, cfg.n, cfg.seed);
-    let mut scores = Vec::with_capacity(genotypes.len());
-    for (i, g) in genotypes.iter().enumerate() {
-        let s = scorer.score(g)?;
-        progress(i, &s);
-        scores.push(s);
-    }
+    let scores = scorer.score_all(&genotypes, progress)?;
     let group = format!("samples/{name}");
     let table = Table {
         group: group.clone(),

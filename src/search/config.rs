@@ -95,6 +95,12 @@ pub struct SearchConfig {
     /// with K > 1 the edges are normalised by betas (1: plain DARTS).
     #[serde(default = "default_partial_channels")]
     pub partial_channels: usize,
+    /// BN batch statistics over this many equal groups of each batch ("ghost batch
+    /// norm"); a data-parallel run's ranks each hold `bn_groups / world` of them, so its
+    /// BN statistics are per rank as in PyTorch DDP. Unset: 1, or the number of processes
+    /// of a data-parallel start (which records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bn_groups: Option<usize>,
     /// The preset these settings started from (`Preset::apply`), for the record; the values
     /// themselves are the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +138,7 @@ impl Default for SearchConfig {
             threads: 0,
             recompute: false,
             partial_channels: default_partial_channels(),
+            bn_groups: None,
             preset: None,
         }
     }
@@ -238,6 +245,7 @@ impl SearchConfig {
         }
         parse_device(&self.device)?;
         at_least_one("partial_channels", self.partial_channels)?;
+        self.check_bn_groups(1)?;
         // Options of the DARTS strategies only.
         let darts = matches!(
             self.strategy,
@@ -268,6 +276,41 @@ impl SearchConfig {
             1,
             "partial channels work with",
         )
+    }
+}
+
+impl SearchConfig {
+    /// `bn_groups` (1 when unset) shared out over `world` processes: each rank's number
+    /// of BN groups, or an error naming what does not divide.
+    pub fn check_bn_groups(&self, world: usize) -> Result<usize> {
+        let groups = self.bn_groups.unwrap_or(1);
+        crate::run::check::at_least_one("bn_groups", groups)?;
+        if !self.batch_size.is_multiple_of(groups) || !groups.is_multiple_of(world) {
+            return Err(Error::invalid(
+                "bn_groups",
+                groups,
+                format!(
+                    "a divisor of batch_size = {} and a multiple of the {world} data-parallel process(es)",
+                    self.batch_size
+                ),
+            ));
+        }
+        if !self.batch_size.is_multiple_of(world) {
+            return Err(Error::invalid(
+                "batch_size",
+                self.batch_size,
+                format!("a multiple of the {world} data-parallel processes (the global batch is split evenly)"),
+            ));
+        }
+        let local = groups / world;
+        if local > 1 && self.recompute {
+            return Err(Error::invalid(
+                "bn_groups",
+                groups,
+                format!("at most one BN group per process ({world}) with recompute"),
+            ));
+        }
+        Ok(local)
     }
 }
 

@@ -3,6 +3,7 @@
 //! [`Strategy`] owns what one step does to the weights and the alphas.
 mod checkpoint;
 mod config;
+mod parallel;
 pub mod preset;
 mod recompute;
 mod state;
@@ -26,6 +27,7 @@ use crate::space::{CellType, Genotype, SearchSpace};
 use crate::supernet::InputShape;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::Device;
 
 /// How a search call ended.
@@ -50,6 +52,8 @@ pub type Preflight<'a> =
 pub struct RunOptions<'a> {
     pub quiet: bool,
     pub preflight: Option<Preflight<'a>>,
+    /// The data-parallel group when this process is one rank of several.
+    pub dist: Option<&'a Arc<crate::distrib::Group>>,
 }
 
 impl RunOptions<'_> {
@@ -57,7 +61,13 @@ impl RunOptions<'_> {
         RunOptions {
             quiet: true,
             preflight: None,
+            dist: None,
         }
+    }
+
+    /// A data-parallel rank other than 0: it reads the run but writes nothing.
+    fn follower(&self) -> bool {
+        self.dist.is_some_and(|g| !g.is_root())
     }
 }
 
@@ -65,14 +75,22 @@ impl RunOptions<'_> {
 /// fails leaves nothing behind.
 pub fn start(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outcome> {
     let space = cfg.validate_with_space()?;
-    let mut dir = RunDir::create(dir)?;
+    let mut dir = if opts.follower() {
+        RunDir::follower(dir)?
+    } else {
+        RunDir::create(dir)?
+    };
     run(cfg, space, &mut dir, false, opts)
 }
 
 /// Continue the run in `dir` from its last checkpoint, with its own config (checked as a
 /// fresh start checks it). `space` (when given) must be the space the run was started with.
 pub fn resume(dir: &Path, space: Option<&Path>, opts: &RunOptions) -> Result<Outcome> {
-    let mut dir = RunDir::resume(dir)?;
+    let mut dir = if opts.follower() {
+        RunDir::follower(dir)?
+    } else {
+        RunDir::resume(dir)?
+    };
     let cfg: SearchConfig = dir.read_config()?;
     let run_space = cfg
         .validate_with_space()
@@ -182,6 +200,10 @@ struct SearchJob {
 }
 
 impl SearchJob {
+    fn group(&self) -> Option<Arc<crate::distrib::Group>> {
+        self.st.dist.clone()
+    }
+
     fn alpha_record(&self, step: u64, epoch: usize) -> AlphaRecord {
         let arch = &self.st.arch;
         AlphaRecord {
@@ -215,7 +237,12 @@ impl Job for SearchJob {
         st.global_step = at.global_step;
         let train = Batch::to_device(&wb, st.device);
         let val = Batch::to_device(&ab, st.device);
-        self.strategy.step(st, &train, &val)
+        let Some(group) = st.dist.clone() else {
+            return self.strategy.step(st, &train, &val);
+        };
+        parallel::before_step(st, &group)?;
+        let stats = self.strategy.step(st, &train, &val)?;
+        parallel::after_step(st, &group, stats)
     }
 
     fn end_epoch(&mut self, _epoch: usize) -> Result<EpochEnd> {
@@ -257,6 +284,13 @@ impl Job for SearchJob {
     fn load(&mut self, dir: &Path) -> Result<Position> {
         checkpoint::load(&mut self.st, dir)
     }
+
+    fn agree_stop(&mut self, requested: bool) -> Result<bool> {
+        match self.group() {
+            Some(group) => group.any(requested, "the stop agreement"),
+            None => Ok(requested),
+        }
+    }
 }
 
 fn run(
@@ -266,12 +300,24 @@ fn run(
     resuming: bool,
     opts: &RunOptions,
 ) -> Result<Outcome> {
-    let s = setup(&mut cfg, space)?;
+    let group = opts.dist.cloned();
+    let bn_chunks = match &group {
+        Some(g) => parallel::agree_on_config(&mut cfg, g, resuming)?,
+        None => cfg.check_bn_groups(1)?,
+    };
+    let mut s = setup(&mut cfg, space)?;
+    if let Some(g) = &group {
+        s.loaders = s.loaders.shard(g.rank(), g.world())?;
+        // "cuda" and "auto" mean each process's own GPU: cuda:LOCAL_RANK.
+        if matches!(s.device, Device::Cuda(_)) && !cfg.device.starts_with("cuda:") {
+            s.device = Device::Cuda(g.launch().local_rank);
+        }
+    }
     let progress = Progress::new(opts.quiet);
     if let Some(note) = dir.stale_note() {
         progress.line(&note);
     }
-    if let Some(preflight) = opts.preflight {
+    if let Some(preflight) = opts.preflight.filter(|_| !opts.follower()) {
         progress.line(&preflight(&cfg, &s.space, s.input, s.device)?);
     }
     let steps = s.loaders.steps_per_epoch();
@@ -285,7 +331,9 @@ fn run(
         classes: s.input.classes as usize,
     }
     .meta();
-    let st = SearchState::new(&s.space, s.input, &cfg, s.device)?;
+    let mut st = SearchState::new(&s.space, s.input, &cfg, s.device)?;
+    st.dist = group.clone();
+    st.bn_chunks = bn_chunks;
     let mut job = SearchJob {
         st,
         strategy: strategy(cfg.strategy),
@@ -293,6 +341,18 @@ fn run(
         val: s.val,
     };
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
+    if let Some(g) = &group {
+        parallel::broadcast_state(&job.st, g)?;
+        progress.line(&format!(
+            "data-parallel: {} processes ({}), Gloo over c10d, global batch {} = {} per process, {} BN group(s) per process, collective timeout {} s",
+            g.world(),
+            g.launch().launcher,
+            cfg.batch_size,
+            cfg.batch_size / g.world(),
+            bn_chunks,
+            g.launch().timeout_s
+        ));
+    }
     let stop = StopFlag::install()?;
     progress.line(&format!(
         "search: space '{}', {} strategy{}, {} epochs x {steps} steps, batch {}, {} classes, device {}, run dir {}",
@@ -315,10 +375,29 @@ fn run(
         checkpoint_every: cfg.checkpoint_every,
         eval_name: "val",
     };
-    if let Some(stopped) = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)? {
+    let first_step = pos.global_step;
+    let stopped = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)?;
+    if let Some(g) = &group {
+        // The communication share of this session's steps (waits for slower ranks included).
+        let steps = log.steps.iter().filter(|s| s.step >= first_step);
+        let step_seconds: f64 = steps.map(|s| s.seconds).sum();
+        let comm = g.collective_seconds();
+        progress.line(&format!(
+            "data-parallel: {comm:.2} s of {step_seconds:.2} s of steps in collectives ({:.1}%)",
+            100.0 * comm / step_seconds.max(1e-9)
+        ));
+    }
+    if let Some(stopped) = stopped {
         return Ok(Outcome::Interrupted(stopped));
     }
     let genotype = job.st.arch.genotype(&job.st.space)?;
+    if let Some(g) = &group {
+        let text = genotype.to_text();
+        g.check_identical(
+            crate::rng::hash_key(&text.bytes().map(u64::from).collect::<Vec<_>>()),
+            "the derived genotypes",
+        )?;
+    }
     dir.write_genotype("genotype", &genotype)?;
     log.genotype = Some((genotype.to_text(), genotype.to_json()));
     dir.write_run(&log)?;

@@ -57,6 +57,7 @@ impl Strategy for SecondOrder {
 
         // Virtual step w' = w - lr * (momentum * buf + dL_train/dw + wd * w).
         let grads = st.grads_of(train, &st.arch.softmax_detached(), &params).2;
+        st.average(&grads, "the virtual-step gradient all-reduce")?;
         tch::no_grad(|| {
             for (((p, g), buf), w) in params.iter().zip(&grads).zip(&st.sgd.buffers).zip(&backup) {
                 let step = buf * st.sgd.momentum + g + w * st.sgd.weight_decay;
@@ -73,6 +74,9 @@ impl Strategy for SecondOrder {
         let (val_loss_t, val_acc, all) = st.grads_of(val, &st.arch.softmax(), &inputs);
         let val_loss = finite(val_loss_t.double_value(&[]), "validation loss", st)?;
         let (d_alpha, d_w) = all.split_at(alphas.len());
+        // The Hessian term is taken along the global batch's dL_val/dw'; the alpha
+        // gradient (local d_alpha minus the local Hessian term) is averaged by arch_update.
+        st.average(d_w, "the unrolled gradient all-reduce")?;
         st.restore_bn_stats(&bn_stats);
         restore(&params, &backup);
 

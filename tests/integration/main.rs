@@ -1,5 +1,6 @@
 //! One integration test binary (every test binary links libtorch).
 mod data;
+mod distrib;
 mod layers;
 mod pcdarts;
 mod plot;
