@@ -3,6 +3,8 @@
 //! [`Strategy`] owns what one step does to the weights and the alphas.
 mod checkpoint;
 mod config;
+pub mod controller;
+pub mod enas;
 pub mod preset;
 mod recompute;
 mod state;
@@ -112,7 +114,7 @@ pub fn load_trained(dir: &Path) -> Result<TrainedSupernet> {
     let space = cfg.validate_with_space()?;
     let setup = setup(&mut cfg, space)?;
     let mut state = SearchState::new(&setup.space, setup.input, &cfg, setup.device)?;
-    let pos = checkpoint::load(&mut state, dir)?;
+    let pos = checkpoint::load(&mut state, Vec::new(), dir)?;
     Ok(TrainedSupernet {
         cfg,
         state,
@@ -163,14 +165,15 @@ fn setup(cfg: &mut SearchConfig, space: SearchSpace) -> Result<Setup> {
     })
 }
 
-/// The strategy a config names.
-pub fn strategy(kind: StrategyKind) -> Box<dyn Strategy> {
-    match kind {
+/// The strategy a config names, for the fresh state `st` (ENAS sets up its controller).
+pub fn strategy(kind: StrategyKind, st: &mut SearchState) -> Result<Box<dyn Strategy>> {
+    Ok(match kind {
         StrategyKind::FirstOrder => Box::new(FirstOrder),
         StrategyKind::SecondOrder => Box::new(SecondOrder),
         StrategyKind::Spos => Box::new(Spos),
         StrategyKind::Gdas => Box::new(Gdas),
-    }
+        StrategyKind::Enas => Box::new(enas::Enas::new(st)?),
+    })
 }
 
 /// A search as the run loop drives it.
@@ -223,7 +226,7 @@ impl Job for SearchJob {
         let st = &self.st;
         let score = evaluate(
             &st.net,
-            &st.arch.softmax_detached(),
+            &self.strategy.eval_weights(st)?,
             &self.val,
             st.device,
             false,
@@ -231,7 +234,7 @@ impl Job for SearchJob {
         Ok(EpochEnd {
             loss: score.loss,
             accuracy: score.accuracy,
-            genotype: st.arch.genotype(&st.space)?.to_text(),
+            genotype: self.strategy.genotype(st)?.to_text(),
             note: String::new(),
             show_genotype: true,
         })
@@ -251,11 +254,11 @@ impl Job for SearchJob {
     }
 
     fn save(&self, dir: &RunDir, pos: &Position) -> Result<()> {
-        checkpoint::save(&self.st, dir, pos)
+        checkpoint::save(&self.st, self.strategy.state_tensors(), dir, pos)
     }
 
     fn load(&mut self, dir: &Path) -> Result<Position> {
-        checkpoint::load(&mut self.st, dir)
+        checkpoint::load(&mut self.st, self.strategy.state_tensors(), dir)
     }
 }
 
@@ -285,10 +288,10 @@ fn run(
         classes: s.input.classes as usize,
     }
     .meta();
-    let st = SearchState::new(&s.space, s.input, &cfg, s.device)?;
+    let mut st = SearchState::new(&s.space, s.input, &cfg, s.device)?;
     let mut job = SearchJob {
+        strategy: strategy(cfg.strategy, &mut st)?,
         st,
-        strategy: strategy(cfg.strategy),
         loaders: s.loaders,
         val: s.val,
     };
@@ -318,7 +321,7 @@ fn run(
     if let Some(stopped) = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)? {
         return Ok(Outcome::Interrupted(stopped));
     }
-    let genotype = job.st.arch.genotype(&job.st.space)?;
+    let genotype = job.strategy.genotype(&job.st)?;
     dir.write_genotype("genotype", &genotype)?;
     log.genotype = Some((genotype.to_text(), genotype.to_json()));
     dir.write_run(&log)?;
