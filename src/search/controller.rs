@@ -105,8 +105,11 @@ pub struct Rollout {
     pub log_prob: Tensor,
     pub entropy: f64,
     pub genotype: Genotype,
-    /// Per decision: the raw head output `z` (before `c * tanh(z / T)`), for tests.
+    /// Per decision, for checking the gradient: the raw head output `z` (before
+    /// `c * tanh(z / T)`), the head's parameter path and the options it was allowed.
     pub raw_logits: Vec<Tensor>,
+    pub heads: Vec<String>,
+    pub allowed: Vec<Vec<usize>>,
 }
 
 pub struct Controller {
@@ -246,6 +249,7 @@ impl Controller {
         let mut x = self.start.shallow_clone();
         let mut state = self.lstm.zero_state(1);
         let (mut log_probs, mut choices, mut raw_logits) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut heads, mut allowed_all) = (Vec::new(), Vec::new());
         let mut entropy = 0.0;
         let mut cells: Vec<(CellType, Vec<Vec<GeneEdge>>)> = Vec::new();
         for g in &self.groups {
@@ -279,6 +283,11 @@ impl Controller {
                 let option = allowed[pick];
                 choices.push(option);
                 raw_logits.push(z);
+                heads.push(match d {
+                    Decision::Input { node } => format!("in_head_{node}"),
+                    Decision::Op { .. } => "op_head".to_string(),
+                });
+                allowed_all.push(allowed);
                 let nodes = &mut cells.last_mut().expect("pushed above").1;
                 match d {
                     Decision::Input { .. } => used.push(option),
@@ -315,6 +324,8 @@ impl Controller {
             entropy,
             genotype: Genotype { normal, reduce },
             raw_logits,
+            heads,
+            allowed: allowed_all,
         }
     }
 

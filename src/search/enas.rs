@@ -162,3 +162,29 @@ impl Strategy for Enas {
         named
     }
 }
+
+/// The controller of the ENAS run in `dir` (config `cfg`, space `space`) as its last
+/// checkpoint holds it, on the CPU.
+pub fn load_controller(
+    dir: &std::path::Path,
+    cfg: &super::SearchConfig,
+    space: &crate::space::SearchSpace,
+) -> Result<Controller> {
+    if cfg.strategy != super::StrategyKind::Enas {
+        return Err(crate::Error::invalid(
+            "strategy",
+            cfg.strategy.name(),
+            format!(
+                "enas: the run in {} has no controller (searched with --strategy {})",
+                dir.display(),
+                cfg.strategy.name()
+            ),
+        ));
+    }
+    let controller = Controller::new(space, &cfg.enas, tch::Device::Cpu)?;
+    let mut map = crate::run::checkpoint::open(dir)?;
+    for (name, t) in controller.parameters() {
+        map.copy_into(&format!("enas.net.{name}"), &t)?;
+    }
+    Ok(controller)
+}

@@ -1,5 +1,6 @@
 //! One integration test binary (every test binary links libtorch).
 mod data;
+mod enas;
 mod layers;
 mod pcdarts;
 mod plot;
