@@ -112,6 +112,13 @@ pub fn run(
                 break;
             };
             let dir = trial_dir(out, trial.number);
+            if resume && run_finished(&dir) {
+                // Finished before the sweep was killed, but not yet told.
+                let value = epoch_accuracies(&dir).last().copied();
+                driver.tell(trial.number, "complete", value)?;
+                say(format!("trial {}: finished before the kill", trial.number));
+                continue;
+            }
             say(format!(
                 "trial {}: {}{}",
                 trial.number,
@@ -244,6 +251,15 @@ fn spawn(
         });
     }
     cmd.spawn().map_err(|e| Error::io(&opts.exe, e))
+}
+
+/// Whether the run in `dir` has done every epoch its config asks for.
+fn run_finished(dir: &Path) -> bool {
+    let epochs = std::fs::read_to_string(dir.join(crate::run::CONFIG_FILE))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("epochs").and_then(toml::Value::as_integer));
+    matches!(epochs, Some(n) if n > 0 && epoch_accuracies(dir).len() >= n as usize)
 }
 
 /// The validation accuracy after each finished epoch of the run in `dir` (none while its

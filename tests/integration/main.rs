@@ -11,5 +11,6 @@ mod sample;
 mod search;
 mod space;
 mod supernet;
+mod sweep;
 mod train;
 mod upstream;
