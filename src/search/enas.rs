@@ -83,7 +83,7 @@ impl Enas {
         loss.backward();
         let samples = self.samples.int64_value(&[]) + 1;
         let _ = tch::no_grad(|| self.samples.shallow_clone().fill_(samples));
-        if samples as usize % self.settings.aggregate == 0 {
+        if (samples as usize).is_multiple_of(self.settings.aggregate) {
             let params = self.controller.tensors();
             finite(
                 clip_grad_norm(&params, self.settings.grad_clip),

@@ -130,7 +130,7 @@ impl SweepSpec {
             let flag = format!("--{}", name.replace('_', "-"));
             if !has_flag(verb, name) {
                 return Err(Error::invalid(
-                    &format!("params.{name}"),
+                    format!("params.{name}"),
                     &flag,
                     format!("a flag of `supernet {verb}` (see `supernet {verb} --help`)"),
                 ));
@@ -145,7 +145,7 @@ impl SweepSpec {
             match (&p.values, p.low, p.high) {
                 (Some(v), None, None) => {
                     if v.is_empty() {
-                        return Err(Error::invalid(&key("values"), "[]", "at least one value"));
+                        return Err(Error::invalid(key("values"), "[]", "at least one value"));
                     }
                     if let Some(bad) = v.iter().find(|x| {
                         !matches!(
@@ -157,14 +157,14 @@ impl SweepSpec {
                         )
                     }) {
                         return Err(Error::invalid(
-                            &key("values"),
+                            key("values"),
                             bad,
                             "strings, numbers or booleans",
                         ));
                     }
                     if p.int || p.log {
                         return Err(Error::invalid(
-                            &key(if p.int { "int" } else { "log" }),
+                            key(if p.int { "int" } else { "log" }),
                             true,
                             "absent with `values` (int and log describe a low..high range)",
                         ));
@@ -173,24 +173,24 @@ impl SweepSpec {
                 (None, Some(low), Some(high)) => {
                     if !(low < high && low.is_finite() && high.is_finite()) {
                         return Err(Error::invalid(
-                            &key("low"),
+                            key("low"),
                             low,
                             format!("a finite number below high = {high}"),
                         ));
                     }
                     if p.log && low <= 0.0 {
-                        return Err(Error::invalid(&key("low"), low, "above 0 with log = true"));
+                        return Err(Error::invalid(key("low"), low, "above 0 with log = true"));
                     }
                     if p.int && (low.fract() != 0.0 || high.fract() != 0.0) {
                         return Err(Error::invalid(
-                            &key("low"),
+                            key("low"),
                             format!("{low}..{high}"),
                             "whole numbers with int = true",
                         ));
                     }
                     if self.sampler == SamplerKind::Grid {
                         return Err(Error::invalid(
-                            &format!("params.{name}"),
+                            format!("params.{name}"),
                             format!("{low}..{high}"),
                             "a list of `values` with sampler = \"grid\"",
                         ));
@@ -198,7 +198,7 @@ impl SweepSpec {
                 }
                 _ => {
                     return Err(Error::invalid(
-                        &format!("params.{name}"),
+                        format!("params.{name}"),
                         "(keys given)",
                         "either `values = [...]` or both `low` and `high`",
                     ))

@@ -136,7 +136,7 @@ fn edge_probabilities_are_the_sampling_frequencies_of_the_first_node() {
                 if k.ends_with(".bias") && (k.starts_with("op_head") || k.starts_with("in_head")) {
                     let n = v.size()[0];
                     let spread = Tensor::linspace(8.0, -8.0, n, (Kind::Float, Device::Cpu));
-                    let _ = v.copy_(&spread);
+                    v.copy_(&spread);
                 }
             }
         });
