@@ -305,8 +305,9 @@ fn results(spec: &SweepSpec, out: &Path, trials: &[TrialInfo]) -> Result<SweepRe
             .map(|r| r.as_ref().and_then(|r| r.epochs.last()).map_or(f64::NAN, f))
             .collect()
     };
+    // Named so as not to meet a setting's name (`epochs` is one).
     cols.push((
-        "epochs".into(),
+        "epochs_run".into(),
         Column::U64(
             runs.iter()
                 .map(|r| r.as_ref().map_or(0, |r| r.epochs.len() as u64))
