@@ -452,8 +452,7 @@ fn plan(space: &SearchSpace) -> Vec<Group> {
             let to = space.cell.inputs + node;
             match space.cell.derive {
                 DeriveRule::Argmax => {
-                    for (e, edge) in edges.iter().enumerate().filter(|(_, x)| x.to == to) {
-                        let _ = edge;
+                    for (e, _) in edges.iter().enumerate().filter(|(_, x)| x.to == to) {
                         groups.push(Group {
                             cell: t,
                             node,

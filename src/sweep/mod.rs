@@ -112,6 +112,13 @@ pub fn run(
                 break;
             };
             let dir = trial_dir(out, trial.number);
+            if resume && dir.join(crate::run::LOCK_FILE).is_file() {
+                // A trial the killed sweep left may still be checkpointing on its
+                // SIGTERM: wait until it lets go of its run.
+                drop(crate::fs::FileLock::wait_exclusive(
+                    &dir.join(crate::run::LOCK_FILE),
+                )?);
+            }
             if resume && run_finished(&dir) {
                 // Finished before the sweep was killed, but not yet told.
                 let value = epoch_accuracies(&dir).last().copied();

@@ -47,7 +47,7 @@ fn sweep_stops_the_worst_early_and_continues_after_a_kill_without_rerunning_tria
         .arg(&spec)
         .arg("--out")
         .arg(&out);
-    // SIGKILL the sweep once a trial has finished (its genotype written).
+    // SIGKILL the sweep once a trial has finished.
     let mut child = cmd.spawn().unwrap();
     let start = Instant::now();
     let finished = loop {
@@ -55,7 +55,8 @@ fn sweep_stops_the_worst_early_and_continues_after_a_kill_without_rerunning_tria
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .map(|e| e.path())
-                    .filter(|p| p.join("genotype.txt").is_file())
+                    // The run file records the genotype last: the run is done.
+                    .filter(|p| read_run(&p.join("run.h5")).is_ok_and(|l| l.genotype.is_some()))
                     .collect()
             })
             .unwrap_or_default();
