@@ -12,8 +12,6 @@ use supernet::space::CellType;
 use tch::{Device, Kind, Tensor};
 
 fn controller(name: &str) -> Controller {
-    // Tiny ops: libtorch's thread pool only spins against the other tests (as upstream.rs).
-    tch::set_num_threads(1);
     Controller::new(&space(name), &EnasSettings::default(), Device::Cpu).unwrap()
 }
 
@@ -146,7 +144,7 @@ fn edge_probabilities_are_the_sampling_frequencies_of_the_first_node() {
         let n_ops = sp.ops.len();
         let first_node_edges = sp.cell.inputs;
         let rows = if name == "nb201" { 1 } else { first_node_edges };
-        let n = 600;
+        let n = 300;
         let mut counts = vec![0usize; rows * n_ops];
         tch::no_grad(|| {
             for k in 0..n {
@@ -173,7 +171,7 @@ fn edge_probabilities_are_the_sampling_frequencies_of_the_first_node() {
                     freq
                 };
                 assert!(
-                    (row[k] as f64 - expected).abs() < 0.06,
+                    (row[k] as f64 - expected).abs() < 0.085,
                     "{name} edge {e} op {k}: probability {} vs frequency {expected}",
                     row[k]
                 );
