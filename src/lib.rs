@@ -29,6 +29,7 @@ pub mod sample;
 pub mod search;
 pub mod space;
 pub mod supernet;
+pub mod sweep;
 pub mod tensorfile;
 pub mod train;
 

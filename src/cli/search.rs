@@ -104,12 +104,44 @@ pub struct SearchFlags {
     #[arg(long, value_name = "G")]
     pub bn_groups: Option<usize>,
     #[command(flatten)]
+    pub enas: EnasFlags,
+    #[command(flatten)]
     #[serde(flatten)]
     pub run: RunFlags,
     #[command(flatten)]
     pub network: NetworkFlags,
     #[command(flatten)]
     pub augment: AugmentFlags,
+}
+
+/// ENAS controller settings (config table `[enas]`; README "ENAS" has the rest and the
+/// sources of the defaults).
+#[derive(clap::Args, Debug, Serialize)]
+pub struct EnasFlags {
+    /// ENAS: controller Adam learning rate [default: 1e-3].
+    #[arg(long)]
+    #[serde(rename = "lr", skip_serializing_if = "Option::is_none")]
+    pub controller_lr: Option<f64>,
+    /// ENAS: controller samples averaged into one update [default: 20].
+    #[arg(long)]
+    #[serde(rename = "aggregate", skip_serializing_if = "Option::is_none")]
+    pub controller_aggregate: Option<usize>,
+    /// ENAS: weight of the sample's entropy in the reward [default: 1e-4].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entropy_weight: Option<f64>,
+    /// ENAS: decay of the reward's moving-average baseline [default: 0.99].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_decay: Option<f64>,
+    /// ENAS: logits are tanh_constant * tanh(z / temperature) [default: 5].
+    #[arg(long)]
+    #[serde(rename = "temperature", skip_serializing_if = "Option::is_none")]
+    pub controller_temperature: Option<f64>,
+    /// ENAS: see --controller-temperature [default: 2.5].
+    #[arg(long)]
+    #[serde(rename = "tanh_constant", skip_serializing_if = "Option::is_none")]
+    pub controller_tanh_constant: Option<f64>,
 }
 
 /// The flags `--resume` takes besides itself: how to run, not what.

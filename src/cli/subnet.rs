@@ -222,11 +222,21 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
     let at = a.score.attach()?;
     let dir = &at.dir;
     let genotype = match rule {
-        RuleArg::SampleTop(k) => {
+        RuleArg::Controller => {
+            let cfg: crate::search::SearchConfig = crate::run::read_config(dir.path())?;
+            let space = cfg.validate_with_space()?;
+            let c = crate::search::enas::load_controller(dir.path(), &cfg, &space)?;
+            tch::no_grad(|| c.rollout(None)).genotype
+        }
+        RuleArg::SampleTop(k) | RuleArg::ControllerBest(k) => {
             let scorer = a.score.scorer(&at)?;
+            let from = match rule {
+                RuleArg::ControllerBest(_) => SampleFrom::Controller,
+                _ => SampleFrom::Alphas,
+            };
             let cfg = crate::sample::SampleConfig {
                 n: k,
-                from: SampleFrom::Alphas,
+                from,
                 seed: a.seed,
                 name: Some(format!("derive-{}-seed{}", rule.name(), a.seed)),
             };
@@ -239,7 +249,7 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
                         .total_cmp(&y.accuracy)
                         .then(y.loss.total_cmp(&x.loss))
                 })
-                .ok_or_else(|| anyhow::anyhow!("sample-top:{k} scored no architecture"))?;
+                .ok_or_else(|| anyhow::anyhow!("{} scored no architecture", rule.name()))?;
             eprintln!(
                 "best of {} sampled: accuracy {:.2}% (scores in /{})",
                 r.scores.len(),

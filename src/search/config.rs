@@ -20,6 +20,9 @@ pub enum StrategyKind {
     /// GDAS (Dong & Yang 2019): hard Gumbel-softmax sample per edge, straight-through
     /// gradient to the alphas.
     Gdas,
+    /// ENAS (Pham et al. 2018): an LSTM controller samples paths, trained by REINFORCE on
+    /// the sampled sub-network's validation accuracy.
+    Enas,
 }
 
 impl StrategyKind {
@@ -29,6 +32,7 @@ impl StrategyKind {
             StrategyKind::SecondOrder => "second-order",
             StrategyKind::Spos => "spos",
             StrategyKind::Gdas => "gdas",
+            StrategyKind::Enas => "enas",
         }
     }
 }
@@ -101,6 +105,9 @@ pub struct SearchConfig {
     /// of a data-parallel start (which records it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bn_groups: Option<usize>,
+    /// ENAS controller settings (used by the enas strategy only).
+    #[serde(default)]
+    pub enas: super::controller::EnasSettings,
     /// The preset these settings started from (`Preset::apply`), for the record; the values
     /// themselves are the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +146,7 @@ impl Default for SearchConfig {
             recompute: false,
             partial_channels: default_partial_channels(),
             bn_groups: None,
+            enas: Default::default(),
             preset: None,
         }
     }
@@ -246,6 +254,7 @@ impl SearchConfig {
         parse_device(&self.device)?;
         at_least_one("partial_channels", self.partial_channels)?;
         self.check_bn_groups(1)?;
+        self.enas.validate()?;
         // Options of the DARTS strategies only.
         let darts = matches!(
             self.strategy,

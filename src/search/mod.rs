@@ -4,6 +4,8 @@
 mod checkpoint;
 mod config;
 mod parallel;
+pub mod controller;
+pub mod enas;
 pub mod preset;
 mod recompute;
 mod state;
@@ -130,7 +132,7 @@ pub fn load_trained(dir: &Path) -> Result<TrainedSupernet> {
     let space = cfg.validate_with_space()?;
     let setup = setup(&mut cfg, space)?;
     let mut state = SearchState::new(&setup.space, setup.input, &cfg, setup.device)?;
-    let pos = checkpoint::load(&mut state, dir)?;
+    let pos = checkpoint::load(&mut state, Vec::new(), dir)?;
     Ok(TrainedSupernet {
         cfg,
         state,
@@ -181,14 +183,15 @@ fn setup(cfg: &mut SearchConfig, space: SearchSpace) -> Result<Setup> {
     })
 }
 
-/// The strategy a config names.
-pub fn strategy(kind: StrategyKind) -> Box<dyn Strategy> {
-    match kind {
+/// The strategy a config names, for the fresh state `st` (ENAS sets up its controller).
+pub fn strategy(kind: StrategyKind, st: &mut SearchState) -> Result<Box<dyn Strategy>> {
+    Ok(match kind {
         StrategyKind::FirstOrder => Box::new(FirstOrder),
         StrategyKind::SecondOrder => Box::new(SecondOrder),
         StrategyKind::Spos => Box::new(Spos),
         StrategyKind::Gdas => Box::new(Gdas),
-    }
+        StrategyKind::Enas => Box::new(enas::Enas::new(st)?),
+    })
 }
 
 /// A search as the run loop drives it.
@@ -250,7 +253,7 @@ impl Job for SearchJob {
         let st = &self.st;
         let score = evaluate(
             &st.net,
-            &st.arch.softmax_detached(),
+            &self.strategy.eval_weights(st)?,
             &self.val,
             st.device,
             false,
@@ -258,7 +261,7 @@ impl Job for SearchJob {
         Ok(EpochEnd {
             loss: score.loss,
             accuracy: score.accuracy,
-            genotype: st.arch.genotype(&st.space)?.to_text(),
+            genotype: self.strategy.genotype(st)?.to_text(),
             note: String::new(),
             show_genotype: true,
         })
@@ -278,11 +281,11 @@ impl Job for SearchJob {
     }
 
     fn save(&self, dir: &RunDir, pos: &Position) -> Result<()> {
-        checkpoint::save(&self.st, dir, pos)
+        checkpoint::save(&self.st, self.strategy.state_tensors(), dir, pos)
     }
 
     fn load(&mut self, dir: &Path) -> Result<Position> {
-        checkpoint::load(&mut self.st, dir)
+        checkpoint::load(&mut self.st, self.strategy.state_tensors(), dir)
     }
 
     fn agree_stop(&mut self, requested: bool) -> Result<bool> {
@@ -335,8 +338,8 @@ fn run(
     st.dist = group.clone();
     st.bn_chunks = bn_chunks;
     let mut job = SearchJob {
+        strategy: strategy(cfg.strategy, &mut st)?,
         st,
-        strategy: strategy(cfg.strategy),
         loaders: s.loaders,
         val: s.val,
     };
@@ -390,7 +393,7 @@ fn run(
     if let Some(stopped) = stopped {
         return Ok(Outcome::Interrupted(stopped));
     }
-    let genotype = job.st.arch.genotype(&job.st.space)?;
+    let genotype = job.strategy.genotype(&job.st)?;
     if let Some(g) = &group {
         let text = genotype.to_text();
         g.check_identical(

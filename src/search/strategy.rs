@@ -13,6 +13,24 @@ pub trait Strategy {
     /// One bi-level step: the alphas on the validation batch, then the weights on the
     /// training batch (the DARTS order).
     fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats>;
+
+    /// State of the strategy's own beyond [`SearchState`], by checkpoint name (live
+    /// handles: saving reads them, loading copies into them).
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// The architecture the search stands for now: what the alphas derive to, unless the
+    /// strategy decides it otherwise (ENAS: its controller's most likely one).
+    fn genotype(&self, st: &SearchState) -> Result<crate::space::Genotype> {
+        st.arch.genotype(&st.space)
+    }
+
+    /// The mixing weights the per-epoch evaluation scores the supernet under: the softmax
+    /// of the alphas, unless the strategy's architecture is a discrete one (ENAS).
+    fn eval_weights(&self, st: &SearchState) -> Result<ArchWeights> {
+        Ok(st.arch.softmax_detached())
+    }
 }
 
 /// DARTS first order: the alpha gradient is taken at the current weights.

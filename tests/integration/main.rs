@@ -1,6 +1,7 @@
 //! One integration test binary (every test binary links libtorch).
 mod data;
 mod distrib;
+mod enas;
 mod layers;
 mod pcdarts;
 mod plot;
@@ -11,5 +12,6 @@ mod sample;
 mod search;
 mod space;
 mod supernet;
+mod sweep;
 mod train;
 mod upstream;
