@@ -3,9 +3,9 @@
 //! [`Strategy`] owns what one step does to the weights and the alphas.
 mod checkpoint;
 mod config;
-mod parallel;
 pub mod controller;
 pub mod enas;
+mod parallel;
 pub mod preset;
 mod recompute;
 mod state;
