@@ -5,6 +5,7 @@ mod checkpoint;
 mod config;
 pub mod preset;
 mod recompute;
+pub mod speed;
 mod state;
 mod strategy;
 

@@ -5,7 +5,8 @@ use super::recompute::{self, Wrt};
 use super::strategy::finite;
 use crate::arch::ArchParams;
 use crate::evaluate::accuracy;
-use crate::optim::{clip_grad_norm, grad_norm, split_variables, zero_grad, Adam, Sgd};
+use crate::backend::Precision;
+use crate::optim::{clip_grad_norm, grad_norm, split_variables, zero_grad, Adam, GradScaler, Sgd};
 use crate::rng::Rng;
 use crate::space::SearchSpace;
 use crate::supernet::ArchWeights;
@@ -41,6 +42,8 @@ pub struct SearchState {
     pub arch: ArchParams,
     pub sgd: Sgd,
     pub adam: Adam,
+    /// Loss scaling of float16 weight steps (`precision = "fp16"` only).
+    pub scaler: Option<GradScaler>,
     pub cfg: SearchConfig,
     /// Learning rate of the current epoch.
     pub lr: f64,
@@ -61,6 +64,7 @@ impl SearchState {
         cfg: &SearchConfig,
         device: Device,
     ) -> Result<Self> {
+        super::speed::configure(cfg, device)?;
         tch::manual_seed(cfg.seed as i64);
         let vs = nn::VarStore::new(device);
         let net = Supernet::search(&vs.root(), space, input, cfg.partial())?;
@@ -98,6 +102,7 @@ impl SearchState {
             arch,
             sgd,
             adam,
+            scaler: (cfg.precision == Precision::Fp16).then(|| GradScaler::new(device)),
             cfg: cfg.clone(),
             lr: cfg.lr,
             epoch: 0,
@@ -120,16 +125,32 @@ impl SearchState {
 
     /// Cross-entropy (train-mode BN) and batch accuracy under the given mixing weights.
     pub fn loss_with(&self, batch: &Batch, mix: &ArchWeights) -> (Tensor, f64) {
-        let logits = self.net.forward_t(&batch.images, mix, true);
+        self.loss_at(batch, mix, Precision::Fp32)
+            .expect("float32 needs no autocast")
+    }
+
+    /// [`Self::loss_with`] with the forward pass autocast to `precision`; the logits are
+    /// taken back to float32 for the loss, as autocast does for `cross_entropy`. The
+    /// backward pass runs outside autocast, as PyTorch prescribes.
+    pub fn loss_at(
+        &self,
+        batch: &Batch,
+        mix: &ArchWeights,
+        precision: Precision,
+    ) -> Result<(Tensor, f64)> {
+        let logits = crate::backend::autocast(self.device, precision, || {
+            self.net.forward_t(&batch.images, mix, true)
+        })?
+        .to_kind(Kind::Float);
         let loss = logits.cross_entropy_for_logits(&batch.labels);
         let acc = accuracy(&logits, &batch.labels);
-        (loss, acc)
+        Ok((loss, acc))
     }
 
     /// The loss under `mix` (a constant), the batch accuracy and the gradients of `wrt`, as
     /// `torch.autograd.grad(..., materialize_grads=True)` gives them (zeros where the loss
-    /// does not depend on one);
-    /// with `cfg.recompute`, cell by cell (see [`super::recompute`]).
+    /// does not depend on one); the forward pass at `cfg.arch_precision` (these are the
+    /// alpha step's passes); with `cfg.recompute`, cell by cell (see [`super::recompute`]).
     pub fn grads_of(
         &self,
         batch: &Batch,
@@ -139,7 +160,9 @@ impl SearchState {
         let (loss, acc, grads) = if self.cfg.recompute {
             recompute::loss_and_grads(self, batch, mix, Wrt::These(wrt))
         } else {
-            let (loss, acc) = self.loss_with(batch, mix);
+            let (loss, acc) = self
+                .loss_at(batch, mix, self.cfg.arch_precision)
+                .expect("autocast settings are validated with the config");
             let grads = Tensor::run_backward(&[&loss], wrt, false, false);
             (loss.detach(), acc, grads)
         };
@@ -154,14 +177,20 @@ impl SearchState {
     }
 
     /// The loss under `mix` and its backward pass into the `.grad` of every weight it
-    /// depends on, as `loss.backward()`; with `cfg.recompute`, cell by cell.
+    /// depends on, as `loss.backward()`; the forward pass at `cfg.precision` (float16: the
+    /// gradients are those of the scaled loss); with `cfg.recompute`, cell by cell.
     pub fn backward(&self, batch: &Batch, mix: &ArchWeights) -> (Tensor, f64) {
         if self.cfg.recompute {
             let (loss, acc, _) = recompute::loss_and_grads(self, batch, mix, Wrt::AllLeaves);
             return (loss, acc);
         }
-        let (loss, acc) = self.loss_with(batch, mix);
-        loss.backward();
+        let (loss, acc) = self
+            .loss_at(batch, mix, self.cfg.precision)
+            .expect("autocast settings are validated with the config");
+        match &self.scaler {
+            Some(s) => s.scale_loss(&loss).backward(),
+            None => loss.backward(),
+        }
         (loss.detach(), acc)
     }
 
@@ -245,16 +274,21 @@ impl SearchState {
         zero_grad(&self.weights);
         let (loss, acc) = self.backward(train, mix);
         let value = finite(loss.double_value(&[]), "training loss", self)?;
-        let norm = finite(
-            clip_grad_norm(&self.weights, self.cfg.grad_clip),
-            "weight gradient",
-            self,
-        )?;
-        if only_active {
-            let active = self.active_weights(mix);
-            self.sgd.step_where(&self.weights, self.lr, |i| active[i]);
-        } else {
-            self.sgd.step(&self.weights, self.lr);
+        if let Some(scaler) = &self.scaler {
+            scaler.unscale(&self.weights);
+        }
+        let norm = clip_grad_norm(&self.weights, self.cfg.grad_clip);
+        // GradScaler: a float16 step whose scaled gradients overflowed is skipped and the
+        // scale halves (the loss itself was finite); without scaling it stops the run.
+        let overflowed = match &mut self.scaler {
+            Some(scaler) => {
+                scaler.update(!norm.is_finite());
+                !norm.is_finite()
+            }
+            None => finite(norm, "weight gradient", self).map(|_| false)?,
+        };
+        if !overflowed {
+            self.step_weights(mix, only_active);
         }
         Ok(crate::run::StepStats {
             train_loss: value,
@@ -262,6 +296,16 @@ impl SearchState {
             grad_norm: norm,
             ..Default::default()
         })
+    }
+
+    /// SGD on the weights (with `only_active`, those `mix` computes with).
+    fn step_weights(&mut self, mix: &ArchWeights, only_active: bool) {
+        if only_active {
+            let active = self.active_weights(mix);
+            self.sgd.step_where(&self.weights, self.lr, |i| active[i]);
+        } else {
+            self.sgd.step(&self.weights, self.lr);
+        }
     }
 
     pub fn save_bn_stats(&self) -> Vec<Tensor> {

@@ -3,6 +3,7 @@ mod data;
 mod layers;
 mod pcdarts;
 mod plot;
+mod precision;
 mod preset;
 mod reference;
 mod runs;
