@@ -20,6 +20,7 @@ extern "C" {
     fn supernet_autocast_increment_nesting() -> c_int;
     fn supernet_autocast_decrement_nesting();
     fn supernet_cudnn_configure(benchmark: c_int, deterministic: c_int) -> c_int;
+    fn supernet_set_tf32(on: c_int) -> c_int;
     fn supernet_cudnn_state(
         benchmark: *mut c_int,
         deterministic: *mut c_int,
@@ -165,6 +166,14 @@ pub fn configure_cudnn(benchmark: bool, deterministic: bool) -> Result<()> {
         )
     };
     checked(status, "configuring cuDNN")
+}
+
+/// TensorFloat-32 (a 10-bit mantissa) in CUDA convolutions and matrix products on or off.
+/// PyTorch allows it in cuDNN convolutions by default, and so does this process unless
+/// told otherwise; off, float32 on CUDA is IEEE float32 (parity checks).
+pub fn set_tf32(on: bool) -> Result<()> {
+    // SAFETY: one int.
+    checked(unsafe { supernet_set_tf32(c_int::from(on)) }, "setting TF32")
 }
 
 /// The cuDNN switches now: (benchmark, deterministic cuDNN, deterministic algorithms).

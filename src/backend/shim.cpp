@@ -62,6 +62,16 @@ int supernet_cudnn_configure(int benchmark, int deterministic) {
   });
 }
 
+// TensorFloat-32 in cuDNN convolutions (PyTorch's default: on) and cuBLAS matmuls
+// (default: off); `on` sets both.
+int supernet_set_tf32(int on) {
+  return guarded([&] {
+    auto &ctx = at::globalContext();
+    ctx.setAllowTF32CuDNN(on != 0);
+    ctx.setAllowTF32CuBLAS(on != 0);
+  });
+}
+
 int supernet_cudnn_state(int *benchmark, int *deterministic, int *algorithms) {
   return guarded([&] {
     auto &ctx = at::globalContext();

@@ -1,5 +1,6 @@
 //! One integration test binary (every test binary links libtorch).
 mod data;
+mod device;
 mod layers;
 mod pcdarts;
 mod plot;
