@@ -38,7 +38,10 @@ fn main() {
 fn compile_backend_shim(lib_dir: &std::path::Path) {
     let shim = "src/backend/shim.cpp";
     println!("cargo:rerun-if-changed={shim}");
-    let include = lib_dir.parent().expect("torch/lib has a parent").join("include");
+    let include = lib_dir
+        .parent()
+        .expect("torch/lib has a parent")
+        .join("include");
     cc::Build::new()
         .cpp(true)
         .file(shim)

@@ -44,9 +44,7 @@ fn checked(status: c_int, what: &str) -> Result<()> {
 /// The floating-point precision of a pass: float32, or autocast to bfloat16 / float16
 /// (convolutions and matrix products in the low precision, reductions, softmax and losses
 /// in float32, as `torch.autocast` does).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// float32 throughout.
@@ -173,7 +171,10 @@ pub fn configure_cudnn(benchmark: bool, deterministic: bool) -> Result<()> {
 /// told otherwise; off, float32 on CUDA is IEEE float32 (parity checks).
 pub fn set_tf32(on: bool) -> Result<()> {
     // SAFETY: one int.
-    checked(unsafe { supernet_set_tf32(c_int::from(on)) }, "setting TF32")
+    checked(
+        unsafe { supernet_set_tf32(c_int::from(on)) },
+        "setting TF32",
+    )
 }
 
 /// The cuDNN switches now: (benchmark, deterministic cuDNN, deterministic algorithms).

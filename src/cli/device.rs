@@ -63,6 +63,9 @@ pub struct BenchArgs {
     /// Seed of the weights, alphas and random batches.
     #[arg(long, default_value_t = 2)]
     pub seed: u64,
+    /// CPU threads for libtorch (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
@@ -71,7 +74,6 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
         network: NetworkOverrides {
             layers: a.layers,
             channels: a.channels,
-            ..Default::default()
         },
         strategy: a.strategy,
         batch_size: a.batch,
@@ -83,10 +85,14 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
         recompute: a.recompute,
         partial_channels: a.partial_channels,
         seed: a.seed,
+        threads: a.threads,
         device: a.device.clone(),
         ..SearchConfig::default()
     };
     cfg.validate_with_space()?;
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads as i32);
+    }
     let exe = std::env::current_exe()?;
     let spec = crate::devcheck::bench::BenchSpec {
         cfg: &cfg,

@@ -38,8 +38,13 @@ fn fingerprint(st: &SearchState) -> String {
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let tensors = named.into_iter().map(|(_, t)| t).chain(st.arch.tensors());
     for t in tensors {
-        let v = Vec::<f32>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))
-            .expect("float tensors");
+        let v = Vec::<f32>::try_from(
+            t.detach()
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Float)
+                .flatten(0, -1),
+        )
+        .expect("float tensors");
         for x in v {
             for b in x.to_bits().to_le_bytes() {
                 h = (h ^ b as u64).wrapping_mul(0x100000001b3);

@@ -71,12 +71,10 @@ fn cases() -> Vec<Case> {
     let darts = NetworkOverrides {
         layers: Some(3),
         channels: Some(8),
-        ..Default::default()
     };
     let nb201 = NetworkOverrides {
         layers: Some(1),
         channels: Some(8),
-        ..Default::default()
     };
     let case = |name, space, overrides, mix, channels_last| Case {
         name,
@@ -88,22 +86,52 @@ fn cases() -> Vec<Case> {
         precision: Precision::Fp32,
     };
     vec![
-        case("darts softmax, NCHW", "darts_cnn", darts, Mix::Softmax, false),
-        case("darts softmax, channels-last", "darts_cnn", darts, Mix::Softmax, true),
+        case(
+            "darts softmax, NCHW",
+            "darts_cnn",
+            darts,
+            Mix::Softmax,
+            false,
+        ),
+        case(
+            "darts softmax, channels-last",
+            "darts_cnn",
+            darts,
+            Mix::Softmax,
+            true,
+        ),
         Case {
             partial_channels: 4,
-            ..case("pc-darts K=4, NCHW", "darts_cnn", darts, Mix::Softmax, false)
+            ..case(
+                "pc-darts K=4, NCHW",
+                "darts_cnn",
+                darts,
+                Mix::Softmax,
+                false,
+            )
         },
         Case {
             partial_channels: 4,
-            ..case("pc-darts K=4, channels-last", "darts_cnn", darts, Mix::Softmax, true)
+            ..case(
+                "pc-darts K=4, channels-last",
+                "darts_cnn",
+                darts,
+                Mix::Softmax,
+                true,
+            )
         },
         case("darts gdas sample", "darts_cnn", darts, Mix::Gumbel, false),
         case("darts spos path", "darts_cnn", darts, Mix::Path, false),
         case("nb201 softmax", "nb201", nb201, Mix::Softmax, false),
         Case {
             precision: Precision::Bf16,
-            ..case("darts softmax, bf16 autocast", "darts_cnn", darts, Mix::Softmax, true)
+            ..case(
+                "darts softmax, bf16 autocast",
+                "darts_cnn",
+                darts,
+                Mix::Softmax,
+                true,
+            )
         },
     ]
 }
@@ -116,7 +144,9 @@ fn batch(device: Device) -> Batch {
         .collect();
     let y: Vec<i64> = (0..4).map(|i| (i * 3 % 10) as i64).collect();
     Batch {
-        images: Tensor::from_slice(&x).view([4, 3, 16, 16]).to_device(device),
+        images: Tensor::from_slice(&x)
+            .view([4, 3, 16, 16])
+            .to_device(device),
         labels: Tensor::from_slice(&y).to_device(device),
     }
 }
@@ -126,9 +156,11 @@ fn mix_of(st: &SearchState, mix: Mix) -> Result<ArchWeights> {
     Ok(match mix {
         Mix::Softmax => st.arch.softmax(),
         Mix::Gumbel => st.arch.gumbel_hard(1.0, &mut rng, false),
-        Mix::Path => {
-            ArchWeights::from_genotype(&crate::space::uniform_genotype(&st.space, &mut rng), &st.space, st.device)?
-        }
+        Mix::Path => ArchWeights::from_genotype(
+            &crate::space::uniform_genotype(&st.space, &mut rng),
+            &st.space,
+            st.device,
+        )?,
     })
 }
 
@@ -167,9 +199,8 @@ fn run(st: &SearchState, mix: Mix, precision: Precision) -> Result<Pass> {
 
 /// Relative L2 difference of two lists of tensors taken as one vector (0 when both are 0).
 fn rel_l2(got: &[Tensor], want: &[Tensor]) -> f64 {
-    let flat = |ts: &[Tensor]| {
-        Tensor::cat(&ts.iter().map(|t| t.flatten(0, -1)).collect::<Vec<_>>(), 0)
-    };
+    let flat =
+        |ts: &[Tensor]| Tensor::cat(&ts.iter().map(|t| t.flatten(0, -1)).collect::<Vec<_>>(), 0);
     let (g, w) = (flat(got), flat(want));
     let diff = (&g - &w).norm().double_value(&[]);
     let norm = w.norm().double_value(&[]);

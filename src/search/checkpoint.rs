@@ -41,7 +41,10 @@ fn state_tensors(st: &SearchState) -> Vec<(String, Tensor)> {
     }
     if let Some(scaler) = &st.scaler {
         named.push(("amp.scale".into(), scaler.scale.shallow_clone()));
-        named.push(("amp.growth_tracker".into(), scaler.growth_tracker.shallow_clone()));
+        named.push((
+            "amp.growth_tracker".into(),
+            scaler.growth_tracker.shallow_clone(),
+        ));
     }
     named
 }

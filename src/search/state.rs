@@ -4,8 +4,8 @@ use super::config::SearchConfig;
 use super::recompute::{self, Wrt};
 use super::strategy::finite;
 use crate::arch::ArchParams;
-use crate::evaluate::accuracy;
 use crate::backend::Precision;
+use crate::evaluate::accuracy;
 use crate::optim::{clip_grad_norm, grad_norm, split_variables, zero_grad, Adam, GradScaler, Sgd};
 use crate::rng::Rng;
 use crate::space::SearchSpace;
@@ -21,10 +21,22 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The batch on `device`. To CUDA through pinned host memory with a non-blocking copy
+    /// (`pin_memory().to(device, non_blocking=True)`): the host does not wait for the
+    /// device, and libtorch's pinned-memory allocator keeps the staging buffer until the
+    /// copy has run.
     pub fn to_device(b: &crate::data::Batch, device: Device) -> Self {
+        let to = |t: &Tensor| {
+            if device.is_cuda() {
+                t.pin_memory(device)
+                    .to_device_(device, t.kind(), true, false)
+            } else {
+                t.to_device(device)
+            }
+        };
         Batch {
-            images: b.images.to_device(device),
-            labels: b.labels.to_device(device),
+            images: to(&b.images),
+            labels: to(&b.labels),
         }
     }
 }

@@ -34,7 +34,10 @@ fn cuda_matches_the_cpu_on_every_op_path() {
 fn the_parity_harness_finds_the_cpu_equal_to_itself() {
     // Two fresh states on the CPU from the same weights: bit-identical (the harness copies
     // weights, alphas and BN statistics across, and compares every part).
-    let rows = parity(Device::Cpu, |c| c == "darts softmax, NCHW" || c == "darts gdas sample").unwrap();
+    let rows = parity(Device::Cpu, |c| {
+        c == "darts softmax, NCHW" || c == "darts gdas sample"
+    })
+    .unwrap();
     assert_eq!(rows.len(), 2);
     for r in &rows {
         assert_eq!(
@@ -49,7 +52,9 @@ fn the_parity_harness_finds_the_cpu_equal_to_itself() {
 fn cuda_memory_is_read_from_the_device() {
     let Some(device) = cuda() else {
         // Without CUDA the queries say so instead of reading host memory.
-        let err = supernet::backend::device_memory(Device::Cpu).unwrap_err().to_string();
+        let err = supernet::backend::device_memory(Device::Cpu)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a CUDA device"), "{err}");
         return;
     };
@@ -58,7 +63,10 @@ fn cuda_memory_is_read_from_the_device() {
     supernet::backend::reset_peak(device).unwrap();
     let t = tch::Tensor::zeros([1 << 20], (tch::Kind::Float, device));
     let s = supernet::backend::allocator_stats(device).unwrap();
-    assert!(s.peak_allocated >= 4 << 20 && s.peak_reserved >= s.peak_allocated, "{s:?}");
+    assert!(
+        s.peak_allocated >= 4 << 20 && s.peak_reserved >= s.peak_allocated,
+        "{s:?}"
+    );
     drop(t);
 }
 
@@ -68,7 +76,15 @@ fn cuda_bf16_and_deterministic_steps() {
     // Two deterministic runs of the same steps end in the same state, bit for bit.
     let run = || {
         let out = ok(supernet()
-            .args(["bench", "--device", "cuda", "--layers", "3", "--channels", "8"])
+            .args([
+                "bench",
+                "--device",
+                "cuda",
+                "--layers",
+                "3",
+                "--channels",
+                "8",
+            ])
             .args(["--batch", "16", "--steps", "2", "--deterministic"])
             .output()
             .unwrap());
@@ -81,8 +97,18 @@ fn cuda_bf16_and_deterministic_steps() {
 #[test]
 fn bench_prints_one_json_line_and_parity_refuses_a_missing_device() {
     let out = ok(supernet()
-        .args(["bench", "--device", "cpu", "--space", "tiny", "--input", "1x8x8"])
-        .args(["--batch", "4", "--steps", "2", "--precision", "bf16", "--predict"])
+        .args([
+            "bench", "--device", "cpu", "--space", "tiny", "--input", "1x8x8",
+        ])
+        .args([
+            "--batch",
+            "4",
+            "--steps",
+            "2",
+            "--precision",
+            "bf16",
+            "--predict",
+        ])
         .output()
         .unwrap());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -94,7 +120,10 @@ fn bench_prints_one_json_line_and_parity_refuses_a_missing_device() {
     assert_eq!(v["state_fingerprint"].as_str().unwrap().len(), 16);
     if !tch::Cuda::is_available() {
         fails_with(
-            supernet().args(["parity", "--device", "cuda"]).output().unwrap(),
+            supernet()
+                .args(["parity", "--device", "cuda"])
+                .output()
+                .unwrap(),
             &["device", "cuda", "no"],
         );
     }

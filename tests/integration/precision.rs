@@ -25,7 +25,9 @@ fn autocast_enters_bf16_on_the_cpu_and_restores_the_previous_state() {
     let a = Tensor::randn([8, 8], (Kind::Float, Device::Cpu));
     assert_eq!(a.matmul(&a).kind(), Kind::Float);
     {
-        let _g = Autocast::enter(Device::Cpu, Precision::Bf16).unwrap().unwrap();
+        let _g = Autocast::enter(Device::Cpu, Precision::Bf16)
+            .unwrap()
+            .unwrap();
         assert_eq!(a.matmul(&a).kind(), Kind::BFloat16, "matmul not autocast");
         let inner = backend::autocast(Device::Cpu, Precision::Bf16, || a.matmul(&a).kind());
         assert_eq!(inner.unwrap(), Kind::BFloat16);
@@ -48,7 +50,6 @@ fn state_of(space: &str, cfg: &SearchConfig) -> SearchState {
         .with_overrides(NetworkOverrides {
             layers: Some(3),
             channels: Some(if space == "tiny" { 4 } else { 8 }),
-            ..Default::default()
         })
         .unwrap();
     let input = InputShape::parse("3x8x8", 10).unwrap();
@@ -58,7 +59,9 @@ fn state_of(space: &str, cfg: &SearchConfig) -> SearchState {
 fn batch() -> Batch {
     // A fixed, seed-free batch (the global generator is shared with parallel tests).
     let n = 16 * 3 * 8 * 8;
-    let x: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
     let y: Vec<i64> = (0..16).map(|i| (i * 3 % 10) as i64).collect();
     Batch {
         images: Tensor::from_slice(&x).view([16, 3, 8, 8]),
@@ -79,7 +82,8 @@ fn compare(got: &[Tensor], want: &[Tensor]) -> (f64, f64) {
     };
     let (g, w) = (flat(got), flat(want));
     let rel = (&g - &w).norm().double_value(&[]) / w.norm().double_value(&[]);
-    let cos = g.dot(&w).double_value(&[]) / (g.norm().double_value(&[]) * w.norm().double_value(&[]));
+    let cos =
+        g.dot(&w).double_value(&[]) / (g.norm().double_value(&[]) * w.norm().double_value(&[]));
     (rel, cos)
 }
 
@@ -90,11 +94,19 @@ fn gradients(st: &SearchState, precision: Precision) -> (Vec<Tensor>, Vec<Tensor
     let mut wrt: Vec<Tensor> = alphas.iter().map(|a| a.shallow_clone()).collect();
     wrt.extend(st.weights.iter().map(|w| w.shallow_clone()));
     let (loss, _) = st.loss_at(&b, &st.arch.softmax(), precision).unwrap();
-    assert_eq!(loss.kind(), Kind::Float, "the loss is float32 at every precision");
+    assert_eq!(
+        loss.kind(),
+        Kind::Float,
+        "the loss is float32 at every precision"
+    );
     let mut grads = Tensor::run_backward(&[&loss], &wrt, false, false);
     let w = grads.split_off(alphas.len());
     for g in grads.iter().chain(&w) {
-        assert_eq!(g.kind(), Kind::Float, "gradients keep their parameters' dtype");
+        assert_eq!(
+            g.kind(),
+            Kind::Float,
+            "gradients keep their parameters' dtype"
+        );
     }
     (grads, w)
 }
@@ -110,7 +122,10 @@ fn bf16_gradients_of_a_darts_supernet_are_within_the_stated_tolerance() {
         "bf16 vs fp32 on the CPU: weights rel L2 {w_rel:.2e} cos {w_cos:.6}; alphas rel L2 {a_rel:.2e} cos {a_cos:.6}"
     );
     // bf16 really ran (an 8-bit mantissa cannot give float32's result) ...
-    assert!(w_rel > 1e-4 && a_rel > 1e-4, "bf16 gave float32's gradients");
+    assert!(
+        w_rel > 1e-4 && a_rel > 1e-4,
+        "bf16 gave float32's gradients"
+    );
     // ... and stays within the tolerance.
     for (what, rel, cos) in [("weights", w_rel, w_cos), ("alphas", a_rel, a_cos)] {
         assert!(rel < BF16_REL_L2, "{what}: rel L2 {rel}");
@@ -201,7 +216,12 @@ fn precision_settings_are_validated_and_recorded() {
     .unwrap());
     let cfg = SearchConfig::from_file(&dir.join("config.toml")).unwrap();
     assert_eq!(
-        (cfg.precision, cfg.arch_precision, cfg.deterministic, cfg.cudnn_benchmark),
+        (
+            cfg.precision,
+            cfg.arch_precision,
+            cfg.deterministic,
+            cfg.cudnn_benchmark
+        ),
         (Precision::Bf16, Precision::Bf16, true, false)
     );
     // A config written before these fields existed reads with the defaults.
@@ -209,15 +229,27 @@ fn precision_settings_are_validated_and_recorded() {
     let old: String = text
         .lines()
         .filter(|l| {
-            !["precision", "arch_precision", "deterministic", "cudnn_benchmark", "channels_last"]
-                .iter()
-                .any(|f| l.starts_with(&format!("{f} =")))
+            ![
+                "precision",
+                "arch_precision",
+                "deterministic",
+                "cudnn_benchmark",
+                "channels_last",
+            ]
+            .iter()
+            .any(|f| l.starts_with(&format!("{f} =")))
         })
         .map(|l| format!("{l}\n"))
         .collect();
     let old = SearchConfig::from_toml(&old, &dir.join("config.toml")).unwrap();
     assert_eq!(
-        (old.precision, old.arch_precision, old.deterministic, old.cudnn_benchmark, old.channels_last),
+        (
+            old.precision,
+            old.arch_precision,
+            old.deterministic,
+            old.cudnn_benchmark,
+            old.channels_last
+        ),
         (Precision::Fp32, Precision::Fp32, false, true, false)
     );
     // The settings are part of the run: --resume refuses to change them.
