@@ -34,6 +34,7 @@ pub struct BenchArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Device to run on.
     #[arg(long, default_value = "auto", value_parser = device_parser())]
     pub device: String,
     /// Precision of the weight step (as `search --precision`).
