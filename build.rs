@@ -22,6 +22,7 @@ fn main() {
         wheel_version(&lib_dir).unwrap_or_else(|| "unknown".into())
     );
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    compile_c10d_shim(&lib_dir);
     compile_backend_shim(&lib_dir);
     // Without --no-as-needed the linker drops libtorch_cuda.so (nothing references its symbols
     // directly) and CUDA is reported unavailable even on a GPU machine.
@@ -32,29 +33,32 @@ fn main() {
     }
 }
 
-/// src/backend/shim.cpp: the libtorch settings tch does not expose (autocast per device and
-/// dtype, cuDNN switches, the device allocator's statistics), against the wheel's headers
-/// (lib dir is torch/lib, headers torch/include) with the flags torch-sys uses.
-fn compile_backend_shim(lib_dir: &std::path::Path) {
-    let shim = "src/backend/shim.cpp";
-    println!("cargo:rerun-if-changed={shim}");
+/// The C ABI over c10d's TCPStore and ProcessGroupGloo (src/distrib/c10d.cpp), compiled
+/// as torch-sys compiles its own wrapper (C++17, the C++11 ABI). The gloo headers it parses
+/// come from Debian's libgloo-dev (scripts/setup installs it).
+fn compile_c10d_shim(lib_dir: &std::path::Path) {
+    let src = "src/distrib/c10d.cpp";
+    println!("cargo:rerun-if-changed={src}");
+    if !std::path::Path::new("/usr/include/gloo/context.h").exists() {
+        panic!("gloo headers not found (/usr/include/gloo): install Debian's libgloo-dev (scripts/setup)");
+    }
     let include = lib_dir
         .parent()
-        .expect("torch/lib has a parent")
+        .expect("libtorch lib dir has a parent")
         .join("include");
     cc::Build::new()
         .cpp(true)
-        .file(shim)
+        .file(src)
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag("-Wno-unused-parameter")
         .warnings(false)
-        .compile("supernet_backend");
-    println!("cargo:rustc-link-lib=dylib=c10");
-    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+        .compile("supernet_c10d");
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
 }
 
 /// `__version__` from the wheel's torch/version.py (lib dir is torch/lib), e.g. "2.11.0+cu130".
@@ -87,4 +91,29 @@ fn source_revision() -> String {
         },
         None => "unknown".into(),
     }
+}
+
+/// src/backend/shim.cpp: the libtorch settings tch does not expose (autocast per device and
+/// dtype, cuDNN switches, the device allocator's statistics), against the wheel's headers
+/// (lib dir is torch/lib, headers torch/include) with the flags torch-sys uses.
+fn compile_backend_shim(lib_dir: &std::path::Path) {
+    let shim = "src/backend/shim.cpp";
+    println!("cargo:rerun-if-changed={shim}");
+    let include = lib_dir
+        .parent()
+        .expect("torch/lib has a parent")
+        .join("include");
+    cc::Build::new()
+        .cpp(true)
+        .file(shim)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("supernet_backend");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
 }

@@ -177,6 +177,11 @@ pub enum RuleArg {
     /// Draw K architectures from softmax(alphas), score each with inherited weights on the
     /// architecture half, keep the best.
     SampleTop(usize),
+    /// ENAS runs: the controller's most likely architecture (greedy decoding).
+    Controller,
+    /// ENAS runs: K architectures drawn from the controller, scored, the best (xautodl
+    /// `ENAS.py` `get_best_arch`, 100 samples).
+    ControllerBest(usize),
 }
 
 impl RuleArg {
@@ -185,10 +190,12 @@ impl RuleArg {
             RuleArg::Top2 => "top2".into(),
             RuleArg::Argmax => "argmax".into(),
             RuleArg::SampleTop(k) => format!("sample-top{k}"),
+            RuleArg::Controller => "controller".into(),
+            RuleArg::ControllerBest(k) => format!("controller-best{k}"),
         }
     }
 
-    /// The space's rule replaced by this one (top2, argmax); `None` for sample-top.
+    /// The space's rule replaced by this one (top2, argmax); `None` for the others.
     pub fn rule(self, space: &SearchSpace) -> Result<Option<DeriveRule>> {
         match self {
             RuleArg::Top2 => {
@@ -205,7 +212,7 @@ impl RuleArg {
                 Ok(Some(DeriveRule::TopK { keep: 2 }))
             }
             RuleArg::Argmax => Ok(Some(DeriveRule::Argmax)),
-            RuleArg::SampleTop(_) => Ok(None),
+            RuleArg::SampleTop(_) | RuleArg::Controller | RuleArg::ControllerBest(_) => Ok(None),
         }
     }
 }
@@ -216,14 +223,23 @@ impl std::str::FromStr for RuleArg {
         match s {
             "top2" => Ok(RuleArg::Top2),
             "argmax" => Ok(RuleArg::Argmax),
-            _ => match s.strip_prefix("sample-top:").map(str::parse::<usize>) {
-                Some(Ok(k)) if k > 0 => Ok(RuleArg::SampleTop(k)),
-                _ => Err(Error::invalid(
-                    "--rule",
-                    s,
-                    "top2, argmax or sample-top:K with K >= 1",
-                )),
-            },
+            "controller" => Ok(RuleArg::Controller),
+            _ => {
+                let k = |prefix: &str| {
+                    s.strip_prefix(prefix)
+                        .and_then(|k| k.parse::<usize>().ok())
+                        .filter(|&k| k > 0)
+                };
+                match (k("sample-top:"), k("controller-best:")) {
+                    (Some(k), _) => Ok(RuleArg::SampleTop(k)),
+                    (_, Some(k)) => Ok(RuleArg::ControllerBest(k)),
+                    _ => Err(Error::invalid(
+                        "--rule",
+                        s,
+                        "top2, argmax, sample-top:K, controller or controller-best:K with K >= 1",
+                    )),
+                }
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Modules form layers, and a module imports only from lower layers (README, "Layers";
 //! `tests/integration/layers.rs` checks it). From the top:
 //! cli; plot, inspect, devcheck; sample, memory; search, train; model; run;
-//! arch, optim, evaluate; supernet; ops, info; data, record, tensorfile; derive; space;
+//! arch, optim, evaluate, distrib; supernet; ops, info; data, record, tensorfile; derive; space;
 //! numeric, rng, fs, backend; error.
 pub mod arch;
 pub mod backend;
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod data;
 pub mod derive;
 pub mod devcheck;
+pub mod distrib;
 pub mod error;
 pub mod evaluate;
 pub mod fs;
@@ -29,6 +30,7 @@ pub mod sample;
 pub mod search;
 pub mod space;
 pub mod supernet;
+pub mod sweep;
 pub mod tensorfile;
 pub mod train;
 

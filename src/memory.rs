@@ -84,7 +84,7 @@ pub fn probe(cfg: &SearchConfig, input: InputShape, batch: usize, device: Device
         ),
         labels: Tensor::randint(input.classes, [batch as i64], (Kind::Int64, device)),
     };
-    let mut strategy = crate::search::strategy(cfg.strategy);
+    let mut strategy = crate::search::strategy(cfg.strategy, &mut st)?;
     // The allocator's heap keeps growing for a step or two (fragmentation) before it
     // settles; the peak of a long search is that of a settled one.
     for _ in 0..PROBE_STEPS {

@@ -94,7 +94,7 @@ pub fn bn_parser() -> Forms<crate::sample::BnMode> {
     )
 }
 
-/// `--rule top2|argmax|sample-top:K`.
+/// `--rule top2|argmax|sample-top:K|controller|controller-best:K`.
 pub fn rule_parser() -> Forms<crate::derive::RuleArg> {
     forms(
         &[
@@ -106,6 +106,14 @@ pub fn rule_parser() -> Forms<crate::derive::RuleArg> {
             (
                 "sample-top:K",
                 "K architectures drawn from softmax(alphas), scored, the best",
+            ),
+            (
+                "controller",
+                "ENAS runs: the controller's most likely architecture (greedy)",
+            ),
+            (
+                "controller-best:K",
+                "ENAS runs: K architectures drawn from the controller, scored, the best",
             ),
         ],
         |s| s.parse().map_err(|e: crate::Error| e.to_string()),

@@ -7,6 +7,7 @@ mod device;
 mod flags;
 mod search;
 mod subnet;
+mod sweep;
 mod train;
 
 use crate::inspect::{Architecture, Summary};
@@ -64,6 +65,9 @@ pub enum Command {
     Evolve(subnet::EvolveArgs),
     /// Derive one architecture from a run by a chosen rule.
     Derive(subnet::DeriveArgs),
+    /// Run many searches or trainings over a space of settings (a TOML file): grid,
+    /// random or Bayesian (TPE) sampling and ASHA early stopping, all Optuna's; resumable.
+    Sweep(sweep::SweepArgs),
     /// Run one search step of a config at a small batch on random data and print the
     /// process's peak resident bytes (used by `search` to predict its memory).
     #[command(hide = true)]
@@ -186,6 +190,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
         Command::Sample(a) => subnet::sample(a).map(|()| Exit::Done),
         Command::Evolve(a) => subnet::evolve(a).map(|()| Exit::Done),
         Command::Derive(a) => subnet::derive(a).map(|()| Exit::Done),
+        Command::Sweep(a) => sweep::sweep(a).map(|()| Exit::Done),
         Command::MemoryProbe(a) => {
             let cfg = crate::search::SearchConfig::from_file(&a.config)?;
             if cfg.threads > 0 {

@@ -116,6 +116,13 @@ pub struct SearchFlags {
     /// CUDA: activations in channels-last layout (always so on the CPU).
     #[arg(long, value_name = "BOOL")]
     pub channels_last: Option<bool>,
+    /// BN batch statistics over G equal groups of each batch (ghost batch norm); a
+    /// data-parallel run has G / processes groups per rank [default: 1, or the number of
+    /// processes of a data-parallel start: per-rank statistics as in PyTorch DDP].
+    #[arg(long, value_name = "G")]
+    pub bn_groups: Option<usize>,
+    #[command(flatten)]
+    pub enas: EnasFlags,
     #[command(flatten)]
     #[serde(flatten)]
     pub run: RunFlags,
@@ -123,6 +130,36 @@ pub struct SearchFlags {
     pub network: NetworkFlags,
     #[command(flatten)]
     pub augment: AugmentFlags,
+}
+
+/// ENAS controller settings (config table `[enas]`; README "ENAS" has the rest and the
+/// sources of the defaults).
+#[derive(clap::Args, Debug, Serialize)]
+pub struct EnasFlags {
+    /// ENAS: controller Adam learning rate [default: 1e-3].
+    #[arg(long)]
+    #[serde(rename = "lr", skip_serializing_if = "Option::is_none")]
+    pub controller_lr: Option<f64>,
+    /// ENAS: controller samples averaged into one update [default: 20].
+    #[arg(long)]
+    #[serde(rename = "aggregate", skip_serializing_if = "Option::is_none")]
+    pub controller_aggregate: Option<usize>,
+    /// ENAS: weight of the sample's entropy in the reward [default: 1e-4].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entropy_weight: Option<f64>,
+    /// ENAS: decay of the reward's moving-average baseline [default: 0.99].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_decay: Option<f64>,
+    /// ENAS: logits are tanh_constant * tanh(z / temperature) [default: 5].
+    #[arg(long)]
+    #[serde(rename = "temperature", skip_serializing_if = "Option::is_none")]
+    pub controller_temperature: Option<f64>,
+    /// ENAS: see --controller-temperature [default: 2.5].
+    #[arg(long)]
+    #[serde(rename = "tanh_constant", skip_serializing_if = "Option::is_none")]
+    pub controller_tanh_constant: Option<f64>,
 }
 
 /// The flags `--resume` takes besides itself: how to run, not what.
@@ -140,9 +177,16 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
     let check = move |cfg: &SearchConfig, space: &SearchSpace, input: InputShape, device| {
         crate::memory::check(&exe, cfg, space, input, device, limit)
     };
+    // One rank of a data-parallel job when a launcher (torchrun, mpirun, srun) started it.
+    let group = match crate::distrib::from_env()? {
+        Some(launch) => Some(std::sync::Arc::new(crate::distrib::Group::join(launch)?)),
+        None => None,
+    };
+    let root = group.as_ref().is_none_or(|g| g.is_root());
     let opts = RunOptions {
-        quiet: a.quiet,
+        quiet: a.quiet || !root,
         preflight: (!a.no_memory_check).then_some(&check as _),
+        dist: group.as_ref(),
     };
     let outcome = match &a.resume {
         Some(dir) => {
@@ -160,6 +204,7 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
         }
     };
     Ok(match outcome {
+        Outcome::Finished { .. } if !root => Exit::Done,
         Outcome::Finished { genotype, dir } => {
             println!("{}", genotype.to_text());
             eprintln!(

@@ -5,6 +5,21 @@ use crate::derive::RuleArg;
 use crate::run::RunDir;
 use crate::sample::{ArchScore, BnMode, SampleFrom, Scorer};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A run attached for scoring, and the data-parallel group when a launcher started this
+/// process as one rank of several (ranks other than 0 read the run and write nothing).
+pub struct Attached {
+    dir: RunDir,
+    group: Option<Arc<crate::distrib::Group>>,
+}
+
+impl Attached {
+    /// Whether this process reports and writes (a single process, or rank 0).
+    fn root(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.is_root())
+    }
+}
 
 /// How sub-networks are scored (shared by sample, evolve and derive).
 #[derive(clap::Args, Debug)]
@@ -30,22 +45,32 @@ pub struct ScoreArgs {
 impl ScoreArgs {
     /// The run, held to add results to it (refused at once, before the supernet is loaded,
     /// when they could not be written: the run busy, unreadable or its disk full).
-    fn attach(&self) -> anyhow::Result<RunDir> {
-        Ok(RunDir::attach(&self.run)?)
+    fn attach(&self) -> anyhow::Result<Attached> {
+        let group = match crate::distrib::from_env()? {
+            Some(launch) => Some(Arc::new(crate::distrib::Group::join(launch)?)),
+            None => None,
+        };
+        let dir = match &group {
+            Some(g) if !g.is_root() => RunDir::follower(&self.run)?,
+            _ => RunDir::attach(&self.run)?,
+        };
+        Ok(Attached { dir, group })
     }
 
-    /// The supernet of the attached run `dir`, ready to score.
-    fn scorer(&self, dir: &RunDir) -> anyhow::Result<Scorer> {
-        let scorer = Scorer::open(dir.path(), self.bn, self.batches)?;
+    /// The supernet of the attached run, ready to score (on every rank of a group).
+    fn scorer(&self, at: &Attached) -> anyhow::Result<Scorer> {
+        let mut scorer = Scorer::open(at.dir.path(), self.bn, self.batches)?;
+        scorer.st.dist = at.group.clone();
         if let Some(t) = self.threads.filter(|&t| t > 0) {
             tch::set_num_threads(t as i32);
         }
         Ok(scorer)
     }
 
-    fn progress(&self) -> impl FnMut(usize, &ArchScore) + '_ {
+    fn progress(&self, at: &Attached) -> impl FnMut(usize, &ArchScore) + '_ {
+        let show = !self.quiet && at.root();
         move |i, s| {
-            if !self.quiet {
+            if show {
                 eprintln!(
                     "{i:>4}  acc {:6.2}%  loss {:.4}  params {:>8}  MACs {:>11}  {}",
                     100.0 * s.accuracy,
@@ -124,15 +149,18 @@ pub struct DeriveArgs {
 }
 
 pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
-    let dir = a.score.attach()?;
-    let scorer = a.score.scorer(&dir)?;
+    let at = a.score.attach()?;
+    let scorer = a.score.scorer(&at)?;
     let cfg = crate::sample::SampleConfig {
         n: a.n,
         from: a.from,
         seed: a.seed,
         name: a.name.clone(),
     };
-    let r = crate::sample::sample(&dir, &scorer, &cfg, a.score.progress())?;
+    let r = crate::sample::sample(&at.dir, &scorer, &cfg, a.score.progress(&at))?;
+    if !at.root() {
+        return Ok(());
+    }
     if r.duplicates > 0 {
         eprintln!("{} duplicate draws skipped", r.duplicates);
     }
@@ -155,8 +183,8 @@ pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
 }
 
 pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
-    let dir = a.score.attach()?;
-    let scorer = a.score.scorer(&dir)?;
+    let at = a.score.attach()?;
+    let scorer = a.score.scorer(&at)?;
     let cfg = crate::sample::EvolveConfig {
         population: a.population,
         generations: a.generations,
@@ -168,7 +196,10 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
         random: a.random,
         name: a.name.clone(),
     };
-    let r = crate::sample::evolve(&dir, &scorer, &cfg, a.score.progress())?;
+    let r = crate::sample::evolve(&at.dir, &scorer, &cfg, a.score.progress(&at))?;
+    if !at.root() {
+        return Ok(());
+    }
     println!("{}", r.best.text);
     eprintln!(
         "best of {} candidates: accuracy {:.2}%, loss {:.4}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
@@ -188,17 +219,28 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
 
 pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
     let rule = a.rule;
-    let dir = a.score.attach()?;
+    let at = a.score.attach()?;
+    let dir = &at.dir;
     let genotype = match rule {
-        RuleArg::SampleTop(k) => {
-            let scorer = a.score.scorer(&dir)?;
+        RuleArg::Controller => {
+            let cfg: crate::search::SearchConfig = crate::run::read_config(dir.path())?;
+            let space = cfg.validate_with_space()?;
+            let c = crate::search::enas::load_controller(dir.path(), &cfg, &space)?;
+            tch::no_grad(|| c.rollout(None)).genotype
+        }
+        RuleArg::SampleTop(k) | RuleArg::ControllerBest(k) => {
+            let scorer = a.score.scorer(&at)?;
+            let from = match rule {
+                RuleArg::ControllerBest(_) => SampleFrom::Controller,
+                _ => SampleFrom::Alphas,
+            };
             let cfg = crate::sample::SampleConfig {
                 n: k,
-                from: SampleFrom::Alphas,
+                from,
                 seed: a.seed,
                 name: Some(format!("derive-{}-seed{}", rule.name(), a.seed)),
             };
-            let r = crate::sample::sample(&dir, &scorer, &cfg, a.score.progress())?;
+            let r = crate::sample::sample(dir, &scorer, &cfg, a.score.progress(&at))?;
             let best = r
                 .scores
                 .iter()
@@ -207,7 +249,7 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
                         .total_cmp(&y.accuracy)
                         .then(y.loss.total_cmp(&x.loss))
                 })
-                .ok_or_else(|| anyhow::anyhow!("sample-top:{k} scored no architecture"))?;
+                .ok_or_else(|| anyhow::anyhow!("{} scored no architecture", rule.name()))?;
             eprintln!(
                 "best of {} sampled: accuracy {:.2}% (scores in /{})",
                 r.scores.len(),
@@ -219,6 +261,9 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
         _ => crate::record::derive_run(dir.path(), rule)?,
     };
     let (txt, json) = dir.write_genotype(&format!("genotype-{}", rule.name()), &genotype)?;
+    if !at.root() {
+        return Ok(());
+    }
     println!("{}", genotype.to_text());
     eprintln!("written {}, {}", txt.display(), json.display());
     Ok(())

@@ -101,6 +101,9 @@ struct Plan {
     subset: Subset,
     cfg: LoaderConfig,
     norm: Normalizer,
+    /// (rank, world): this process makes rows `rank * B / world ..` of every batch of B
+    /// (data-parallel); (0, 1) makes whole batches.
+    shard: (usize, usize),
 }
 
 impl Loader {
@@ -128,7 +131,37 @@ impl Loader {
         let ds = subset.dataset();
         let norm = Normalizer::new(ds.pixels(), ds.normalization());
         Ok(Loader {
-            plan: Arc::new(Plan { subset, cfg, norm }),
+            plan: Arc::new(Plan {
+                subset,
+                cfg,
+                norm,
+                shard: (0, 1),
+            }),
+        })
+    }
+
+    /// The same loader making only rank `rank`'s part of every batch (of `world` equal
+    /// parts): the rows, shuffle and augmentation draws of the whole batch at those
+    /// positions, so the ranks together see exactly what one process would.
+    pub fn shard(&self, rank: usize, world: usize) -> Result<Self, DataError> {
+        let cfg = &self.plan.cfg;
+        if !cfg.drop_last || !cfg.batch_size.is_multiple_of(world) || rank >= world {
+            return Err(DataError::invalid(
+                "batch size",
+                cfg.batch_size,
+                format!("a multiple of the {world} data-parallel processes"),
+            ));
+        }
+        Ok(Loader {
+            plan: Arc::new(Plan {
+                subset: self.plan.subset.clone(),
+                cfg: cfg.clone(),
+                norm: Normalizer::new(
+                    self.plan.subset.dataset().pixels(),
+                    self.plan.subset.dataset().normalization(),
+                ),
+                shard: (rank, world),
+            }),
         })
     }
 
@@ -224,8 +257,12 @@ impl Plan {
 
     fn make_batch(&self, order: &[u32], epoch: usize, index: usize) -> Batch {
         let b = self.cfg.batch_size;
-        let start = index * b;
-        let indices = order[start..(start + b).min(order.len())].to_vec();
+        let (rank, world) = self.shard;
+        let whole = &order[index * b..(index * b + b).min(order.len())];
+        let part = whole.len() / world;
+        // Positions in the epoch: they key the augmentation draws.
+        let start = index * b + rank * part;
+        let indices = whole[rank * part..(rank + 1) * part].to_vec();
         let ds = self.subset.dataset();
         let shape = ds.shape();
         let numel = shape.numel();

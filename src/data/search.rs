@@ -31,6 +31,14 @@ impl SearchLoaders {
         })
     }
 
+    /// Both loaders making only rank `rank`'s part of each batch (see [`Loader::shard`]).
+    pub fn shard(&self, rank: usize, world: usize) -> Result<Self, DataError> {
+        Ok(SearchLoaders {
+            weights: self.weights.shard(rank, world)?,
+            arch: self.arch.shard(rank, world)?,
+        })
+    }
+
     pub fn steps_per_epoch(&self) -> usize {
         self.weights.batches_per_epoch()
     }

@@ -75,7 +75,7 @@ pub fn bench(spec: &BenchSpec) -> Result<String> {
         ),
         labels: Tensor::randint(input.classes, [batch], (Kind::Int64, device)),
     };
-    let mut strategy = crate::search::strategy(cfg.strategy);
+    let mut strategy = crate::search::strategy(cfg.strategy, &mut st)?;
     let mut times = Vec::new();
     for i in 0..=spec.steps {
         let (train, val) = (random_batch(), random_batch());

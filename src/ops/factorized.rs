@@ -28,8 +28,8 @@ impl FactorizedReduce {
     /// The reduction of an input that has been through the leading ReLU already.
     pub fn forward_after_relu(&self, xs: &Tensor, train: bool) -> Tensor {
         let shifted = xs.slice(2, 1, None, 1).slice(3, 1, None, 1);
-        Tensor::cat(&[self.conv_1.forward(xs), self.conv_2.forward(&shifted)], 1)
-            .apply_t(&self.bn, train)
+        let ys = Tensor::cat(&[self.conv_1.forward(xs), self.conv_2.forward(&shifted)], 1);
+        super::batch_norm_t(&self.bn, &ys, train)
     }
 
     pub fn macs(&self, hw: (i64, i64)) -> u64 {

@@ -5,21 +5,32 @@ mod layers;
 
 pub use factorized::FactorizedReduce;
 pub use layers::{
-    batch_norm, channels_last, linear, relu_conv_bn, Affine, Chain, Conv, ConvShape, Layer,
-    LayerSpec, Pool,
+    batch_norm, batch_norm_t, channels_last, linear, relu_conv_bn, update_running_stats, Affine,
+    Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
 };
 
 use crate::space::OpKind;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use tch::{nn, Tensor};
 
-/// An operation input whose ReLU is computed at most once and shared by every operation
-/// that starts with one (sep/dil convs, ReLU-conv-BN, FactorizedReduce) on every edge that
-/// leaves the same node: the same values as a ReLU per operation, with one activation kept
-/// for backward instead of one per operation.
+/// An operation input whose parameter-free work is done at most once and shared by every
+/// edge that leaves the same node: its ReLU (the start of sep/dil convs, ReLU-conv-BN and
+/// FactorizedReduce), and its pooling, with the affine-free BN that follows pooling in
+/// search cells in training passes. The same values as computing them per operation, with
+/// one activation kept for backward instead of one per operation.
 pub struct SharedInput {
     pub x: Tensor,
     relu: OnceCell<Tensor>,
+    pooled: RefCell<Vec<(PoolKey, Tensor)>>,
+}
+
+/// Which pooling output of a [`SharedInput`]: the kind, the stride, and whether it went
+/// through a training-mode affine-free BN (whose output depends on its input only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolKey {
+    max: bool,
+    stride: i64,
+    normalised: bool,
 }
 
 impl SharedInput {
@@ -27,11 +38,70 @@ impl SharedInput {
         SharedInput {
             x,
             relu: OnceCell::new(),
+            pooled: RefCell::new(Vec::new()),
         }
     }
 
     pub fn relu(&self) -> &Tensor {
         self.relu.get_or_init(|| self.x.relu())
+    }
+
+    /// The output cached under `key`, if an edge computed it already.
+    fn cached(&self, key: PoolKey) -> Option<Tensor> {
+        let pooled = self.pooled.borrow();
+        let hit = pooled.iter().find(|(k, _)| *k == key);
+        hit.map(|(_, t)| t.shallow_clone())
+    }
+
+    fn cache(&self, key: PoolKey, t: &Tensor) {
+        self.pooled.borrow_mut().push((key, t.shallow_clone()));
+    }
+
+    /// Pooling (and the BN after it) of this input for one edge. In a training pass an
+    /// affine-free BN normalises with the batch statistics alone, so its output is the same
+    /// on every edge and is computed once; every later edge only updates its own running
+    /// statistics with the same batch statistics (libtorch's own update, bit for bit).
+    fn pool(&self, max: bool, stride: i64, bn: Option<&nn::BatchNorm>, train: bool) -> Tensor {
+        let raw_key = PoolKey {
+            max,
+            stride,
+            normalised: false,
+        };
+        let raw = self.cached(raw_key).unwrap_or_else(|| {
+            let raw = pool(&self.x, max, stride);
+            self.cache(raw_key, &raw);
+            raw
+        });
+        let Some(bn) = bn else { return raw };
+        if !train || bn.ws.is_some() {
+            return batch_norm_t(bn, &raw, train);
+        }
+        let key = PoolKey {
+            normalised: true,
+            ..raw_key
+        };
+        match self.cached(key) {
+            Some(ys) => {
+                update_running_stats(bn, &raw);
+                ys
+            }
+            None => {
+                let ys = batch_norm_t(bn, &raw, true);
+                self.cache(key, &ys);
+                ys
+            }
+        }
+    }
+}
+
+/// 3x3 max or average pooling with padding 1 (`count_include_pad = false`, as in the
+/// references).
+fn pool(xs: &Tensor, max: bool, stride: i64) -> Tensor {
+    let s = [stride, stride];
+    if max {
+        xs.max_pool2d([3, 3], s, [1, 1], [1, 1], false)
+    } else {
+        xs.avg_pool2d([3, 3], s, [1, 1], false, false, None::<i64>)
     }
 }
 
@@ -135,6 +205,7 @@ impl Operation {
                 c.forward_after_relu(input.relu(), train)
             }
             Operation::FactorizedReduce(f) => f.forward_after_relu(input.relu(), train),
+            Operation::Pool { max, stride, bn } => input.pool(*max, *stride, bn.as_ref(), train),
             _ => self.forward_t(&input.x, train),
         }
     }
@@ -153,15 +224,9 @@ impl Operation {
             Operation::Identity => xs.shallow_clone(),
             Operation::FactorizedReduce(f) => f.forward_t(xs, train),
             Operation::Pool { max, stride, bn } => {
-                let s = [*stride, *stride];
-                let ys = if *max {
-                    xs.max_pool2d([3, 3], s, [1, 1], [1, 1], false)
-                } else {
-                    // count_include_pad = false, as in the references.
-                    xs.avg_pool2d([3, 3], s, [1, 1], false, false, None::<i64>)
-                };
+                let ys = pool(xs, *max, *stride);
                 match bn {
-                    Some(bn) => ys.apply_t(bn, train),
+                    Some(bn) => batch_norm_t(bn, &ys, train),
                     None => ys,
                 }
             }

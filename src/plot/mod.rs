@@ -18,9 +18,11 @@ mod data;
 mod heatmap;
 mod rank_check;
 mod style;
+mod sweep;
 mod training;
 mod watch;
 
+pub use sweep::sweep_charts;
 pub use watch::{watch, watch_with};
 
 use crate::record::RunData;

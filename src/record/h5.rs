@@ -22,6 +22,17 @@ pub fn to_bytes(log: &RunLog) -> Result<Vec<u8>> {
     image::to_bytes(&file)
 }
 
+/// An HDF5 file of `tables` alone (attribute `tool`; each table a group, one dataset per
+/// column), as bytes: a sweep's results.
+pub fn tables_to_bytes(tables: &[Table]) -> Result<Vec<u8>> {
+    let file = image::create()?;
+    str_attr(&file, "tool", TOOL)?;
+    for t in tables {
+        write_table(&file, t)?;
+    }
+    image::to_bytes(&file)
+}
+
 fn fill(file: &hdf5::File, log: &RunLog) -> Result<()> {
     let m = &log.meta;
     str_attr(file, "tool", TOOL)?;

@@ -12,7 +12,7 @@ mod h5;
 mod image;
 
 pub use data::{derive_run, run_file, RunData, ShownGenotype};
-pub use h5::{read_run, to_bytes, write_run};
+pub use h5::{read_run, tables_to_bytes, to_bytes, write_run};
 
 /// The run file's name inside a run directory.
 pub const RUN_FILE: &str = "run.h5";

@@ -26,6 +26,9 @@ pub fn save(
     mut tensors: Vec<(String, Tensor)>,
     record: &impl Serialize,
 ) -> Result<()> {
+    if !dir.is_writer() {
+        return Ok(());
+    }
     tensors.push(("position".into(), encode_record(record)));
     crate::tensorfile::save(tensors, &dir.checkpoint_file())
 }

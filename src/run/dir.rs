@@ -25,7 +25,8 @@ const WRITE_MARGIN: u64 = 16 << 20;
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
-    lock: FileLock,
+    /// `None` for a follower (see [`Self::follower`]).
+    lock: Option<FileLock>,
     mode: LockMode,
     /// Set while a new run is being started: what to remove if the start fails.
     start: Option<Start>,
@@ -70,7 +71,7 @@ impl RunDir {
         };
         let dir = RunDir {
             path,
-            lock,
+            lock: Some(lock),
             mode: LockMode::Exclusive,
             start: Some(start),
         };
@@ -149,10 +150,27 @@ impl RunDir {
         fs::remove_stale_temps(&path);
         Ok(RunDir {
             path,
-            lock,
+            lock: Some(lock),
             mode,
             start: None,
         })
+    }
+
+    /// The run in `path` as a data-parallel rank other than 0 sees it: it reads the
+    /// config and checkpoint (when resuming) but takes no lock and writes nothing; every
+    /// write is left to rank 0, which holds the directory.
+    pub fn follower(path: &Path) -> Result<Self> {
+        Ok(RunDir {
+            path: absolute(path)?,
+            lock: None,
+            mode: LockMode::Exclusive,
+            start: None,
+        })
+    }
+
+    /// Whether this process writes the run's files (false for a follower).
+    pub fn is_writer(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// The new run has its first checkpoint: from now on it is a run to resume, and a
@@ -184,7 +202,7 @@ impl RunDir {
     /// A note for the console when the lock file names holders that no longer run (a
     /// crashed or killed run).
     pub fn stale_note(&self) -> Option<String> {
-        let stale = &self.lock.stale;
+        let stale = &self.lock.as_ref()?.stale;
         (!stale.is_empty()).then(|| {
             format!(
                 "note: {} was last taken by {}, which no longer runs (it crashed or was killed); the run continues from its last checkpoint",
@@ -202,6 +220,9 @@ impl RunDir {
     /// Write `bytes` into the file `name` of the run, atomically.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         let path = self.file(name);
+        if !self.is_writer() {
+            return Ok(path);
+        }
         fs::write_atomic(&path, bytes)?;
         Ok(path)
     }
@@ -222,12 +243,18 @@ impl RunDir {
     /// Replace the run file with `log` (the run's owner writes it from memory).
     pub fn write_run(&self, log: &RunLog) -> Result<()> {
         debug_assert!(self.mode == LockMode::Exclusive);
+        if !self.is_writer() {
+            return Ok(());
+        }
         write_run(log, &self.run_file())
     }
 
     /// Change the run file by read-modify-write, one writer at a time (for the processes
     /// that attached to the run; the run's owner is not running meanwhile).
     pub fn update_run(&self, change: impl FnOnce(&mut RunLog)) -> Result<()> {
+        if !self.is_writer() {
+            return Ok(());
+        }
         let _tables = FileLock::wait_exclusive(&self.file(TABLES_LOCK_FILE))?;
         let path = self.run_file();
         let mut log = read_run(&path)?;

@@ -73,6 +73,11 @@ pub trait Job {
     fn save(&self, dir: &RunDir, pos: &Position) -> Result<()>;
     /// Restore the job from the checkpoint of the run in `dir`; the position it holds.
     fn load(&mut self, dir: &Path) -> Result<Position>;
+    /// Whether to stop now, given this process's stop request (a data-parallel job makes
+    /// its ranks agree, so that they stop after the same step).
+    fn agree_stop(&mut self, requested: bool) -> Result<bool> {
+        Ok(requested)
+    }
 }
 
 /// The loop's settings.
@@ -185,7 +190,7 @@ pub fn drive<J: Job>(
                 job.record(log, &pos, false);
             }
             progress.step(&bar, &stats);
-            let interrupted = stop.requested();
+            let interrupted = job.agree_stop(stop.requested())?;
             if checkpoint_after_step(interrupted, checkpoint_every, pos.global_step, mid_epoch) {
                 persist(job, dir, log, &pos)?;
             }
@@ -234,7 +239,7 @@ pub fn drive<J: Job>(
         pos.step_in_epoch = 0;
         job.record(log, &pos, true);
         persist(job, dir, log, &pos)?;
-        if stop.requested() {
+        if job.agree_stop(stop.requested())? {
             return Ok(Some(stopped(dir, &pos, stop)));
         }
     }

@@ -170,9 +170,7 @@ pub fn evolve(
             }
             next.extend(admit(uniform_genotype(space, &mut rng), &mut visited)?);
         }
-        for g in &next {
-            let s = scorer.score(g)?;
-            progress(generation, &s);
+        for s in scorer.score_all(&next, |_, s| progress(generation, s))? {
             ranked.push(s.clone());
             history.push((generation, s));
         }

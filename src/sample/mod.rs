@@ -28,6 +28,8 @@ pub enum SampleFrom {
     Uniform,
     /// Drawn from softmax(alphas).
     Alphas,
+    /// Drawn from the ENAS controller of the run (`--strategy enas` runs only).
+    Controller,
 }
 
 impl SampleFrom {
@@ -35,14 +37,17 @@ impl SampleFrom {
         match self {
             SampleFrom::Uniform => "uniform",
             SampleFrom::Alphas => "alphas",
+            SampleFrom::Controller => "controller",
         }
     }
 }
 
-/// The sampler of `from` for the supernet in `scorer` (its alphas for `alphas`).
-pub fn sampler(scorer: &Scorer, from: SampleFrom) -> Sampler {
-    match from {
+/// The sampler of `from` for the supernet in `scorer` (its alphas for `alphas`); `None`
+/// for the controller, which is no plain-data sampler.
+pub fn sampler(scorer: &Scorer, from: SampleFrom) -> Option<Sampler> {
+    Some(match from {
         SampleFrom::Uniform => Sampler::Uniform,
+        SampleFrom::Controller => return None,
         SampleFrom::Alphas => Sampler::Weights {
             normal: scorer
                 .st
@@ -51,7 +56,7 @@ pub fn sampler(scorer: &Scorer, from: SampleFrom) -> Sampler {
                 .expect("normal alphas"),
             reduce: scorer.st.arch.softmax_rows(CellType::Reduce),
         },
-    }
+    })
 }
 
 /// `n` distinct architectures drawn from `sampler` with a generator seeded by `seed`;
@@ -63,6 +68,15 @@ pub fn draw_distinct(
     n: usize,
     seed: u64,
 ) -> (Vec<Genotype>, usize) {
+    draw_distinct_by(|rng| sampler.genotype(space, rng), n, seed)
+}
+
+/// [`draw_distinct`] with any drawing function (an ENAS controller's, say).
+pub fn draw_distinct_by(
+    mut draw: impl FnMut(&mut Rng) -> Genotype,
+    n: usize,
+    seed: u64,
+) -> (Vec<Genotype>, usize) {
     let mut rng = Rng::from_key(&[seed, PURPOSE_SAMPLE]);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -71,7 +85,7 @@ pub fn draw_distinct(
         if out.len() == n {
             break;
         }
-        let g = sampler.genotype(space, &mut rng);
+        let g = draw(&mut rng);
         if seen.insert(g.to_text()) {
             out.push(g);
         } else {
@@ -155,7 +169,7 @@ pub fn sample(
     dir: &RunDir,
     scorer: &Scorer,
     cfg: &SampleConfig,
-    mut progress: impl FnMut(usize, &ArchScore),
+    progress: impl FnMut(usize, &ArchScore),
 ) -> Result<SampleReport> {
     if cfg.n == 0 {
         return Err(Error::invalid("--n", 0, "at least 1"));
@@ -170,14 +184,15 @@ pub fn sample(
     });
     check_name(&name)?;
     let start = std::time::Instant::now();
-    let (genotypes, duplicates) =
-        draw_distinct(&sampler(scorer, cfg.from), &scorer.space, cfg.n, cfg.seed);
-    let mut scores = Vec::with_capacity(genotypes.len());
-    for (i, g) in genotypes.iter().enumerate() {
-        let s = scorer.score(g)?;
-        progress(i, &s);
-        scores.push(s);
-    }
+    let (genotypes, duplicates) = match sampler(scorer, cfg.from) {
+        Some(sampler) => draw_distinct(&sampler, &scorer.space, cfg.n, cfg.seed),
+        None => {
+            let c = crate::search::enas::load_controller(dir.path(), &scorer.cfg, &scorer.space)?;
+            let draw = |rng: &mut Rng| tch::no_grad(|| c.rollout(Some(rng))).genotype;
+            draw_distinct_by(draw, cfg.n, cfg.seed)
+        }
+    };
+    let scores = scorer.score_all(&genotypes, progress)?;
     let group = format!("samples/{name}");
     let table = Table {
         group: group.clone(),

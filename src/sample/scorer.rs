@@ -140,6 +140,69 @@ impl Scorer {
         })
     }
 
+    /// [`Self::score`] of every genotype, in order. In a data-parallel job (`st.dist`) rank
+    /// r scores the genotypes r, r + world, ... (a score depends on nothing but its
+    /// genotype) and every rank gets all the scores; `progress` sees this rank's scores
+    /// with their index.
+    pub fn score_all(
+        &self,
+        genotypes: &[Genotype],
+        mut progress: impl FnMut(usize, &ArchScore),
+    ) -> Result<Vec<ArchScore>> {
+        let (rank, world) = self
+            .st
+            .dist
+            .as_ref()
+            .map_or((0, 1), |g| (g.rank(), g.world()));
+        let mut mine = Vec::new();
+        for (i, g) in genotypes.iter().enumerate().skip(rank).step_by(world) {
+            let s = self.score(g)?;
+            progress(i, &s);
+            mine.push((i, s));
+        }
+        let Some(group) = &self.st.dist else {
+            return Ok(mine.into_iter().map(|(_, s)| s).collect());
+        };
+        // Rows of (index, accuracy bits, loss bits, parameters, macs), gathered.
+        let rows: Vec<i64> = mine
+            .iter()
+            .flat_map(|(i, s)| {
+                [
+                    *i as i64,
+                    s.accuracy.to_bits() as i64,
+                    s.loss.to_bits() as i64,
+                    s.parameters as i64,
+                    s.macs as i64,
+                ]
+            })
+            .collect();
+        let mut scores: Vec<Option<ArchScore>> = vec![None; genotypes.len()];
+        for row in group
+            .all_gather_varlen(&rows, "the gather of sub-network scores")?
+            .iter()
+            .flat_map(|r| r.chunks_exact(5))
+        {
+            let g = &genotypes[row[0] as usize];
+            scores[row[0] as usize] = Some(ArchScore {
+                genotype: g.clone(),
+                text: g.to_text(),
+                accuracy: f64::from_bits(row[1] as u64),
+                loss: f64::from_bits(row[2] as u64),
+                parameters: row[3] as u64,
+                macs: row[4] as u64,
+            });
+        }
+        scores
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.ok_or_else(|| {
+                    Error::Other(format!("no rank returned the score of architecture {i}"))
+                })
+            })
+            .collect()
+    }
+
     /// Images one score is computed on.
     pub fn val_images(&self) -> usize {
         let b = self.val.config().batch_size;

@@ -49,18 +49,26 @@ fn state_tensors(st: &SearchState) -> Vec<(String, Tensor)> {
     named
 }
 
-pub fn save(st: &SearchState, dir: &RunDir, pos: &Position) -> Result<()> {
+/// `extra`: the strategy's own state ([`super::Strategy::state_tensors`]).
+pub fn save(
+    st: &SearchState,
+    extra: Vec<(String, Tensor)>,
+    dir: &RunDir,
+    pos: &Position,
+) -> Result<()> {
     let record = SearchPosition {
         pos: *pos,
         adam_step: st.adam.step,
         space_hash: st.space.fingerprint(),
     };
-    checkpoint::save(dir, state_tensors(st), &record)
+    let mut tensors = state_tensors(st);
+    tensors.extend(extra);
+    checkpoint::save(dir, tensors, &record)
 }
 
 /// Restore `st` in place from the checkpoint of the run in `dir`; returns the position to
-/// continue from.
-pub fn load(st: &mut SearchState, dir: &Path) -> Result<Position> {
+/// continue from. `extra` as for [`save`] (empty: the strategy's own state is not read).
+pub fn load(st: &mut SearchState, extra: Vec<(String, Tensor)>, dir: &Path) -> Result<Position> {
     let mut map = checkpoint::open(dir)?;
     let record: SearchPosition = checkpoint::decode_record(&mut map)?;
     if record.space_hash != st.space.fingerprint() {
@@ -68,7 +76,7 @@ pub fn load(st: &mut SearchState, dir: &Path) -> Result<Position> {
             "this checkpoint was written for a different search space (or network size) than the run's",
         ));
     }
-    for (key, dst) in state_tensors(st) {
+    for (key, dst) in state_tensors(st).into_iter().chain(extra) {
         map.copy_into(&key, &dst)?;
     }
     st.adam.step = record.adam_step;

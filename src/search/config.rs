@@ -21,6 +21,9 @@ pub enum StrategyKind {
     /// GDAS (Dong & Yang 2019): hard Gumbel-softmax sample per edge, straight-through
     /// gradient to the alphas.
     Gdas,
+    /// ENAS (Pham et al. 2018): an LSTM controller samples paths, trained by REINFORCE on
+    /// the sampled sub-network's validation accuracy.
+    Enas,
 }
 
 impl StrategyKind {
@@ -30,6 +33,7 @@ impl StrategyKind {
             StrategyKind::SecondOrder => "second-order",
             StrategyKind::Spos => "spos",
             StrategyKind::Gdas => "gdas",
+            StrategyKind::Enas => "enas",
         }
     }
 }
@@ -115,6 +119,15 @@ pub struct SearchConfig {
     /// CUDA: activations in channels-last layout (always so on the CPU).
     #[serde(default)]
     pub channels_last: bool,
+    /// BN batch statistics over this many equal groups of each batch ("ghost batch
+    /// norm"); a data-parallel run's ranks each hold `bn_groups / world` of them, so its
+    /// BN statistics are per rank as in PyTorch DDP. Unset: 1, or the number of processes
+    /// of a data-parallel start (which records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bn_groups: Option<usize>,
+    /// ENAS controller settings (used by the enas strategy only).
+    #[serde(default)]
+    pub enas: super::controller::EnasSettings,
     /// The preset these settings started from (`Preset::apply`), for the record; the values
     /// themselves are the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,6 +170,8 @@ impl Default for SearchConfig {
             deterministic: false,
             cudnn_benchmark: true,
             channels_last: false,
+            bn_groups: None,
+            enas: Default::default(),
             preset: None,
         }
     }
@@ -268,6 +283,8 @@ impl SearchConfig {
         parse_device(&self.device)?;
         at_least_one("partial_channels", self.partial_channels)?;
         super::speed::validate(self)?;
+        self.check_bn_groups(1)?;
+        self.enas.validate()?;
         // Options of the DARTS strategies only.
         let darts = matches!(
             self.strategy,
@@ -298,6 +315,41 @@ impl SearchConfig {
             1,
             "partial channels work with",
         )
+    }
+}
+
+impl SearchConfig {
+    /// `bn_groups` (1 when unset) shared out over `world` processes: each rank's number
+    /// of BN groups, or an error naming what does not divide.
+    pub fn check_bn_groups(&self, world: usize) -> Result<usize> {
+        let groups = self.bn_groups.unwrap_or(1);
+        crate::run::check::at_least_one("bn_groups", groups)?;
+        if !self.batch_size.is_multiple_of(groups) || !groups.is_multiple_of(world) {
+            return Err(Error::invalid(
+                "bn_groups",
+                groups,
+                format!(
+                    "a divisor of batch_size = {} and a multiple of the {world} data-parallel process(es)",
+                    self.batch_size
+                ),
+            ));
+        }
+        if !self.batch_size.is_multiple_of(world) {
+            return Err(Error::invalid(
+                "batch_size",
+                self.batch_size,
+                format!("a multiple of the {world} data-parallel processes (the global batch is split evenly)"),
+            ));
+        }
+        let local = groups / world;
+        if local > 1 && self.recompute {
+            return Err(Error::invalid(
+                "bn_groups",
+                groups,
+                format!("at most one BN group per process ({world}) with recompute"),
+            ));
+        }
+        Ok(local)
     }
 }
 

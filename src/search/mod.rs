@@ -3,6 +3,9 @@
 //! [`Strategy`] owns what one step does to the weights and the alphas.
 mod checkpoint;
 mod config;
+mod parallel;
+pub mod controller;
+pub mod enas;
 pub mod preset;
 mod recompute;
 pub mod speed;
@@ -27,6 +30,7 @@ use crate::space::{CellType, Genotype, SearchSpace};
 use crate::supernet::InputShape;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::Device;
 
 /// How a search call ended.
@@ -51,6 +55,8 @@ pub type Preflight<'a> =
 pub struct RunOptions<'a> {
     pub quiet: bool,
     pub preflight: Option<Preflight<'a>>,
+    /// The data-parallel group when this process is one rank of several.
+    pub dist: Option<&'a Arc<crate::distrib::Group>>,
 }
 
 impl RunOptions<'_> {
@@ -58,7 +64,13 @@ impl RunOptions<'_> {
         RunOptions {
             quiet: true,
             preflight: None,
+            dist: None,
         }
+    }
+
+    /// A data-parallel rank other than 0: it reads the run but writes nothing.
+    fn follower(&self) -> bool {
+        self.dist.is_some_and(|g| !g.is_root())
     }
 }
 
@@ -66,14 +78,22 @@ impl RunOptions<'_> {
 /// fails leaves nothing behind.
 pub fn start(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outcome> {
     let space = cfg.validate_with_space()?;
-    let mut dir = RunDir::create(dir)?;
+    let mut dir = if opts.follower() {
+        RunDir::follower(dir)?
+    } else {
+        RunDir::create(dir)?
+    };
     run(cfg, space, &mut dir, false, opts)
 }
 
 /// Continue the run in `dir` from its last checkpoint, with its own config (checked as a
 /// fresh start checks it). `space` (when given) must be the space the run was started with.
 pub fn resume(dir: &Path, space: Option<&Path>, opts: &RunOptions) -> Result<Outcome> {
-    let mut dir = RunDir::resume(dir)?;
+    let mut dir = if opts.follower() {
+        RunDir::follower(dir)?
+    } else {
+        RunDir::resume(dir)?
+    };
     let cfg: SearchConfig = dir.read_config()?;
     let run_space = cfg
         .validate_with_space()
@@ -113,7 +133,7 @@ pub fn load_trained(dir: &Path) -> Result<TrainedSupernet> {
     let space = cfg.validate_with_space()?;
     let setup = setup(&mut cfg, space)?;
     let mut state = SearchState::new(&setup.space, setup.input, &cfg, setup.device)?;
-    let pos = checkpoint::load(&mut state, dir)?;
+    let pos = checkpoint::load(&mut state, Vec::new(), dir)?;
     Ok(TrainedSupernet {
         cfg,
         state,
@@ -164,14 +184,15 @@ fn setup(cfg: &mut SearchConfig, space: SearchSpace) -> Result<Setup> {
     })
 }
 
-/// The strategy a config names.
-pub fn strategy(kind: StrategyKind) -> Box<dyn Strategy> {
-    match kind {
+/// The strategy a config names, for the fresh state `st` (ENAS sets up its controller).
+pub fn strategy(kind: StrategyKind, st: &mut SearchState) -> Result<Box<dyn Strategy>> {
+    Ok(match kind {
         StrategyKind::FirstOrder => Box::new(FirstOrder),
         StrategyKind::SecondOrder => Box::new(SecondOrder),
         StrategyKind::Spos => Box::new(Spos),
         StrategyKind::Gdas => Box::new(Gdas),
-    }
+        StrategyKind::Enas => Box::new(enas::Enas::new(st)?),
+    })
 }
 
 /// A search as the run loop drives it.
@@ -183,6 +204,10 @@ struct SearchJob {
 }
 
 impl SearchJob {
+    fn group(&self) -> Option<Arc<crate::distrib::Group>> {
+        self.st.dist.clone()
+    }
+
     fn alpha_record(&self, step: u64, epoch: usize) -> AlphaRecord {
         let arch = &self.st.arch;
         AlphaRecord {
@@ -216,7 +241,12 @@ impl Job for SearchJob {
         st.global_step = at.global_step;
         let train = Batch::to_device(&wb, st.device);
         let val = Batch::to_device(&ab, st.device);
-        self.strategy.step(st, &train, &val)
+        let Some(group) = st.dist.clone() else {
+            return self.strategy.step(st, &train, &val);
+        };
+        parallel::before_step(st, &group)?;
+        let stats = self.strategy.step(st, &train, &val)?;
+        parallel::after_step(st, &group, stats)
     }
 
     fn end_epoch(&mut self, _epoch: usize) -> Result<EpochEnd> {
@@ -224,7 +254,7 @@ impl Job for SearchJob {
         let st = &self.st;
         let score = evaluate(
             &st.net,
-            &st.arch.softmax_detached(),
+            &self.strategy.eval_weights(st)?,
             &self.val,
             st.device,
             false,
@@ -232,7 +262,7 @@ impl Job for SearchJob {
         Ok(EpochEnd {
             loss: score.loss,
             accuracy: score.accuracy,
-            genotype: st.arch.genotype(&st.space)?.to_text(),
+            genotype: self.strategy.genotype(st)?.to_text(),
             note: String::new(),
             show_genotype: true,
         })
@@ -252,11 +282,18 @@ impl Job for SearchJob {
     }
 
     fn save(&self, dir: &RunDir, pos: &Position) -> Result<()> {
-        checkpoint::save(&self.st, dir, pos)
+        checkpoint::save(&self.st, self.strategy.state_tensors(), dir, pos)
     }
 
     fn load(&mut self, dir: &Path) -> Result<Position> {
-        checkpoint::load(&mut self.st, dir)
+        checkpoint::load(&mut self.st, self.strategy.state_tensors(), dir)
+    }
+
+    fn agree_stop(&mut self, requested: bool) -> Result<bool> {
+        match self.group() {
+            Some(group) => group.any(requested, "the stop agreement"),
+            None => Ok(requested),
+        }
     }
 }
 
@@ -267,12 +304,24 @@ fn run(
     resuming: bool,
     opts: &RunOptions,
 ) -> Result<Outcome> {
-    let s = setup(&mut cfg, space)?;
+    let group = opts.dist.cloned();
+    let bn_chunks = match &group {
+        Some(g) => parallel::agree_on_config(&mut cfg, g, resuming)?,
+        None => cfg.check_bn_groups(1)?,
+    };
+    let mut s = setup(&mut cfg, space)?;
+    if let Some(g) = &group {
+        s.loaders = s.loaders.shard(g.rank(), g.world())?;
+        // "cuda" and "auto" mean each process's own GPU: cuda:LOCAL_RANK.
+        if matches!(s.device, Device::Cuda(_)) && !cfg.device.starts_with("cuda:") {
+            s.device = Device::Cuda(g.launch().local_rank);
+        }
+    }
     let progress = Progress::new(opts.quiet);
     if let Some(note) = dir.stale_note() {
         progress.line(&note);
     }
-    if let Some(preflight) = opts.preflight {
+    if let Some(preflight) = opts.preflight.filter(|_| !opts.follower()) {
         progress.line(&preflight(&cfg, &s.space, s.input, s.device)?);
     }
     let steps = s.loaders.steps_per_epoch();
@@ -286,14 +335,28 @@ fn run(
         classes: s.input.classes as usize,
     }
     .meta();
-    let st = SearchState::new(&s.space, s.input, &cfg, s.device)?;
+    let mut st = SearchState::new(&s.space, s.input, &cfg, s.device)?;
+    st.dist = group.clone();
+    st.bn_chunks = bn_chunks;
     let mut job = SearchJob {
+        strategy: strategy(cfg.strategy, &mut st)?,
         st,
-        strategy: strategy(cfg.strategy),
         loaders: s.loaders,
         val: s.val,
     };
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
+    if let Some(g) = &group {
+        parallel::broadcast_state(&job.st, g)?;
+        progress.line(&format!(
+            "data-parallel: {} processes ({}), Gloo over c10d, global batch {} = {} per process, {} BN group(s) per process, collective timeout {} s",
+            g.world(),
+            g.launch().launcher,
+            cfg.batch_size,
+            cfg.batch_size / g.world(),
+            bn_chunks,
+            g.launch().timeout_s
+        ));
+    }
     let stop = StopFlag::install()?;
     progress.line(&format!(
         "search: space '{}', {} strategy{}, {} epochs x {steps} steps, batch {}, {} classes, device {}, run dir {}",
@@ -316,10 +379,29 @@ fn run(
         checkpoint_every: cfg.checkpoint_every,
         eval_name: "val",
     };
-    if let Some(stopped) = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)? {
+    let first_step = pos.global_step;
+    let stopped = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)?;
+    if let Some(g) = &group {
+        // The communication share of this session's steps (waits for slower ranks included).
+        let steps = log.steps.iter().filter(|s| s.step >= first_step);
+        let step_seconds: f64 = steps.map(|s| s.seconds).sum();
+        let comm = g.collective_seconds();
+        progress.line(&format!(
+            "data-parallel: {comm:.2} s of {step_seconds:.2} s of steps in collectives ({:.1}%)",
+            100.0 * comm / step_seconds.max(1e-9)
+        ));
+    }
+    if let Some(stopped) = stopped {
         return Ok(Outcome::Interrupted(stopped));
     }
-    let genotype = job.st.arch.genotype(&job.st.space)?;
+    let genotype = job.strategy.genotype(&job.st)?;
+    if let Some(g) = &group {
+        let text = genotype.to_text();
+        g.check_identical(
+            crate::rng::hash_key(&text.bytes().map(u64::from).collect::<Vec<_>>()),
+            "the derived genotypes",
+        )?;
+    }
     dir.write_genotype("genotype", &genotype)?;
     log.genotype = Some((genotype.to_text(), genotype.to_json()));
     dir.write_run(&log)?;

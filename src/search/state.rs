@@ -5,6 +5,7 @@ use super::recompute::{self, Wrt};
 use super::strategy::finite;
 use crate::arch::ArchParams;
 use crate::backend::Precision;
+use crate::distrib::Group;
 use crate::evaluate::accuracy;
 use crate::optim::{clip_grad_norm, grad_norm, split_variables, zero_grad, Adam, GradScaler, Sgd};
 use crate::rng::Rng;
@@ -12,6 +13,7 @@ use crate::space::SearchSpace;
 use crate::supernet::ArchWeights;
 use crate::supernet::{InputShape, Supernet};
 use crate::Result;
+use std::sync::Arc;
 use tch::{nn, Device, Kind, Tensor};
 
 /// A batch on the search device.
@@ -65,6 +67,11 @@ pub struct SearchState {
     /// Steps completed before the current one; sampling strategies draw their paths from
     /// (seed, global step), so a resumed run samples what the uninterrupted one did.
     pub global_step: u64,
+    /// The data-parallel group when this process is one rank of several: gradients are
+    /// averaged over the ranks before every optimizer step.
+    pub dist: Option<Arc<Group>>,
+    /// BN groups of this process's batch (ghost batch norm; `cfg.bn_groups` per rank).
+    pub bn_chunks: usize,
 }
 
 impl SearchState {
@@ -120,6 +127,8 @@ impl SearchState {
             epoch: 0,
             step_in_epoch: 0,
             global_step: 0,
+            dist: None,
+            bn_chunks: cfg.bn_groups.unwrap_or(1),
         })
     }
 
@@ -136,6 +145,9 @@ impl SearchState {
     }
 
     /// Cross-entropy (train-mode BN) and batch accuracy under the given mixing weights.
+    /// With `bn_chunks` > 1 each of that many equal parts of the batch has its own BN
+    /// statistics and the loss is the mean of the parts' losses: what as many
+    /// data-parallel ranks compute together.
     pub fn loss_with(&self, batch: &Batch, mix: &ArchWeights) -> (Tensor, f64) {
         self.loss_at(batch, mix, Precision::Fp32)
             .expect("float32 needs no autocast")
@@ -143,20 +155,51 @@ impl SearchState {
 
     /// [`Self::loss_with`] with the forward pass autocast to `precision`; the logits are
     /// taken back to float32 for the loss, as autocast does for `cross_entropy`. The
-    /// backward pass runs outside autocast, as PyTorch prescribes.
+    /// backward pass runs outside autocast, as PyTorch prescribes. With BN groups, the
+    /// batch is cut into them and the loss is the mean of theirs.
     pub fn loss_at(
         &self,
         batch: &Batch,
         mix: &ArchWeights,
         precision: Precision,
     ) -> Result<(Tensor, f64)> {
+        let n = self.bn_chunks as i64;
+        if n <= 1 {
+            return self.loss_of(&batch.images, &batch.labels, mix, precision);
+        }
+        let mut losses = Vec::new();
+        let mut acc = 0.0;
+        for (images, labels) in batch.images.chunk(n, 0).iter().zip(batch.labels.chunk(n, 0)) {
+            let (loss, a) = self.loss_of(images, &labels, mix, precision)?;
+            losses.push(loss);
+            acc += a;
+        }
+        Ok((Tensor::stack(&losses, 0).mean(Kind::Float), acc / n as f64))
+    }
+
+    fn loss_of(
+        &self,
+        images: &Tensor,
+        labels: &Tensor,
+        mix: &ArchWeights,
+        precision: Precision,
+    ) -> Result<(Tensor, f64)> {
         let logits = crate::backend::autocast(self.device, precision, || {
-            self.net.forward_t(&batch.images, mix, true)
+            self.net.forward_t(images, mix, true)
         })?
         .to_kind(Kind::Float);
-        let loss = logits.cross_entropy_for_logits(&batch.labels);
-        let acc = accuracy(&logits, &batch.labels);
+        let loss = logits.cross_entropy_for_logits(labels);
+        let acc = accuracy(&logits, labels);
         Ok((loss, acc))
+    }
+
+    /// Replace `grads` by their mean over the data-parallel ranks (a no-op in a single
+    /// process): the gradient of the global batch, split evenly over the ranks.
+    pub fn average(&self, grads: &[Tensor], what: &str) -> Result<()> {
+        match &self.dist {
+            Some(group) => group.average(grads, what),
+            None => Ok(()),
+        }
     }
 
     /// The loss under `mix` (a constant), the batch accuracy and the gradients of `wrt`, as
@@ -264,6 +307,8 @@ impl SearchState {
     /// Adam step on the alphas with their current gradients.
     pub fn arch_update(&mut self) -> Result<()> {
         let alphas = self.arch.tensors();
+        let grads: Vec<Tensor> = alphas.iter().map(|a| a.grad()).collect();
+        self.average(&grads, "the alpha gradient all-reduce")?;
         finite(grad_norm(&alphas), "architecture gradient", self)?;
         self.adam.step(&alphas, self.cfg.arch_lr);
         Ok(())
@@ -286,6 +331,8 @@ impl SearchState {
         zero_grad(&self.weights);
         let (loss, acc) = self.backward(train, mix);
         let value = finite(loss.double_value(&[]), "training loss", self)?;
+        let grads: Vec<Tensor> = self.weights.iter().map(|w| w.grad()).collect();
+        self.average(&grads, "the weight gradient all-reduce")?;
         if let Some(scaler) = &self.scaler {
             scaler.unscale(&self.weights);
         }

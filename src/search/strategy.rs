@@ -13,6 +13,24 @@ pub trait Strategy {
     /// One bi-level step: the alphas on the validation batch, then the weights on the
     /// training batch (the DARTS order).
     fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats>;
+
+    /// State of the strategy's own beyond [`SearchState`], by checkpoint name (live
+    /// handles: saving reads them, loading copies into them).
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// The architecture the search stands for now: what the alphas derive to, unless the
+    /// strategy decides it otherwise (ENAS: its controller's most likely one).
+    fn genotype(&self, st: &SearchState) -> Result<crate::space::Genotype> {
+        st.arch.genotype(&st.space)
+    }
+
+    /// The mixing weights the per-epoch evaluation scores the supernet under: the softmax
+    /// of the alphas, unless the strategy's architecture is a discrete one (ENAS).
+    fn eval_weights(&self, st: &SearchState) -> Result<ArchWeights> {
+        Ok(st.arch.softmax_detached())
+    }
 }
 
 /// DARTS first order: the alpha gradient is taken at the current weights.
@@ -57,6 +75,7 @@ impl Strategy for SecondOrder {
 
         // Virtual step w' = w - lr * (momentum * buf + dL_train/dw + wd * w).
         let grads = st.grads_of(train, &st.arch.softmax_detached(), &params).2;
+        st.average(&grads, "the virtual-step gradient all-reduce")?;
         tch::no_grad(|| {
             for (((p, g), buf), w) in params.iter().zip(&grads).zip(&st.sgd.buffers).zip(&backup) {
                 let step = buf * st.sgd.momentum + g + w * st.sgd.weight_decay;
@@ -73,6 +92,9 @@ impl Strategy for SecondOrder {
         let (val_loss_t, val_acc, all) = st.grads_of(val, &st.arch.softmax(), &inputs);
         let val_loss = finite(val_loss_t.double_value(&[]), "validation loss", st)?;
         let (d_alpha, d_w) = all.split_at(alphas.len());
+        // The Hessian term is taken along the global batch's dL_val/dw'; the alpha
+        // gradient (local d_alpha minus the local Hessian term) is averaged by arch_update.
+        st.average(d_w, "the unrolled gradient all-reduce")?;
         st.restore_bn_stats(&bn_stats);
         restore(&params, &backup);
 

@@ -430,7 +430,9 @@ impl Supernet {
     /// The stem, on the input converted to the fast memory layout ([`channels_last`]).
     /// The forward pass is stem, blocks, head; recomputation runs the pieces one by one.
     pub fn stem_forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.stem.forward_t(&channels_last(xs), train)
+        // A one-channel input is both NCHW and channels-last, and libtorch then keeps the
+        // stem's output in NCHW: convert it too, or the whole network runs in NCHW.
+        channels_last(&self.stem.forward_t(&channels_last(xs), train))
     }
 
     /// Cells (and NAS-Bench-201's residual blocks) in order.

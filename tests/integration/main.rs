@@ -1,6 +1,8 @@
 //! One integration test binary (every test binary links libtorch).
 mod data;
 mod device;
+mod distrib;
+mod enas;
 mod layers;
 mod pcdarts;
 mod plot;
@@ -12,5 +14,6 @@ mod sample;
 mod search;
 mod space;
 mod supernet;
+mod sweep;
 mod train;
 mod upstream;

@@ -339,8 +339,8 @@ fn bad_sampling_input_gets_a_clear_error() {
         ),
         (vec!["derive", "--rule", "top3"], vec!["--rule", "top3"]),
         (
-            vec!["search", "--strategy", "enas"],
-            vec!["strategy", "spos", "gdas"],
+            vec!["search", "--strategy", "reinforce"],
+            vec!["strategy", "spos", "gdas", "enas"],
         ),
     ] {
         let mut c = supernet();

@@ -181,3 +181,91 @@ fn dilated_depthwise_convolution_as_polyphase_gives_the_same_values_and_gradient
         }
     }
 }
+
+/// The pooling ops of every edge leaving one state share one pooling and one training-mode
+/// BN (issue 16): the same outputs and gradients as each edge computing its own, and every
+/// edge's running statistics updated exactly as its own BN would update them.
+#[test]
+fn pooling_shared_across_edges_equals_pooling_per_edge() {
+    use supernet::ops::{channels_last, Affine, OpConfig, Operation, SharedInput};
+    use supernet::space::OpKind;
+    let cfg = OpConfig {
+        affine: Affine::No,
+        pool_bn: true,
+    };
+    // 4 channels (libtorch's slow channels-last BN case, normalised in NCHW) and 8.
+    for c in [4, 8] {
+        for (kind, stride) in [(OpKind::MaxPool3x3, 1), (OpKind::AvgPool3x3, 2)] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let edges: Vec<Operation> = (0..3)
+                .map(|e| Operation::new(vs.root() / format!("e{e}"), kind, c, stride, cfg))
+                .collect();
+            let x = channels_last(&Tensor::randn([5, c, 12, 12], (Kind::Float, Device::Cpu)));
+            // Earlier steps left the edges with different running statistics.
+            for (e, op) in edges.iter().enumerate() {
+                if let Operation::Pool { bn: Some(bn), .. } = op {
+                    tch::no_grad(|| {
+                        let _ = bn.running_mean.shallow_clone().fill_(0.1 * e as f64);
+                        let _ = bn.running_var.shallow_clone().fill_(1.0 + e as f64);
+                    });
+                }
+            }
+            let snapshot = |ops: &[Operation]| -> Vec<Tensor> {
+                ops.iter()
+                    .flat_map(|op| match op {
+                        Operation::Pool { bn: Some(bn), .. } => {
+                            vec![bn.running_mean.copy(), bn.running_var.copy()]
+                        }
+                        _ => panic!("not a pooling op with BN"),
+                    })
+                    .collect()
+            };
+            let before = snapshot(&edges);
+            // Output gradients that differ per edge (a constant one has a zero input gradient
+            // through BN).
+            let out_grads: Vec<Tensor> = (0..edges.len())
+                .map(|_| {
+                    let out = 12 / stride;
+                    Tensor::randn([5, c, out, out], (Kind::Float, Device::Cpu))
+                })
+                .collect();
+            let run = |shared: bool| {
+                let xg = x.detach().set_requires_grad(true);
+                let input = SharedInput::new(xg.shallow_clone());
+                let mut total = Tensor::zeros([], (Kind::Float, Device::Cpu));
+                for (e, op) in edges.iter().enumerate() {
+                    let y = if shared {
+                        op.forward_shared(&input, true)
+                    } else {
+                        op.forward_t(&xg, true)
+                    };
+                    total += (&y * &out_grads[e]).sum(Kind::Float);
+                }
+                let g = Tensor::run_backward(&[&total], &[&xg], false, false);
+                (total.detach(), g[0].detach(), snapshot(&edges))
+            };
+            let (per_edge_total, per_edge_grad, per_edge_stats) = run(false);
+            // Back to the statistics before, then the shared computation.
+            for (op, stats) in edges.iter().zip(before.chunks(2)) {
+                if let Operation::Pool { bn: Some(bn), .. } = op {
+                    tch::no_grad(|| {
+                        bn.running_mean.shallow_clone().copy_(&stats[0]);
+                        bn.running_var.shallow_clone().copy_(&stats[1]);
+                    });
+                }
+            }
+            let (total, grad, stats) = run(true);
+            let what = format!("{kind:?} stride {stride}, {c} channels");
+            assert!(
+                max_rel_diff(&total, &per_edge_total) < 1e-6,
+                "{what}: values"
+            );
+            let d = max_rel_diff(&grad, &per_edge_grad);
+            assert!(d < 1e-5, "{what}: gradients differ by {d:e} relative");
+            for (i, (a, b)) in stats.iter().zip(&per_edge_stats).enumerate() {
+                assert!(a.equal(b), "{what}: running statistics {i} differ");
+                assert!(!a.equal(&before[i]), "{what}: statistics {i} not updated");
+            }
+        }
+    }
+}
