@@ -23,6 +23,7 @@ fn main() {
     );
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     compile_c10d_shim(&lib_dir);
+    compile_backend_shim(&lib_dir);
     // Without --no-as-needed the linker drops libtorch_cuda.so (nothing references its symbols
     // directly) and CUDA is reported unavailable even on a GPU machine.
     if lib_dir.join("libtorch_cuda.so").exists() {
@@ -90,4 +91,29 @@ fn source_revision() -> String {
         },
         None => "unknown".into(),
     }
+}
+
+/// src/backend/shim.cpp: the libtorch settings tch does not expose (autocast per device and
+/// dtype, cuDNN switches, the device allocator's statistics), against the wheel's headers
+/// (lib dir is torch/lib, headers torch/include) with the flags torch-sys uses.
+fn compile_backend_shim(lib_dir: &std::path::Path) {
+    let shim = "src/backend/shim.cpp";
+    println!("cargo:rerun-if-changed={shim}");
+    let include = lib_dir
+        .parent()
+        .expect("torch/lib has a parent")
+        .join("include");
+    cc::Build::new()
+        .cpp(true)
+        .file(shim)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("supernet_backend");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
 }

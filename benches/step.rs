@@ -118,7 +118,9 @@ fn main() {
     // What `supernet search` predicts for this step, to compare with the measured peak.
     let predicted = if mode.ends_with("-order") {
         let exe = std::path::Path::new(env!("CARGO_BIN_EXE_supernet"));
-        match supernet::memory::predict(exe, &cfg, input, batch as usize, None).unwrap() {
+        match supernet::memory::predict(exe, &cfg, input, batch as usize, Device::Cpu, None)
+            .unwrap()
+        {
             supernet::memory::Probed::Predicted(p) => p.peak,
             over => panic!("no limit was given, yet {over:?}"),
         }

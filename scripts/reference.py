@@ -31,6 +31,7 @@ those the upstream step tests check on the Rust side: darts_first_order_step_equ
 darts_second_order_step_equals_darts_architect).
 """
 import argparse
+import contextlib
 import json
 import re
 import resource
@@ -499,16 +500,21 @@ def unrolled_alpha_grads(loss_fn, ws, al, w_opt, lr, momentum, wd):
     return [da - lr * h for da, h in zip(dalpha, hv)]
 
 
-def darts_step(model, alphas, betas, w_opt, a_opt, batches, second_order, lr=0.025, momentum=0.9, wd=3e-4):
+def darts_step(model, alphas, betas, w_opt, a_opt, batches, second_order, lr=0.025, momentum=0.9, wd=3e-4,
+               amp=None, scaler=None):
     """One DARTS search step: alpha step on the validation batch, then the weight step on the
     training batch (clip 5). Alpha gradients are taken w.r.t. the alphas only, so the alpha
     step does not also compute weight gradients that would be thrown away. `betas` (PC-DARTS
-    edge normalisation, possibly empty) are trained with the alphas."""
+    edge normalisation, possibly empty) are trained with the alphas. `amp` (device type,
+    dtype): the weight step's forward under torch.autocast, float16 with `scaler` (a
+    GradScaler); the alpha step stays float32."""
     ws, al = weights_of(model), list(alphas.values()) + list(betas.values())
 
-    def loss_fn(which):
+    def loss_fn(which, cast=None):
         x, y = batches[which]
-        return F.cross_entropy(model(x, {t: dense(F.softmax(a, dim=-1)) for t, a in alphas.items()}, betas), y)
+        with torch.autocast(cast[0], dtype=cast[1], enabled=cast is not None) if cast else contextlib.nullcontext():
+            logits = model(x, {t: dense(F.softmax(a, dim=-1)) for t, a in alphas.items()}, betas)
+        return F.cross_entropy(logits.float(), y)
 
     if second_order:
         grads = unrolled_alpha_grads(loss_fn, ws, al, w_opt, lr, momentum, wd)
@@ -518,9 +524,17 @@ def darts_step(model, alphas, betas, w_opt, a_opt, batches, second_order, lr=0.0
         a.grad = g
     a_opt.step()
     w_opt.zero_grad()
-    loss_fn("train").backward(inputs=ws)
-    nn.utils.clip_grad_norm_(ws, 5.0)
-    w_opt.step()
+    loss = loss_fn("train", amp)
+    if scaler is not None:
+        scaler.scale(loss).backward(inputs=ws)
+        scaler.unscale_(w_opt)
+        nn.utils.clip_grad_norm_(ws, 5.0)
+        scaler.step(w_opt)
+        scaler.update()
+    else:
+        loss.backward(inputs=ws)
+        nn.utils.clip_grad_norm_(ws, 5.0)
+        w_opt.step()
 
 
 def cmd_bench(args):
@@ -528,6 +542,11 @@ def cmd_bench(args):
     # Peak RSS includes the interpreter and the torch libraries; report that floor too.
     rss_floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark  # DARTS's train_search.py sets it
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    amp = (dev.type, dtype) if dtype is not None else None
+    scaler = torch.amp.GradScaler(dev.type) if args.precision == "fp16" else None
     chw = parse_input(args.input)
     space = load_space(args.space, args.layers, args.channels)
     model = Supernet(space, chw, args.classes, k=args.partial_channels).to(dev)
@@ -548,7 +567,8 @@ def cmd_bench(args):
             with torch.no_grad():
                 model(batches["train"][0], {t: dense(F.softmax(a, dim=-1)) for t, a in alphas.items()}, betas)
         else:
-            darts_step(model, alphas, betas, w_opt, a_opt, batches, args.mode == "second-order")
+            darts_step(model, alphas, betas, w_opt, a_opt, batches, args.mode == "second-order", amp=amp,
+                       scaler=scaler)
 
     model.train(args.mode != "forward")
     times = []
@@ -565,6 +585,8 @@ def cmd_bench(args):
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     params, _ = counts(model)
     print(json.dumps({"mode": args.mode, "device": str(dev), "batch": args.batch, "threads": args.threads,
+                      "precision": args.precision, "cudnn_benchmark": args.cudnn_benchmark,
+                      "peak_reserved_bytes": torch.cuda.max_memory_reserved() if dev.type == "cuda" else None,
                       "steps": args.steps, "parameters": params, "median_s": statistics.median(times),
                       "times_s": times, "peak_memory_bytes": peak, "rss_before_model_bytes": rss_floor}))
 
@@ -682,6 +704,10 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--mode", choices=["forward", "first-order", "second-order"], default="forward")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="the weight step's forward under torch.autocast (fp16 with GradScaler)")
+    p.add_argument("--cudnn-benchmark", type=int, choices=[0, 1], default=1,
+                   help="CUDA: torch.backends.cudnn.benchmark (DARTS sets it)")
     p = common(sub.add_parser("score", help="sub-networks scored per minute (inherited weights, BN recalibration)"),
                "1x28x28")
     p.add_argument("--batch", type=int, default=64, help="training batch of the recalibration")

@@ -4,8 +4,9 @@
 //! `tests/integration/layers.rs` checks it). From the top:
 //! cli; plot, inspect, devcheck; sample, memory; search, train; model; run;
 //! arch, optim, evaluate, distrib; supernet; ops, info; data, record, tensorfile; derive; space;
-//! numeric, rng, fs; error.
+//! numeric, rng, fs, backend; error.
 pub mod arch;
+pub mod backend;
 pub mod cli;
 pub mod data;
 pub mod derive;

@@ -6,7 +6,9 @@
 //! each reporting its peak resident memory, and the line through the two points is
 //! extrapolated to the chosen batch. That covers what a model of saved tensors would miss
 //! (backward temporaries, oneDNN scratch space, allocator slack) for every space and
-//! option (recomputation, partial channels, second order) alike.
+//! option (recomputation, partial channels, second order) alike. On CUDA the probes run on
+//! the device and report the caching allocator's peak, and the prediction is compared with
+//! the device's free memory.
 pub use crate::info::{available_memory as available, current_rss, gib, mib, peak_rss};
 use crate::search::{Batch, SearchConfig, SearchState};
 use crate::space::SearchSpace;
@@ -70,17 +72,17 @@ impl Prediction {
     }
 }
 
-/// Run one search step of `cfg` on the CPU at `batch` (random data of shape `input`) and
-/// return the process's peak resident bytes: what `supernet memory-probe` prints.
-pub fn probe(cfg: &SearchConfig, input: InputShape, batch: usize) -> Result<u64> {
+/// Run one search step of `cfg` on `device` at `batch` (random data of shape `input`) and
+/// return its peak ([`peak_of`]): what `supernet memory-probe` prints.
+pub fn probe(cfg: &SearchConfig, input: InputShape, batch: usize, device: Device) -> Result<u64> {
     let space = SearchSpace::load(&cfg.space)?.with_overrides(cfg.network)?;
-    let mut st = SearchState::new(&space, input, cfg, Device::Cpu)?;
+    let mut st = SearchState::new(&space, input, cfg, device)?;
     let random_batch = || Batch {
         images: Tensor::randn(
             [batch as i64, input.channels, input.height, input.width],
-            (Kind::Float, Device::Cpu),
+            (Kind::Float, device),
         ),
-        labels: Tensor::randint(input.classes, [batch as i64], (Kind::Int64, Device::Cpu)),
+        labels: Tensor::randint(input.classes, [batch as i64], (Kind::Int64, device)),
     };
     let mut strategy = crate::search::strategy(cfg.strategy, &mut st)?;
     // The allocator's heap keeps growing for a step or two (fragmentation) before it
@@ -93,7 +95,28 @@ pub fn probe(cfg: &SearchConfig, input: InputShape, batch: usize) -> Result<u64>
             Err(e) => return Err(e),
         }
     }
-    Ok(peak_rss())
+    peak_of(device)
+}
+
+/// This process's peak memory on `device` so far: resident bytes on the CPU; on CUDA the
+/// caching allocator's peak reserved bytes (what the device gave up to this process's
+/// tensors, cached blocks included; the CUDA context itself, about half a GiB, is not in it).
+pub fn peak_of(device: Device) -> Result<u64> {
+    if device.is_cuda() {
+        Ok(crate::backend::allocator_stats(device)?.peak_reserved)
+    } else {
+        Ok(peak_rss())
+    }
+}
+
+/// The memory a step on `device` may use: on the CPU what the system has available; on
+/// CUDA the device's free memory (`cudaMemGetInfo`, after this process's own context).
+pub fn available_on(device: Device) -> Result<u64> {
+    if device.is_cuda() {
+        Ok(crate::backend::device_memory(device)?.0)
+    } else {
+        Ok(available())
+    }
 }
 
 /// What the probes found.
@@ -108,15 +131,16 @@ pub enum Probed {
     },
 }
 
-/// Predict the peak of a step of `cfg` at `batch` with two probes run by `exe` (the
-/// `supernet` binary), each in its own process so that each peak is its own. With `limit`,
-/// a probe whose resident memory goes past it is stopped (it is watched every few
-/// milliseconds), so the check never takes much more than the memory it allows.
+/// Predict the peak of a step of `cfg` at `batch` on `device` with two probes run by `exe`
+/// (the `supernet` binary), each in its own process so that each peak is its own. With
+/// `limit` (CPU), a probe whose resident memory goes past it is stopped (it is watched
+/// every few milliseconds), so the check never takes much more than the memory it allows.
 pub fn predict(
     exe: &Path,
     cfg: &SearchConfig,
     input: InputShape,
     batch: usize,
+    device: Device,
     limit: Option<u64>,
 ) -> Result<Probed> {
     let dir = std::env::temp_dir().join(format!("supernet-probe-{}", std::process::id()));
@@ -136,6 +160,8 @@ pub fn predict(
                     &input.classes.to_string(),
                     "--batch",
                     &b.to_string(),
+                    "--device",
+                    &crate::run::device_name(device),
                 ]);
             match run_probe(command, exe, b, limit)? {
                 Ok(peak) => *slot = (b, peak),
@@ -183,10 +209,11 @@ fn run_probe(
     }
 }
 
-/// Predict the peak memory of a step of `cfg` (whose resolved space is `space`) and refuse
-/// to start a CPU search that would not fit in `limit` bytes (default: the memory
-/// available), suggesting what would: the check `supernet search` runs before its first
-/// step. Returns the line it prints.
+/// Predict the peak memory of a step of `cfg` (whose resolved space is `space`) on `device`
+/// and refuse to start a search that would not fit in `limit` bytes (default: the memory
+/// available there: the system's for the CPU, the device's free memory for CUDA),
+/// suggesting what would: the check `supernet search` runs before its first step. Returns
+/// the line it prints.
 pub fn check(
     exe: &Path,
     cfg: &SearchConfig,
@@ -195,20 +222,28 @@ pub fn check(
     device: Device,
     limit: Option<u64>,
 ) -> Result<String> {
-    let available = limit.unwrap_or_else(available);
+    let available = match limit {
+        Some(l) => l,
+        None => available_on(device)?,
+    };
+    let on = if device.is_cuda() {
+        format!(" on {}", crate::run::device_name(device))
+    } else {
+        String::new()
+    };
     // A space whose lower bound alone does not fit is refused without probing.
     let bound = space.size_bound(input.height as usize, input.width as usize);
     let at_probe = *PROBE_BATCHES.iter().max().expect("two probe batches");
-    if device == Device::Cpu {
-        crate::run::check::fits_in_memory(
-            bound,
-            &format!("the supernet of '{}' on {input}", space.name),
-            at_probe,
-            Some(available),
-        )?;
-    }
-    let probe_limit = (device == Device::Cpu).then_some(available);
-    let p = match predict(exe, cfg, input, cfg.batch_size, probe_limit)? {
+    crate::run::check::fits_in_memory(
+        bound,
+        &format!("the supernet of '{}' on {input}{on}", space.name),
+        at_probe,
+        Some(available),
+    )?;
+    // The probes' resident memory is watched on the CPU only; a CUDA probe that does not
+    // fit fails with libtorch's out-of-memory error, which is reported.
+    let probe_limit = (!device.is_cuda()).then_some(available);
+    let p = match predict(exe, cfg, input, cfg.batch_size, device, probe_limit)? {
         Probed::Predicted(p) => p,
         Probed::OverLimit { batch, rss } => {
             return Err(Error::invalid(
@@ -226,30 +261,34 @@ pub fn check(
             ));
         }
     };
-    if device != Device::Cpu {
-        return Ok(format!(
-            "memory: {} (host memory of the same step on the CPU; the device holds about the same graph)",
-            p.describe()
-        ));
-    }
+    let what = if device.is_cuda() {
+        "free on the device"
+    } else {
+        "available"
+    };
     if p.peak > available {
         let fits = p.largest_batch_within(available);
         return Err(Error::invalid(
             "batch size",
             cfg.batch_size,
             format!(
-                "a step that fits in memory: {}, but {} is available. Try --batch-size {} \
-                 (the largest predicted to fit){}{}, or --no-memory-check to start anyway",
+                "a step that fits in memory{on}: {}, but {} is {what}. Try --batch-size {} \
+                 (the largest predicted to fit){}{}{}, or --no-memory-check to start anyway",
                 p.describe(),
                 gib(available),
                 fits.max(1),
                 recompute_hint(cfg),
                 ", --partial-channels 4 (PC-DARTS)",
+                if device.is_cuda() && cfg.precision == crate::backend::Precision::Fp32 {
+                    ", --precision bf16"
+                } else {
+                    ""
+                },
             ),
         ));
     }
     Ok(format!(
-        "memory: {}, {} available",
+        "memory: {}{on}, {} {what}",
         p.describe(),
         gib(available)
     ))

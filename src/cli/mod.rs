@@ -3,6 +3,7 @@
 //! sets the exit code: 0 done, 1 failed, 128 + signal when a run stopped on a signal (130
 //! for Ctrl-C) after checkpointing.
 mod args;
+mod device;
 mod flags;
 mod search;
 mod subnet;
@@ -40,6 +41,14 @@ pub enum Command {
     Plot(PlotArgs),
     /// A short forward/backward on a device, saying whether CUDA was used.
     Check(CheckArgs),
+    /// Time search steps (or forward passes) of one configuration on a device: one JSON
+    /// line with the median step time, the peak memory, the predicted peak and a
+    /// fingerprint of the final state (scripts/gpu-check runs it beside
+    /// scripts/reference.py bench).
+    Bench(Box<device::BenchArgs>),
+    /// Compare a device with the CPU op path by op path (logits, loss, BN statistics,
+    /// weight and alpha gradients); fails when a difference is over its bound.
+    Parity(device::ParityArgs),
     /// Train a derived architecture on its own (DARTS evaluation network or NAS-Bench-201
     /// network) and export it.
     Train(Box<train::TrainArgs>),
@@ -188,10 +197,13 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
                 tch::set_num_threads(cfg.threads as i32);
             }
             let input = InputShape::parse(&a.input, a.classes)?;
-            println!("{}", crate::memory::probe(&cfg, input, a.batch)?);
+            let device = crate::run::parse_device(&a.device)?;
+            println!("{}", crate::memory::probe(&cfg, input, a.batch, device)?);
             Ok(Exit::Done)
         }
         Command::Plot(a) => plot(a),
+        Command::Bench(a) => device::bench(*a),
+        Command::Parity(a) => device::parity(a),
         Command::Check(a) => {
             let space = SearchSpace::load(&a.space)?;
             let input = InputShape::parse(&a.input, 10)?;
@@ -217,6 +229,9 @@ pub struct MemoryProbeArgs {
     pub classes: i64,
     #[arg(long)]
     pub batch: usize,
+    /// Where the step runs (the search's device).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(clap::Args, Debug)]

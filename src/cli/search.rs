@@ -2,6 +2,7 @@
 use super::args::{overlay, refuse_ignored_flags};
 use super::flags::{AugmentFlags, DataFlags, NetworkFlags, RunFlags};
 use super::{default_out, Exit};
+use crate::backend::Precision;
 use crate::run::paths::{self, ConfigFile};
 use crate::search::preset::Preset;
 use crate::search::{Outcome, RunOptions, SearchConfig, StrategyKind};
@@ -98,6 +99,23 @@ pub struct SearchFlags {
     /// channels), and edges are normalised by learnt betas (1: off).
     #[arg(long, value_name = "K")]
     pub partial_channels: Option<usize>,
+    /// Precision of the weight step's forward pass (autocast; fp16 with loss scaling).
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// Precision of the alpha step's forward passes (fp32 or bf16).
+    #[arg(long, value_enum)]
+    pub arch_precision: Option<Precision>,
+    /// CUDA: deterministic cuDNN algorithms and no autotuning, so that a run repeats bit
+    /// for bit (slower).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deterministic: bool,
+    /// CUDA: cuDNN autotuning of convolution algorithms (off with --deterministic).
+    #[arg(long, value_name = "BOOL")]
+    pub cudnn_benchmark: Option<bool>,
+    /// CUDA: activations in channels-last layout (always so on the CPU).
+    #[arg(long, value_name = "BOOL")]
+    pub channels_last: Option<bool>,
     /// BN batch statistics over G equal groups of each batch (ghost batch norm); a
     /// data-parallel run has G / processes groups per rank [default: 1, or the number of
     /// processes of a data-parallel start: per-rank statistics as in PyTorch DDP].

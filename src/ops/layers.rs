@@ -362,10 +362,11 @@ pub fn update_running_stats(bn: &nn::BatchNorm, xs: &Tensor) {
 
 /// `xs` with channels-last strides (NHWC in memory, NCHW in shape) on the CPU, where oneDNN
 /// runs depthwise and 1x1 convolutions, pooling and BN several times faster in that layout
-/// than in NCHW (measured in results/BENCHMARKS.md). Every op keeps the layout of its
-/// input, so converting the network input once is enough. Elsewhere `xs` is returned as is.
+/// than in NCHW (measured in results/BENCHMARKS.md); on CUDA with `--channels-last`
+/// ([`crate::backend::channels_last_on`]). Every op keeps the layout of its input, so
+/// converting the network input once is enough. Elsewhere `xs` is returned as is.
 pub fn channels_last(xs: &Tensor) -> Tensor {
-    if xs.device() == tch::Device::Cpu && xs.dim() == 4 {
+    if crate::backend::channels_last_on(xs.device()) && xs.dim() == 4 {
         xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
     } else {
         xs.shallow_clone()

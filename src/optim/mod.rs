@@ -3,10 +3,12 @@
 //! optimizers do not expose). Semantics are PyTorch's `SGD` and `Adam` (L2 weight decay
 //! added to the gradient).
 mod adam;
+mod scaler;
 mod schedule;
 mod sgd;
 
 pub use adam::Adam;
+pub use scaler::GradScaler;
 pub use schedule::cosine_lr;
 pub use sgd::Sgd;
 

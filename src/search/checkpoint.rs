@@ -39,6 +39,13 @@ fn state_tensors(st: &SearchState) -> Vec<(String, Tensor)> {
         named.push((format!("adam.m.{name}"), m.shallow_clone()));
         named.push((format!("adam.v.{name}"), v.shallow_clone()));
     }
+    if let Some(scaler) = &st.scaler {
+        named.push(("amp.scale".into(), scaler.scale.shallow_clone()));
+        named.push((
+            "amp.growth_tracker".into(),
+            scaler.growth_tracker.shallow_clone(),
+        ));
+    }
     named
 }
 

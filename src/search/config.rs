@@ -1,5 +1,6 @@
 //! The fully resolved configuration of a search, with the DARTS paper settings as defaults.
 //! Written as `config.toml` into the run directory and into the run file.
+use crate::backend::Precision;
 use crate::data::{AugmentOverrides, DataSource};
 use crate::run::parse_device;
 use crate::run::paths::{self, ConfigFile};
@@ -99,6 +100,25 @@ pub struct SearchConfig {
     /// with K > 1 the edges are normalised by betas (1: plain DARTS).
     #[serde(default = "default_partial_channels")]
     pub partial_channels: usize,
+    /// Precision of the weight step: fp32, or autocast to bf16 or fp16 (fp16 with loss
+    /// scaling; a step whose scaled gradients overflow is skipped, as GradScaler does).
+    #[serde(default)]
+    pub precision: Precision,
+    /// Precision of the alpha step (its forward and backward passes, and the second-order
+    /// virtual step): fp32 or bf16.
+    #[serde(default)]
+    pub arch_precision: Precision,
+    /// CUDA: deterministic cuDNN algorithms, no autotuning, deterministic algorithms where
+    /// libtorch has them, so that a run repeats bit for bit.
+    #[serde(default)]
+    pub deterministic: bool,
+    /// CUDA: cuDNN autotuning (`torch.backends.cudnn.benchmark`, which DARTS sets); off
+    /// under `deterministic`.
+    #[serde(default = "default_true")]
+    pub cudnn_benchmark: bool,
+    /// CUDA: activations in channels-last layout (always so on the CPU).
+    #[serde(default)]
+    pub channels_last: bool,
     /// BN batch statistics over this many equal groups of each batch ("ghost batch
     /// norm"); a data-parallel run's ranks each hold `bn_groups / world` of them, so its
     /// BN statistics are per rank as in PyTorch DDP. Unset: 1, or the number of processes
@@ -145,6 +165,11 @@ impl Default for SearchConfig {
             threads: 0,
             recompute: false,
             partial_channels: default_partial_channels(),
+            precision: Precision::Fp32,
+            arch_precision: Precision::Fp32,
+            deterministic: false,
+            cudnn_benchmark: true,
+            channels_last: false,
             bn_groups: None,
             enas: Default::default(),
             preset: None,
@@ -162,6 +187,10 @@ fn default_tau_min() -> f64 {
 
 fn default_partial_channels() -> usize {
     1
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl SearchConfig {
@@ -253,6 +282,7 @@ impl SearchConfig {
         }
         parse_device(&self.device)?;
         at_least_one("partial_channels", self.partial_channels)?;
+        super::speed::validate(self)?;
         self.check_bn_groups(1)?;
         self.enas.validate()?;
         // Options of the DARTS strategies only.

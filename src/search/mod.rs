@@ -8,6 +8,7 @@ pub mod enas;
 mod parallel;
 pub mod preset;
 mod recompute;
+pub mod speed;
 mod state;
 mod strategy;
 

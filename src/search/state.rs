@@ -4,9 +4,10 @@ use super::config::SearchConfig;
 use super::recompute::{self, Wrt};
 use super::strategy::finite;
 use crate::arch::ArchParams;
+use crate::backend::Precision;
 use crate::distrib::Group;
 use crate::evaluate::accuracy;
-use crate::optim::{clip_grad_norm, grad_norm, split_variables, zero_grad, Adam, Sgd};
+use crate::optim::{clip_grad_norm, grad_norm, split_variables, zero_grad, Adam, GradScaler, Sgd};
 use crate::rng::Rng;
 use crate::space::SearchSpace;
 use crate::supernet::ArchWeights;
@@ -22,10 +23,22 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The batch on `device`. To CUDA through pinned host memory with a non-blocking copy
+    /// (`pin_memory().to(device, non_blocking=True)`): the host does not wait for the
+    /// device, and libtorch's pinned-memory allocator keeps the staging buffer until the
+    /// copy has run.
     pub fn to_device(b: &crate::data::Batch, device: Device) -> Self {
+        let to = |t: &Tensor| {
+            if device.is_cuda() {
+                t.pin_memory(device)
+                    .to_device_(device, t.kind(), true, false)
+            } else {
+                t.to_device(device)
+            }
+        };
         Batch {
-            images: b.images.to_device(device),
-            labels: b.labels.to_device(device),
+            images: to(&b.images),
+            labels: to(&b.labels),
         }
     }
 }
@@ -43,6 +56,8 @@ pub struct SearchState {
     pub arch: ArchParams,
     pub sgd: Sgd,
     pub adam: Adam,
+    /// Loss scaling of float16 weight steps (`precision = "fp16"` only).
+    pub scaler: Option<GradScaler>,
     pub cfg: SearchConfig,
     /// Learning rate of the current epoch.
     pub lr: f64,
@@ -68,6 +83,7 @@ impl SearchState {
         cfg: &SearchConfig,
         device: Device,
     ) -> Result<Self> {
+        super::speed::configure(cfg, device)?;
         tch::manual_seed(cfg.seed as i64);
         let vs = nn::VarStore::new(device);
         let net = Supernet::search(&vs.root(), space, input, cfg.partial())?;
@@ -105,6 +121,7 @@ impl SearchState {
             arch,
             sgd,
             adam,
+            scaler: (cfg.precision == Precision::Fp16).then(|| GradScaler::new(device)),
             cfg: cfg.clone(),
             lr: cfg.lr,
             epoch: 0,
@@ -132,27 +149,48 @@ impl SearchState {
     /// statistics and the loss is the mean of the parts' losses: what as many
     /// data-parallel ranks compute together.
     pub fn loss_with(&self, batch: &Batch, mix: &ArchWeights) -> (Tensor, f64) {
-        let n = self.bn_chunks as i64;
-        if n <= 1 {
-            return self.loss_of(&batch.images, &batch.labels, mix);
-        }
-        let parts: Vec<(Tensor, f64)> = batch
-            .images
-            .chunk(n, 0)
-            .iter()
-            .zip(batch.labels.chunk(n, 0))
-            .map(|(images, labels)| self.loss_of(images, &labels, mix))
-            .collect();
-        let acc = parts.iter().map(|p| p.1).sum::<f64>() / n as f64;
-        let losses: Vec<Tensor> = parts.into_iter().map(|p| p.0).collect();
-        (Tensor::stack(&losses, 0).mean(Kind::Float), acc)
+        self.loss_at(batch, mix, Precision::Fp32)
+            .expect("float32 needs no autocast")
     }
 
-    fn loss_of(&self, images: &Tensor, labels: &Tensor, mix: &ArchWeights) -> (Tensor, f64) {
-        let logits = self.net.forward_t(images, mix, true);
+    /// [`Self::loss_with`] with the forward pass autocast to `precision`; the logits are
+    /// taken back to float32 for the loss, as autocast does for `cross_entropy`. The
+    /// backward pass runs outside autocast, as PyTorch prescribes. With BN groups, the
+    /// batch is cut into them and the loss is the mean of theirs.
+    pub fn loss_at(
+        &self,
+        batch: &Batch,
+        mix: &ArchWeights,
+        precision: Precision,
+    ) -> Result<(Tensor, f64)> {
+        let n = self.bn_chunks as i64;
+        if n <= 1 {
+            return self.loss_of(&batch.images, &batch.labels, mix, precision);
+        }
+        let mut losses = Vec::new();
+        let mut acc = 0.0;
+        for (images, labels) in batch.images.chunk(n, 0).iter().zip(batch.labels.chunk(n, 0)) {
+            let (loss, a) = self.loss_of(images, &labels, mix, precision)?;
+            losses.push(loss);
+            acc += a;
+        }
+        Ok((Tensor::stack(&losses, 0).mean(Kind::Float), acc / n as f64))
+    }
+
+    fn loss_of(
+        &self,
+        images: &Tensor,
+        labels: &Tensor,
+        mix: &ArchWeights,
+        precision: Precision,
+    ) -> Result<(Tensor, f64)> {
+        let logits = crate::backend::autocast(self.device, precision, || {
+            self.net.forward_t(images, mix, true)
+        })?
+        .to_kind(Kind::Float);
         let loss = logits.cross_entropy_for_logits(labels);
         let acc = accuracy(&logits, labels);
-        (loss, acc)
+        Ok((loss, acc))
     }
 
     /// Replace `grads` by their mean over the data-parallel ranks (a no-op in a single
@@ -166,8 +204,8 @@ impl SearchState {
 
     /// The loss under `mix` (a constant), the batch accuracy and the gradients of `wrt`, as
     /// `torch.autograd.grad(..., materialize_grads=True)` gives them (zeros where the loss
-    /// does not depend on one);
-    /// with `cfg.recompute`, cell by cell (see [`super::recompute`]).
+    /// does not depend on one); the forward pass at `cfg.arch_precision` (these are the
+    /// alpha step's passes); with `cfg.recompute`, cell by cell (see [`super::recompute`]).
     pub fn grads_of(
         &self,
         batch: &Batch,
@@ -177,7 +215,9 @@ impl SearchState {
         let (loss, acc, grads) = if self.cfg.recompute {
             recompute::loss_and_grads(self, batch, mix, Wrt::These(wrt))
         } else {
-            let (loss, acc) = self.loss_with(batch, mix);
+            let (loss, acc) = self
+                .loss_at(batch, mix, self.cfg.arch_precision)
+                .expect("autocast settings are validated with the config");
             let grads = Tensor::run_backward(&[&loss], wrt, false, false);
             (loss.detach(), acc, grads)
         };
@@ -192,14 +232,20 @@ impl SearchState {
     }
 
     /// The loss under `mix` and its backward pass into the `.grad` of every weight it
-    /// depends on, as `loss.backward()`; with `cfg.recompute`, cell by cell.
+    /// depends on, as `loss.backward()`; the forward pass at `cfg.precision` (float16: the
+    /// gradients are those of the scaled loss); with `cfg.recompute`, cell by cell.
     pub fn backward(&self, batch: &Batch, mix: &ArchWeights) -> (Tensor, f64) {
         if self.cfg.recompute {
             let (loss, acc, _) = recompute::loss_and_grads(self, batch, mix, Wrt::AllLeaves);
             return (loss, acc);
         }
-        let (loss, acc) = self.loss_with(batch, mix);
-        loss.backward();
+        let (loss, acc) = self
+            .loss_at(batch, mix, self.cfg.precision)
+            .expect("autocast settings are validated with the config");
+        match &self.scaler {
+            Some(s) => s.scale_loss(&loss).backward(),
+            None => loss.backward(),
+        }
         (loss.detach(), acc)
     }
 
@@ -287,16 +333,21 @@ impl SearchState {
         let value = finite(loss.double_value(&[]), "training loss", self)?;
         let grads: Vec<Tensor> = self.weights.iter().map(|w| w.grad()).collect();
         self.average(&grads, "the weight gradient all-reduce")?;
-        let norm = finite(
-            clip_grad_norm(&self.weights, self.cfg.grad_clip),
-            "weight gradient",
-            self,
-        )?;
-        if only_active {
-            let active = self.active_weights(mix);
-            self.sgd.step_where(&self.weights, self.lr, |i| active[i]);
-        } else {
-            self.sgd.step(&self.weights, self.lr);
+        if let Some(scaler) = &self.scaler {
+            scaler.unscale(&self.weights);
+        }
+        let norm = clip_grad_norm(&self.weights, self.cfg.grad_clip);
+        // GradScaler: a float16 step whose scaled gradients overflowed is skipped and the
+        // scale halves (the loss itself was finite); without scaling it stops the run.
+        let overflowed = match &mut self.scaler {
+            Some(scaler) => {
+                scaler.update(!norm.is_finite());
+                !norm.is_finite()
+            }
+            None => finite(norm, "weight gradient", self).map(|_| false)?,
+        };
+        if !overflowed {
+            self.step_weights(mix, only_active);
         }
         Ok(crate::run::StepStats {
             train_loss: value,
@@ -304,6 +355,16 @@ impl SearchState {
             grad_norm: norm,
             ..Default::default()
         })
+    }
+
+    /// SGD on the weights (with `only_active`, those `mix` computes with).
+    fn step_weights(&mut self, mix: &ArchWeights, only_active: bool) {
+        if only_active {
+            let active = self.active_weights(mix);
+            self.sgd.step_where(&self.weights, self.lr, |i| active[i]);
+        } else {
+            self.sgd.step(&self.weights, self.lr);
+        }
     }
 
     pub fn save_bn_stats(&self) -> Vec<Tensor> {

@@ -110,11 +110,12 @@ impl PartialChannels {
 
 /// ShuffleNet's channel shuffle as PC-DARTS applies it: view `[B, G, C/G, H, W]`, swap
 /// the group axes, view `[B, C, H, W]`. Channel `g * C/G + j` moves to `j * G + g`.
-/// On the CPU the result is channels-last, like the rest of the network there.
+/// In channels-last layout (the CPU; CUDA with `--channels-last`) the result is
+/// channels-last, like the rest of the network there.
 pub fn channel_shuffle(xs: &Tensor, groups: i64) -> Tensor {
     let s = xs.size();
     let (b, c, h, w) = (s[0], s[1], s[2], s[3]);
-    if xs.device() == tch::Device::Cpu {
+    if crate::backend::channels_last_on(xs.device()) {
         return xs
             .permute([0, 2, 3, 1])
             .reshape([b, h, w, groups, c / groups])

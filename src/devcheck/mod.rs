@@ -1,5 +1,9 @@
 //! `supernet check`: a short forward/backward of a supernet on the chosen device, saying
-//! plainly where it ran. Used by scripts/gpu-check on machines without Rust.
+//! plainly where it ran; [`bench`] and [`parity`], the timing and CPU-against-device
+//! checks. Used by scripts/gpu-check on machines without Rust.
+pub mod bench;
+pub mod parity;
+
 use crate::arch::ArchParams;
 use crate::space::SearchSpace;
 use crate::supernet::{InputShape, Supernet};
