@@ -169,7 +169,12 @@ impl SearchState {
         }
         let mut losses = Vec::new();
         let mut acc = 0.0;
-        for (images, labels) in batch.images.chunk(n, 0).iter().zip(batch.labels.chunk(n, 0)) {
+        for (images, labels) in batch
+            .images
+            .chunk(n, 0)
+            .iter()
+            .zip(batch.labels.chunk(n, 0))
+        {
             let (loss, a) = self.loss_of(images, &labels, mix, precision)?;
             losses.push(loss);
             acc += a;
