@@ -33,34 +33,6 @@ fn main() {
     }
 }
 
-/// The C ABI over c10d's TCPStore and ProcessGroupGloo (src/distrib/c10d.cpp), compiled
-/// as torch-sys compiles its own wrapper (C++17, the C++11 ABI). The gloo headers it parses
-/// come from Debian's libgloo-dev (scripts/setup installs it).
-fn compile_c10d_shim(lib_dir: &std::path::Path) {
-    let src = "src/distrib/c10d.cpp";
-    println!("cargo:rerun-if-changed={src}");
-    if !std::path::Path::new("/usr/include/gloo/context.h").exists() {
-        panic!("gloo headers not found (/usr/include/gloo): install Debian's libgloo-dev (scripts/setup)");
-    }
-    let include = lib_dir
-        .parent()
-        .expect("libtorch lib dir has a parent")
-        .join("include");
-    cc::Build::new()
-        .cpp(true)
-        .file(src)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .flag("-Wno-unused-parameter")
-        .warnings(false)
-        .compile("supernet_c10d");
-    println!("cargo:rustc-link-search=native={}", lib_dir.display());
-    println!("cargo:rustc-link-lib=dylib=torch_cpu");
-    println!("cargo:rustc-link-lib=dylib=c10");
-}
-
 /// `__version__` from the wheel's torch/version.py (lib dir is torch/lib), e.g. "2.11.0+cu130".
 fn wheel_version(lib_dir: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(lib_dir.parent()?.join("version.py")).ok()?;
@@ -93,27 +65,51 @@ fn source_revision() -> String {
     }
 }
 
+/// The C ABI over c10d's TCPStore and ProcessGroupGloo (src/distrib/c10d.cpp). The gloo
+/// headers it parses come from Debian's libgloo-dev (scripts/setup installs it).
+fn compile_c10d_shim(lib_dir: &std::path::Path) {
+    if !std::path::Path::new("/usr/include/gloo/context.h").exists() {
+        panic!("gloo headers not found (/usr/include/gloo): install Debian's libgloo-dev (scripts/setup)");
+    }
+    compile_shim(
+        lib_dir,
+        "src/distrib/c10d.cpp",
+        "supernet_c10d",
+        "-Wno-unused-parameter",
+    );
+}
+
 /// src/backend/shim.cpp: the libtorch settings tch does not expose (autocast per device and
-/// dtype, cuDNN switches, the device allocator's statistics), against the wheel's headers
-/// (lib dir is torch/lib, headers torch/include) with the flags torch-sys uses.
+/// dtype, cuDNN switches, the device allocator's statistics).
 fn compile_backend_shim(lib_dir: &std::path::Path) {
-    let shim = "src/backend/shim.cpp";
-    println!("cargo:rerun-if-changed={shim}");
+    compile_shim(
+        lib_dir,
+        "src/backend/shim.cpp",
+        "supernet_backend",
+        "-DGLOG_USE_GLOG_EXPORT",
+    );
+}
+
+/// One C++ shim compiled against the wheel's libtorch headers (lib dir is torch/lib, headers
+/// torch/include) as torch-sys compiles its own wrapper (C++17, the C++11 ABI), linked to
+/// libtorch_cpu and c10.
+fn compile_shim(lib_dir: &std::path::Path, src: &str, name: &str, flag: &str) {
+    println!("cargo:rerun-if-changed={src}");
     let include = lib_dir
         .parent()
-        .expect("torch/lib has a parent")
+        .expect("libtorch lib dir has a parent")
         .join("include");
     cc::Build::new()
         .cpp(true)
-        .file(shim)
+        .file(src)
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag(flag)
         .warnings(false)
-        .compile("supernet_backend");
-    println!("cargo:rustc-link-lib=dylib=c10");
-    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+        .compile(name);
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
 }
