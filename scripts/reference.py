@@ -457,9 +457,16 @@ def cmd_logits(args):
         else:  # a genotype's one-hot weights: nothing is multiplied (Rust `is_unit`)
             mix[t] = sparse(one_hot(edge_choice(geno[t], space), len(space["ops"])), unit=True)
     betas = {t: io[f"beta_{t}"].float() for t in cell_types(space) if f"beta_{t}" in io}
+    out = {}
     with torch.no_grad():
-        logits = model(x, mix, betas)
-    save_file({"logits": logits.contiguous()}, args.out)
+        out["logits"] = model(x, mix, betas)
+        if args.float64:  # the exact answer, and this float32 code's own error in both layouts
+            cl = torch.channels_last
+            out["logits_cl"] = model.to(memory_format=cl)(x.to(memory_format=cl), mix, betas)
+            model.double()
+            out["logits64"] = model(x.double(), {t: (w.double(), *rest) for t, (w, *rest) in mix.items()},
+                                    {t: b.double() for t, b in betas.items()})
+    save_file({k: v.contiguous() for k, v in out.items()}, args.out)
 
 
 def weights_of(model):
@@ -699,6 +706,8 @@ def main():
     p.add_argument("--io", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--train", action="store_true", help="batch statistics instead of running ones")
+    p.add_argument("--float64", action="store_true",
+                   help="also logits64 (float64) and logits_cl (float32 channels-last)")
     p = common(sub.add_parser("bench", help="median seconds per forward or search step"), "3x32x32")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)

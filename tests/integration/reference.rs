@@ -1,7 +1,8 @@
 //! Golden values against the PyTorch reference in scripts/reference.py (same weights, same
 //! input): parameter counts and logits.
 use super::space::{space, DARTS_V2};
-use super::supernet::{input, max_rel_diff, softmax_weights};
+use super::supernet::{float64_parity, input, max_rel_diff, softmax_weights};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use supernet::inspect::count_parameters;
@@ -149,26 +150,43 @@ pub(crate) fn compare_logits(
             args.extend(["--genotype".to_string(), geno_file.display().to_string()]);
         }
         if train {
-            args.push("--train".into());
+            args.extend(["--train".into(), "--float64".into()]);
         }
         reference(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let py = read_logits(&out_file);
         let rust = tch::no_grad(|| net.forward_t(&x, &mix, train));
-        let d = max_rel_diff(&rust, &py);
-        assert!(
-            d < 1e-5,
-            "{space_file} genotype={} K={partial} train={train}: relative difference {d:e}",
+        let what = format!(
+            "{space_file} genotype={} K={partial} train={train}",
             genotype.is_some()
         );
+        if train {
+            // Batch statistics amplify summation order cell after cell (ours runs
+            // channels-last, the reference NCHW): held to 10 times the reference's own
+            // float32 error against its float64 answer, never tighter than 1e-5.
+            let (d, noise, tol) = float64_parity(
+                &rust,
+                &[&py["logits"], &py["logits_cl"]],
+                &py["logits64"],
+                10.0,
+                1e-5,
+            );
+            eprintln!("reference {what}: from float64 {d:.2e} (reference float32 {noise:.2e})");
+            assert!(
+                d <= tol,
+                "{what}: relative difference from float64 {d:e} > {tol:e} (reference float32: {noise:e})"
+            );
+        } else {
+            let d = max_rel_diff(&rust, &py["logits"]);
+            assert!(d < 1e-5, "{what}: relative difference {d:e}");
+        }
     }
 }
 
-fn read_logits(path: &Path) -> Tensor {
-    let t = Tensor::read_safetensors(path).unwrap();
-    t.into_iter()
-        .find(|(k, _)| k == "logits")
-        .expect("logits in the reference output")
-        .1
+fn read_logits(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 #[test]

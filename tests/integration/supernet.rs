@@ -33,6 +33,24 @@ pub fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[]) / scale
 }
 
+/// A float32 result against the float64 answer of a reference implementation, relative to
+/// the answer's largest entry, when a fixed bound would be too tight: training-mode BN
+/// divides by batch deviations that amplify summation order, cell after cell. Returns
+/// (ours, the reference's own float32 error: the largest of `ref32`, tolerance): `ours` must
+/// be within `factor` times that error (summation noise of the same order) or within `floor`.
+pub fn float64_parity(
+    ours: &Tensor,
+    ref32: &[&Tensor],
+    ref64: &Tensor,
+    factor: f64,
+    floor: f64,
+) -> (f64, f64, f64) {
+    let ref64 = ref64.to_kind(Kind::Double);
+    let rel = |t: &Tensor| max_rel_diff(&t.to_kind(Kind::Double), &ref64);
+    let noise = ref32.iter().map(|t| rel(t)).fold(0.0, f64::max);
+    (rel(ours), noise, (factor * noise).max(floor))
+}
+
 #[test]
 fn logits_have_the_classes_and_mixing_rows_sum_to_one() {
     tch::manual_seed(0);
