@@ -132,12 +132,7 @@ impl SearchCell {
             let n_in = states.len();
             let mut node: Option<Tensor> = None;
             for (from, state) in states.iter().enumerate() {
-                if let Some(y) = self.edges[e + from].forward_t(state, w, e + from, pass) {
-                    node = Some(match node {
-                        None => y,
-                        Some(a) => a + y,
-                    });
-                }
+                self.edges[e + from].add_to_node(&mut node, state, w, e + from, pass);
             }
             // A node with no contribution is zero, at the resolution of its edges.
             let node = node.unwrap_or_else(|| {

@@ -44,10 +44,56 @@ impl MixedOp {
         }
     }
 
+    /// Adds the edge's output to its node's sum `node`. With plain softmax weights (no
+    /// partial channels, betas, one-hot or straight-through weights) every op's weighted
+    /// output goes into one buffer per node, `node += w[e, k] * op_k(x)` in place: one
+    /// kernel and no allocation per op instead of a product and a sum. The buffer is the
+    /// node's first product, so nothing else holds it. Otherwise the edge's mixture is
+    /// formed first and added.
+    pub fn add_to_node(
+        &self,
+        node: &mut Option<Tensor>,
+        input: &SharedInput,
+        w: &MixWeights,
+        e: usize,
+        pass: Pass,
+    ) {
+        if Self::accumulates_in_place(w) && !self.partial.is_on() {
+            let row = w.weights.get(e as i64);
+            let mut edge: Option<Tensor> = None;
+            for (k, y) in self.op_outputs(input, w, e, pass) {
+                let wk = row.get(k as i64);
+                match &mut edge {
+                    None => edge = Some(y * wk),
+                    Some(acc) => {
+                        let _ = acc.addcmul_(&y, &wk);
+                    }
+                }
+            }
+            match (node.as_mut(), edge) {
+                (_, None) => {}
+                (None, Some(y)) => *node = Some(y),
+                (Some(acc), Some(y)) => {
+                    let _ = acc.g_add_(&y);
+                }
+            }
+        } else if let Some(y) = self.forward_t(input, w, e, pass) {
+            *node = Some(match node.take() {
+                None => y,
+                Some(a) => a + y,
+            });
+        }
+    }
+
+    /// Whether the mixture of `w` can be summed into a node buffer in place.
+    fn accumulates_in_place(w: &MixWeights) -> bool {
+        !w.is_unit() && !w.is_straight_through() && !w.has_edge_weights()
+    }
+
     /// The edge's output: the mixture (PC-DARTS: on `C/K` channels, then concatenated with
     /// the bypassed rest and shuffled), times the edge's normalised beta when the mixing
     /// weights carry betas.
-    pub fn forward_t(
+    fn forward_t(
         &self,
         input: &SharedInput,
         w: &MixWeights,
@@ -73,29 +119,12 @@ impl MixedOp {
         })
     }
 
-    /// `sum_k w[e, k] * op_k(x)` over the active ops. `none` is skipped: it adds exactly
-    /// zero and its gradient with respect to the weight is zero too. `None` when nothing
+    /// `sum_k w[e, k] * op_k(x)` over the active ops (`op_outputs`). `None` when nothing
     /// contributes (every active op is `none`, or the edge is not in a sampled path).
-    /// Drop-path (training only) drops every op's output except the identity's, as DARTS does.
     fn mix_t(&self, input: &SharedInput, w: &MixWeights, e: usize, pass: Pass) -> Option<Tensor> {
         let row = w.weights.get(e as i64);
         let mut acc: Option<Tensor> = None;
-        for k in w.active_ops(e, self.kinds.len()) {
-            if self.kinds[k].is_none() {
-                continue;
-            }
-            let op = self.ops[k].as_ref().unwrap_or_else(|| {
-                panic!(
-                    "mixing weights select {} on edge {e}, which this network does not hold",
-                    self.kinds[k]
-                )
-            });
-            let y = op.forward_shared(input, pass.train);
-            let y = if pass.drops_path() && !matches!(op, Operation::Identity) {
-                drop_path(&y, pass.drop_path)
-            } else {
-                y
-            };
+        for (k, y) in self.op_outputs(input, w, e, pass) {
             let y = if w.is_unit() {
                 y
             } else {
@@ -125,6 +154,34 @@ impl MixedOp {
             }
         }
         acc
+    }
+
+    /// `(k, op_k(x))` for the active ops of edge `e` except `none` (it adds exactly zero,
+    /// and its gradient with respect to the weight is zero too), after drop-path in
+    /// training: DARTS drops every op's output except the identity's.
+    fn op_outputs<'a>(
+        &'a self,
+        input: &'a SharedInput,
+        w: &'a MixWeights,
+        e: usize,
+        pass: Pass,
+    ) -> impl Iterator<Item = (usize, Tensor)> + 'a {
+        w.active_ops(e, self.kinds.len())
+            .filter(|&k| !self.kinds[k].is_none())
+            .map(move |k| {
+                let op = self.ops[k].as_ref().unwrap_or_else(|| {
+                    panic!(
+                        "mixing weights select {} on edge {e}, which this network does not hold",
+                        self.kinds[k]
+                    )
+                });
+                let y = op.forward_shared(input, pass.train);
+                if pass.drops_path() && !matches!(op, Operation::Identity) {
+                    (k, drop_path(&y, pass.drop_path))
+                } else {
+                    (k, y)
+                }
+            })
     }
 
     /// Multiply-adds of the ops this edge holds.

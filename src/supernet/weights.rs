@@ -116,6 +116,10 @@ impl MixWeights {
         self.straight_through
     }
 
+    pub fn has_edge_weights(&self) -> bool {
+        self.edges.is_some()
+    }
+
     pub fn is_unit(&self) -> bool {
         self.unit
     }
