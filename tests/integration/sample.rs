@@ -94,6 +94,7 @@ fn same_seed_gives_the_same_samples_and_evolution() {
         from,
         seed,
         name: Some(name.into()),
+        with_derived: false,
     };
     let a = sample(
         &attached,
@@ -146,7 +147,7 @@ fn same_seed_gives_the_same_samples_and_evolution() {
     assert_eq!(t.attr("from"), Some("uniform"));
     let csv = std::fs::read_to_string(run.join("samples-a.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7);
-    assert!(csv.starts_with("architecture,accuracy,loss,parameters,macs"));
+    assert!(csv.starts_with("architecture,accuracy,loss,parameters,macs\n"));
 
     let ecfg = |name: &str| EvolveConfig {
         population: 4,
