@@ -6,6 +6,7 @@
 //! - `collapse`: mean alpha entropy and parameter-free edges of the derived genotype;
 //! - `training`: loss and accuracy per step (raw and smoothed) and per epoch;
 //! - `cell_<cell>`: the derived cell as a diagram;
+//! - `samples-<name>`: the scores of a `sample` table, best first, the derived genotype marked;
 //! - `rank_check-<name>`: inherited vs stand-alone accuracy of a `rank-check`.
 //!
 //! Each chart family is one entry of [`CHARTS`]: a function from the run to the files it
@@ -17,6 +18,7 @@ mod collapse;
 mod data;
 mod heatmap;
 mod rank_check;
+mod samples;
 mod style;
 mod sweep;
 mod training;
@@ -149,10 +151,9 @@ enum Drawn {
 
 /// Every chart, in output order.
 ///
-/// Extension point: charts of data that later stages append to the run file (the score
-/// distribution of sampled sub-networks; inherited-vs-stand-alone accuracy with Kendall
-/// tau) are one function each, added here, that return [`Drawn::Absent`] when the run
-/// file lacks their datasets.
+/// Extension point: charts of data that later stages append to the run file are one
+/// function each, added here, that return [`Drawn::Absent`] when the run file lacks their
+/// datasets (as `samples` and `rank_check` do).
 const CHARTS: &[Chart] = &[
     Chart {
         name: "alphas",
@@ -183,6 +184,11 @@ const CHARTS: &[Chart] = &[
         name: "cell",
         hint: "the derived cells as diagrams: which ops each node takes from which inputs",
         draw: cell::draw,
+    },
+    Chart {
+        name: "samples",
+        hint: "inherited-weight accuracy of every sampled sub-network, best first, the derived genotype in red: the search did its job when that point sits near the top, above the median of the drawn ones",
+        draw: samples::draw,
     },
     Chart {
         name: "rank_check",
