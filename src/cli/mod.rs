@@ -261,7 +261,7 @@ pub struct PlotArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// Run directory of a search (report.md is written into it).
+    /// Run directory of a search (or its run.h5); report.md is written into the directory.
     #[arg(long)]
     pub run: PathBuf,
 }

@@ -187,7 +187,7 @@ const CHARTS: &[Chart] = &[
     },
     Chart {
         name: "samples",
-        hint: "inherited-weight accuracy of every sampled sub-network, best first, the derived genotype in red: the search did its job when that point sits near the top, above the median of the drawn ones",
+        hint: "inherited-weight accuracy of every sampled sub-network, best first, the derived genotype in red: near the top and above the median means the alphas chose better than chance by the supernet's own measure",
         draw: samples::draw,
     },
     Chart {

@@ -22,8 +22,13 @@ use std::path::{Path, PathBuf};
 pub const REPORT_FILE: &str = "report.md";
 
 /// Write `DIR/report.md` (atomically: an earlier report stays until the new one is
-/// complete) for the search in `dir`; its path.
-pub fn write_report(dir: &Path) -> Result<PathBuf> {
+/// complete) for the search in `run` (its directory, or its run file); its path.
+pub fn write_report(run: &Path) -> Result<PathBuf> {
+    let dir = match run.parent() {
+        Some(parent) if run.is_file() && parent.as_os_str().is_empty() => Path::new("."),
+        Some(parent) if run.is_file() => parent,
+        _ => run,
+    };
     let text = render(dir)?;
     let path = dir.join(REPORT_FILE);
     crate::fs::write_atomic(&path, text.as_bytes())?;

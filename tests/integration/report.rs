@@ -172,6 +172,17 @@ fn report_errors_name_the_directory_or_file_and_keep_the_previous_report() {
     let dir = tmp.path().join("run");
     finished_search(&dir);
     let before = report(&dir);
+    // The run file names its directory as well.
+    ok(supernet()
+        .arg("report")
+        .arg("--run")
+        .arg(dir.join("run.h5"))
+        .output()
+        .unwrap());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("report.md")).unwrap(),
+        before
+    );
     let file = dir.join("run.h5");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
