@@ -39,6 +39,10 @@ pub enum Command {
     /// Plot a run: alpha evolution per edge, final alphas, collapse diagnostics, losses,
     /// the derived cells, rank-check scatter plots. Reads only the run file.
     Plot(PlotArgs),
+    /// Write RUN/report.md: a one-page Markdown report of a search (settings, time, loss and
+    /// accuracy per epoch, the genotype and its stability, alpha separation, sampled
+    /// sub-networks and the derived one's rank, links to the plots). Reads only the run.
+    Report(ReportArgs),
     /// A short forward/backward on a device, saying whether CUDA was used.
     Check(CheckArgs),
     /// Time search steps (or forward passes) of one configuration on a device: one JSON
@@ -202,6 +206,10 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
             Ok(Exit::Done)
         }
         Command::Plot(a) => plot(a),
+        Command::Report(a) => {
+            println!("{}", crate::report::write_report(&a.run)?.display());
+            Ok(Exit::Done)
+        }
         Command::Bench(a) => device::bench(*a),
         Command::Parity(a) => device::parity(a),
         Command::Check(a) => {
@@ -249,6 +257,13 @@ pub struct PlotArgs {
     /// (or Ctrl-C).
     #[arg(long)]
     pub watch: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Run directory of a search (or its run.h5); report.md is written into the directory.
+    #[arg(long)]
+    pub run: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]

@@ -100,6 +100,10 @@ pub struct SampleArgs {
     /// Table name (/samples/NAME, RUN/samples-NAME.csv) [default: FROM-BN-seedSEED].
     #[arg(long)]
     pub name: Option<String>,
+    /// Also score the run's derived genotype (RUN/genotype.txt) with the same BN setting
+    /// and batches, its row marked in a `derived` column (not scored twice when drawn).
+    #[arg(long)]
+    pub with_derived: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -156,6 +160,7 @@ pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
         from: a.from,
         seed: a.seed,
         name: a.name.clone(),
+        with_derived: a.with_derived,
     };
     let r = crate::sample::sample(&at.dir, &scorer, &cfg, a.score.progress(&at))?;
     if !at.root() {
@@ -164,11 +169,24 @@ pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
     if r.duplicates > 0 {
         eprintln!("{} duplicate draws skipped", r.duplicates);
     }
-    if r.scores.len() < a.n {
+    let added = matches!(r.derived, Some(crate::sample::DerivedRow::Added(_)));
+    let drawn = r.scores.len() - usize::from(added);
+    if drawn < a.n {
         eprintln!(
-            "only {} distinct architectures found in {} draws",
-            r.scores.len(),
+            "only {drawn} distinct architectures found in {} draws",
             20 * a.n
+        );
+    }
+    if let Some(i) = r.derived.map(|d| d.index()) {
+        let column = |f: fn(&ArchScore) -> f64| r.scores.iter().map(f).collect::<Vec<_>>();
+        let p = crate::sample::rank::placement(&column(|s| s.accuracy), &column(|s| s.loss), i)
+            .expect("the derived row is a row of the table");
+        eprintln!(
+            "derived architecture: accuracy {:.2}%, loss {:.4}: rank {} of {} (accuracy, ties by lower loss)",
+            100.0 * r.scores[i].accuracy,
+            r.scores[i].loss,
+            p.rank,
+            p.n
         );
     }
     eprintln!(
@@ -239,6 +257,7 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
                 from,
                 seed: a.seed,
                 name: Some(format!("derive-{}-seed{}", rule.name(), a.seed)),
+                with_derived: false,
             };
             let r = crate::sample::sample(dir, &scorer, &cfg, a.score.progress(&at))?;
             let best = r

@@ -6,6 +6,7 @@
 //! - `collapse`: mean alpha entropy and parameter-free edges of the derived genotype;
 //! - `training`: loss and accuracy per step (raw and smoothed) and per epoch;
 //! - `cell_<cell>`: the derived cell as a diagram;
+//! - `samples-<name>`: the scores of a `sample` table, best first, the derived genotype marked;
 //! - `rank_check-<name>`: inherited vs stand-alone accuracy of a `rank-check`.
 //!
 //! Each chart family is one entry of [`CHARTS`]: a function from the run to the files it
@@ -17,6 +18,7 @@ mod collapse;
 mod data;
 mod heatmap;
 mod rank_check;
+mod samples;
 mod style;
 mod sweep;
 mod training;
@@ -74,6 +76,7 @@ pub fn plot_run_report(run_dir: &Path, out_dir: &Path, format: Format) -> Result
     let out = Output {
         dir: out_dir.to_path_buf(),
         format,
+        draw: true,
     };
     let drawn: Vec<(&str, Drawn)> = CHARTS
         .par_iter()
@@ -93,9 +96,47 @@ pub fn plot_run_report(run_dir: &Path, out_dir: &Path, format: Format) -> Result
     Ok(report)
 }
 
+/// One file [`plot_run`] writes for a run, and what to look at in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedFile {
+    pub path: PathBuf,
+    /// The chart family (`alphas`, `training`, ...).
+    pub chart: &'static str,
+    pub hint: &'static str,
+}
+
+/// The files [`plot_run_report`] writes into `out_dir` for `run`, in chart order, found
+/// by running every chart without drawing (nothing is written); also the charts it skips.
+pub fn planned_files(
+    run: &RunData,
+    out_dir: &Path,
+    format: Format,
+) -> Result<(Vec<PlannedFile>, Vec<String>)> {
+    let out = Output {
+        dir: out_dir.to_path_buf(),
+        format,
+        draw: false,
+    };
+    let (mut files, mut skipped) = (Vec::new(), Vec::new());
+    for chart in CHARTS {
+        match (chart.draw)(run, &out)? {
+            Drawn::Files(paths) => files.extend(paths.into_iter().map(|path| PlannedFile {
+                path,
+                chart: chart.name,
+                hint: chart.hint,
+            })),
+            Drawn::Skipped(why) => skipped.push(format!("{}: {why}", chart.name)),
+            Drawn::Absent => {}
+        }
+    }
+    Ok((files, skipped))
+}
+
 /// One chart family.
 struct Chart {
     name: &'static str,
+    /// What a reader should look at in it (the run report's line for it).
+    hint: &'static str,
     draw: fn(&RunData, &Output) -> Result<Drawn>,
 }
 
@@ -110,37 +151,48 @@ enum Drawn {
 
 /// Every chart, in output order.
 ///
-/// Extension point: charts of data that later stages append to the run file (the score
-/// distribution of sampled sub-networks; inherited-vs-stand-alone accuracy with Kendall
-/// tau) are one function each, added here, that return [`Drawn::Absent`] when the run
-/// file lacks their datasets.
+/// Extension point: charts of data that later stages append to the run file are one
+/// function each, added here, that return [`Drawn::Absent`] when the run file lacks their
+/// datasets (as `samples` and `rank_check` do).
 const CHARTS: &[Chart] = &[
     Chart {
         name: "alphas",
+        hint: "softmax(alpha) per edge over the steps: whether one op pulls away from the uniform 1/K on each edge, and whether that happened early or is still moving at the end",
         draw: alphas::draw,
     },
     Chart {
         name: "alphas_final",
+        hint: "the last softmax(alpha) per edge and op, the derived genotype outlined: how clear each kept op's lead over the runner-up on its edge is",
         draw: heatmap::draw,
     },
     Chart {
         name: "betas",
+        hint: "each node's edge weights (PC-DARTS betas) over training: whether the two edges the node keeps stand out from the others",
         draw: betas::draw,
     },
     Chart {
         name: "collapse",
+        hint: "mean alpha entropy (should fall) and parameter-free ops among the kept edges (a rise towards all skip/pooling is DARTS collapse)",
         draw: collapse::draw,
     },
     Chart {
         name: "training",
+        hint: "loss and accuracy on the weight and architecture halves: both should improve; a growing gap means the supernet overfits its weight half",
         draw: training::draw,
     },
     Chart {
         name: "cell",
+        hint: "the derived cells as diagrams: which ops each node takes from which inputs",
         draw: cell::draw,
     },
     Chart {
+        name: "samples",
+        hint: "inherited-weight accuracy of every sampled sub-network, best first, the derived genotype in red: near the top and above the median means the alphas chose better than chance by the supernet's own measure",
+        draw: samples::draw,
+    },
+    Chart {
         name: "rank_check",
+        hint: "inherited-weight against stand-alone accuracy: points along a rising line (Kendall tau near 1) mean inherited scores rank architectures well",
         draw: rank_check::draw,
     },
 ];
@@ -158,12 +210,17 @@ trait Figure {
 struct Output {
     dir: PathBuf,
     format: Format,
+    /// False: only say which files would be written ([`planned_files`]).
+    draw: bool,
 }
 
 impl Output {
     /// Draw `fig` into `<dir>/<stem>.<ext>`, atomically (a reader never sees half a file).
     fn render(&self, stem: &str, fig: &impl Figure) -> Result<PathBuf> {
         let path = self.dir.join(format!("{stem}.{}", self.format.extension()));
+        if !self.draw {
+            return Ok(path);
+        }
         let failed =
             |e: &dyn std::fmt::Display| Error::io(&path, std::io::Error::other(e.to_string()));
         let size = fig.size();

@@ -22,6 +22,7 @@ pub fn sweep_charts(table: &Table, params: &[(String, bool)], dir: &Path) -> Res
     let out = Output {
         dir: dir.to_path_buf(),
         format: Format::Png,
+        draw: true,
     };
     let trials = Trials::new(table);
     Ok(vec![

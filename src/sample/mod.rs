@@ -152,6 +152,9 @@ pub struct SampleConfig {
     pub seed: u64,
     /// Table name: `/samples/<name>` and `DIR/samples-<name>.csv`.
     pub name: Option<String>,
+    /// Also score the run's derived genotype (its `/genotype`) and mark its row in a
+    /// `derived` column; a drawn architecture equal to it is that row, not scored twice.
+    pub with_derived: bool,
 }
 
 #[derive(Debug)]
@@ -160,6 +163,44 @@ pub struct SampleReport {
     pub duplicates: usize,
     pub group: String,
     pub csv: PathBuf,
+    /// With `with_derived`: the row of the run's derived genotype.
+    pub derived: Option<DerivedRow>,
+}
+
+/// The row of the derived genotype in a sample table: one of the draws, or added after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DerivedRow {
+    Drawn(usize),
+    Added(usize),
+}
+
+impl DerivedRow {
+    pub fn index(self) -> usize {
+        match self {
+            DerivedRow::Drawn(i) | DerivedRow::Added(i) => i,
+        }
+    }
+}
+
+/// The run's derived genotype (`/genotype` of its run file), checked against `space`.
+fn run_genotype(dir: &RunDir, space: &crate::space::SearchSpace) -> Result<Genotype> {
+    let path = dir.run_file();
+    let log = crate::record::read_run(&path)?;
+    let Some((text, json)) = log.genotype else {
+        return Err(Error::bad_file(
+            &path,
+            format!(
+                "--with-derived: no final genotype (/genotype): the search has not finished; \
+                 `supernet search --resume {}` finishes it",
+                dir.path().display()
+            ),
+        ));
+    };
+    let g = Genotype::parse(&json)
+        .or_else(|_| Genotype::parse(&text))
+        .and_then(|g| g.validate(space).map(|()| g))
+        .map_err(|e| Error::bad_file(&path, format!("/genotype: {e}")))?;
+    Ok(g)
 }
 
 /// Draw, score and record `cfg.n` distinct architectures of the run in `dir` (attached:
@@ -183,8 +224,13 @@ pub fn sample(
         )
     });
     check_name(&name)?;
+    // Read before any scoring: a run without a final genotype is refused at once.
+    let derived = match cfg.with_derived {
+        true => Some(run_genotype(dir, &scorer.space)?),
+        false => None,
+    };
     let start = std::time::Instant::now();
-    let (genotypes, duplicates) = match sampler(scorer, cfg.from) {
+    let (mut genotypes, duplicates) = match sampler(scorer, cfg.from) {
         Some(sampler) => draw_distinct(&sampler, &scorer.space, cfg.n, cfg.seed),
         None => {
             let c = crate::search::enas::load_controller(dir.path(), &scorer.cfg, &scorer.space)?;
@@ -192,23 +238,47 @@ pub fn sample(
             draw_distinct_by(draw, cfg.n, cfg.seed)
         }
     };
+    // Appended after the draws, so the draws and their rows are those of a sample without it.
+    let derived = derived.map(|g| {
+        let text = g.to_text();
+        match genotypes.iter().position(|d| d.to_text() == text) {
+            Some(i) => DerivedRow::Drawn(i),
+            None => {
+                genotypes.push(g);
+                DerivedRow::Added(genotypes.len() - 1)
+            }
+        }
+    });
     let scores = scorer.score_all(&genotypes, progress)?;
     let group = format!("samples/{name}");
+    let mut attrs = vec![
+        ("from".into(), cfg.from.name().into()),
+        ("bn".into(), scorer.bn.name()),
+        ("seed".into(), cfg.seed.to_string()),
+        ("requested".into(), cfg.n.to_string()),
+        ("duplicates_skipped".into(), duplicates.to_string()),
+        ("val_images".into(), scorer.val_images().to_string()),
+        (
+            "seconds".into(),
+            format!("{:.3}", start.elapsed().as_secs_f64()),
+        ),
+    ];
+    let mut columns = score_columns(&scores.iter().collect::<Vec<_>>());
+    if let Some(row) = derived {
+        let how = match row {
+            DerivedRow::Drawn(_) => "drawn",
+            DerivedRow::Added(_) => "added",
+        };
+        attrs.push(("derived".into(), how.into()));
+        let flags = (0..scores.len())
+            .map(|j| u64::from(j == row.index()))
+            .collect();
+        columns.push(("derived".into(), Column::U64(flags)));
+    }
     let table = Table {
         group: group.clone(),
-        attrs: vec![
-            ("from".into(), cfg.from.name().into()),
-            ("bn".into(), scorer.bn.name()),
-            ("seed".into(), cfg.seed.to_string()),
-            ("requested".into(), cfg.n.to_string()),
-            ("duplicates_skipped".into(), duplicates.to_string()),
-            ("val_images".into(), scorer.val_images().to_string()),
-            (
-                "seconds".into(),
-                format!("{:.3}", start.elapsed().as_secs_f64()),
-            ),
-        ],
-        columns: score_columns(&scores.iter().collect::<Vec<_>>()),
+        attrs,
+        columns,
     };
     let csv = store_table(dir, table, &format!("samples-{name}"))?;
     Ok(SampleReport {
@@ -216,5 +286,6 @@ pub fn sample(
         duplicates,
         group,
         csv,
+        derived,
     })
 }

@@ -96,3 +96,39 @@ pub fn top_k_overlap(x: &[f64], y: &[f64], k: usize) -> Option<f64> {
     let (a, b) = (top_k(x, k), top_k(y, k));
     Some(a.iter().filter(|i| b.contains(i)).count() as f64 / k as f64)
 }
+
+/// Where one scored architecture stands among the scores of a table (itself included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// 1 + the number of architectures that score better.
+    pub rank: usize,
+    /// Architectures in the table.
+    pub n: usize,
+    /// The others that score better, and worse (the rest tie with it).
+    pub better: usize,
+    pub worse: usize,
+}
+
+/// [`Placement`] of item `i` by `(accuracy, loss)`: higher accuracy is better, ties broken
+/// by lower loss (`evolve`'s fitness); equal in both is a tie. `None` when `i` is out of
+/// range or the columns differ in length.
+pub fn placement(accuracy: &[f64], loss: &[f64], i: usize) -> Option<Placement> {
+    if accuracy.len() != loss.len() || i >= accuracy.len() {
+        return None;
+    }
+    // Greater: item j scores better than item i.
+    let cmp = |j: usize| {
+        accuracy[j]
+            .total_cmp(&accuracy[i])
+            .then(loss[i].total_cmp(&loss[j]))
+    };
+    let others = (0..accuracy.len()).filter(|&j| j != i);
+    let better = others.clone().filter(|&j| cmp(j).is_gt()).count();
+    let worse = others.filter(|&j| cmp(j).is_lt()).count();
+    Some(Placement {
+        rank: better + 1,
+        n: accuracy.len(),
+        better,
+        worse,
+    })
+}

@@ -266,9 +266,11 @@ fn sample_and_random_search_over_two_ranks_give_the_one_process_tables() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     ok(tiny_search(&run, 1, &[]).output().unwrap());
-    for (verb, n_flag, file) in [
-        ("sample", "--n", "samples"),
-        ("evolve", "--random", "evolution"),
+    // With the derived genotype as a 6th architecture, rank 1 scores it.
+    for (verb, n_flag, file, extra, rows) in [
+        ("sample", "--n", "samples", None, 5),
+        ("sample", "--n", "samples", Some("--with-derived"), 6),
+        ("evolve", "--random", "evolution", None, 5),
     ] {
         let cmd = |name: &str| {
             let mut c = supernet();
@@ -282,6 +284,7 @@ fn sample_and_random_search_over_two_ranks_give_the_one_process_tables() {
                 "1",
                 "--quiet",
             ])
+            .args(extra)
             .args(["--name", name, "--run"])
             .arg(&run);
             c
@@ -293,7 +296,7 @@ fn sample_and_random_search_over_two_ranks_give_the_one_process_tables() {
         let read =
             |name: &str| std::fs::read_to_string(run.join(format!("{file}-{name}.csv"))).unwrap();
         let one = read("one");
-        assert_eq!(one.lines().count(), 6, "{verb}: {one}");
+        assert_eq!(one.lines().count(), rows + 1, "{verb}: {one}");
         assert_eq!(one, read("two"), "{verb}: tables differ");
     }
 }

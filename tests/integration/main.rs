@@ -9,6 +9,7 @@ mod plot;
 mod precision;
 mod preset;
 mod reference;
+mod report;
 mod runs;
 mod sample;
 mod search;

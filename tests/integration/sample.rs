@@ -7,7 +7,7 @@ use supernet::evaluate::evaluate;
 use supernet::record::{read_run, Column};
 use supernet::rng::PURPOSE_SPOS;
 use supernet::run::RunDir;
-use supernet::sample::rank::{kendall_tau_b, spearman_rho, top_k_overlap};
+use supernet::sample::rank::{kendall_tau_b, placement, spearman_rho, top_k_overlap, Placement};
 use supernet::sample::{
     draw_distinct, evolve, sample, uniform_genotype, BnMode, EvolveConfig, SampleConfig,
     SampleFrom, Sampler, Scorer,
@@ -94,6 +94,7 @@ fn same_seed_gives_the_same_samples_and_evolution() {
         from,
         seed,
         name: Some(name.into()),
+        with_derived: false,
     };
     let a = sample(
         &attached,
@@ -146,7 +147,7 @@ fn same_seed_gives_the_same_samples_and_evolution() {
     assert_eq!(t.attr("from"), Some("uniform"));
     let csv = std::fs::read_to_string(run.join("samples-a.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7);
-    assert!(csv.starts_with("architecture,accuracy,loss,parameters,macs"));
+    assert!(csv.starts_with("architecture,accuracy,loss,parameters,macs\n"));
 
     let ecfg = |name: &str| EvolveConfig {
         population: 4,
@@ -212,6 +213,26 @@ fn rank_measures_on_known_vectors() {
     assert_eq!(top_k_overlap(&a, &a, 1), Some(1.0));
     assert_eq!(top_k_overlap(&a, &b, 0), None);
     assert_eq!(top_k_overlap(&a, &b, 5), None);
+    // Placement: higher accuracy first, equal accuracy by lower loss, equal in both a tie.
+    let acc = [0.5, 0.7, 0.5, 0.5, 0.2];
+    let loss = [1.0, 2.0, 0.9, 1.0, 0.1];
+    let at = |i| placement(&acc, &loss, i).unwrap();
+    let p = |rank, better, worse| Placement {
+        rank,
+        n: 5,
+        better,
+        worse,
+    };
+    assert_eq!(at(1), p(1, 0, 4));
+    assert_eq!(at(2), p(2, 1, 3));
+    assert_eq!(at(0), p(3, 2, 1)); // tied with row 3
+    assert_eq!(at(3), p(3, 2, 1));
+    assert_eq!(at(4), p(5, 4, 0));
+    assert_eq!(placement(&acc, &loss, 5), None);
+    assert_eq!(placement(&acc, &loss[..4], 0), None);
+    assert_eq!(supernet::numeric::median(&[3.0, 1.0, 2.0]), Some(2.0));
+    assert_eq!(supernet::numeric::median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    assert_eq!(supernet::numeric::median(&[]), None);
 }
 
 #[test]
