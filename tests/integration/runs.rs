@@ -4,7 +4,7 @@
 //! too large to build, exit codes, errors printed once, failed starts that leave nothing.
 //! HDF5 file locking stays on (the default) for all of them.
 use super::search::{fails_with, ok, supernet, tiny_search};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -132,15 +132,25 @@ fn sigint_exits_130_with_the_resume_hint_and_resume_finishes_the_run() {
         .unwrap();
     assert_eq!(search.wait().unwrap().code(), Some(130), "{err}");
     assert!(err.contains("supernet search --resume"), "{err}");
-    // SIGTERM: 143.
+    // SIGTERM: 143, sent once the run has said it started (its handler is installed before
+    // that line; a fixed delay was too short on a loaded machine).
     let mut resumed = supernet()
-        .args(["search", "--quiet", "--no-memory-check", "--resume"])
+        .args(["search", "--no-memory-check", "--resume"])
         .arg(&dir)
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut lines = BufReader::new(resumed.stderr.take().unwrap()).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("search: "));
+    assert!(started, "the resumed search ended without its start line");
     signal(&resumed, libc::SIGTERM);
+    // Keep reading so that a full pipe cannot block its progress lines.
+    let drain = std::thread::spawn(move || lines.count());
     assert_eq!(resumed.wait().unwrap().code(), Some(143));
+    drain.join().unwrap();
 }
 
 #[test]
