@@ -239,11 +239,14 @@ pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
     })?;
     let show = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.3}"));
     println!(
-        "Kendall tau {}  Spearman rho {}  top-{} overlap {}  ({} sub-networks)",
+        "Kendall tau {}  sparse Kendall tau {}  Spearman rho {}  top-{} overlap {}  top-{} Kendall tau {}  ({} sub-networks)",
         show(report.kendall_tau),
+        show(report.sparse_kendall_tau),
         show(report.spearman_rho),
         a.top,
         show(report.top_overlap),
+        a.top,
+        show(report.top_kendall_tau),
         report.rows.len()
     );
     eprintln!("stored in /{} and {}", report.group, report.csv.display());

@@ -1,6 +1,6 @@
 //! Rank agreement between two scorings of the same architectures (for example inherited
 //! weights vs stand-alone training): Kendall's tau-b, Spearman's rho (with average ranks
-//! for ties) and top-k overlap. Pure functions on host numbers; `None` where the measure is
+//! for ties), top-k overlap, sparse Kendall tau (NAS-Bench-301) and top-k Kendall tau. Pure functions on host numbers; `None` where the measure is
 //! undefined (fewer than two items, or a constant vector).
 
 /// Kendall's tau-b: `(concordant - discordant) / sqrt((n0 - ties_x) (n0 - ties_y))` with
@@ -95,6 +95,27 @@ pub fn top_k_overlap(x: &[f64], y: &[f64], k: usize) -> Option<f64> {
     }
     let (a, b) = (top_k(x, k), top_k(y, k));
     Some(a.iter().filter(|i| b.contains(i)).count() as f64 / k as f64)
+}
+
+/// Sparse Kendall tau (Siems et al. 2020, NAS-Bench-301): [`kendall_tau_b`] after rounding
+/// both accuracies (fractions in [0, 1]) to 0.1%, so that differences below the noise of
+/// one training count as ties.
+pub fn sparse_kendall_tau(x: &[f64], y: &[f64]) -> Option<f64> {
+    let round =
+        |v: &[f64]| -> Vec<f64> { v.iter().map(|a| (a * 1000.0).round() / 1000.0).collect() };
+    kendall_tau_b(&round(x), &round(y))
+}
+
+/// Top-k Kendall tau: [`kendall_tau_b`] over the `k` items best by the ground truth `truth`
+/// (higher is better; ties: the lower index first), how well `score` orders the best
+/// architectures. `None` when `k < 2`, `k` exceeds the items, or the tau is undefined there.
+pub fn top_k_kendall_tau(score: &[f64], truth: &[f64], k: usize) -> Option<f64> {
+    if score.len() != truth.len() || k < 2 || k > truth.len() {
+        return None;
+    }
+    let best = top_k(truth, k);
+    let pick = |v: &[f64]| -> Vec<f64> { best.iter().map(|&i| v[i]).collect() };
+    kendall_tau_b(&pick(score), &pick(truth))
 }
 
 /// Where one scored architecture stands among the scores of a table (itself included).

@@ -1,11 +1,13 @@
 //! `supernet rank-check`: how far inherited-weight scores can be trusted. K sub-networks of
 //! a sample table, spread over its score range, are trained on their own for a short fixed
-//! budget; Kendall's tau, Spearman's rho and the top-k overlap between the two accuracies
-//! go into the run file (`/rank_check/<name>`) and a CSV.
+//! budget; Kendall's tau-b, sparse Kendall tau, Spearman's rho, the top-k overlap and the
+//! top-k Kendall tau (over the best k stand-alone) between the two accuracies go into the run file (`/rank_check/<name>`) and a CSV.
 //!
 //! Each stand-alone training is an ordinary `supernet train` run in
 //! `DIR/rank-check/<name>/<i>`, so an interrupted rank-check continues where it stopped.
-use super::rank::{kendall_tau_b, spearman_rho, top_k_overlap};
+use super::rank::{
+    kendall_tau_b, sparse_kendall_tau, spearman_rho, top_k_kendall_tau, top_k_overlap,
+};
 use super::{check_name, store_table};
 use crate::record::{read_run, Column, Table, RUN_FILE};
 use crate::run::RunDir;
@@ -46,8 +48,12 @@ pub struct RankCheckRow {
 pub struct RankCheckReport {
     pub rows: Vec<RankCheckRow>,
     pub kendall_tau: Option<f64>,
+    /// Kendall tau after rounding both accuracies to 0.1% (NAS-Bench-301).
+    pub sparse_kendall_tau: Option<f64>,
     pub spearman_rho: Option<f64>,
     pub top_overlap: Option<f64>,
+    /// Kendall tau over the `top` best by stand-alone accuracy (undefined for `top` < 2).
+    pub top_kendall_tau: Option<f64>,
     pub group: String,
     pub csv: PathBuf,
 }
@@ -205,10 +211,12 @@ pub fn rank_check(
     }
     let x: Vec<f64> = rows.iter().map(|r| r.inherited).collect();
     let y: Vec<f64> = rows.iter().map(|r| r.standalone).collect();
-    let (tau, rho, overlap) = (
+    let (tau, sparse_tau, rho, overlap, top_tau) = (
         kendall_tau_b(&x, &y),
+        sparse_kendall_tau(&x, &y),
         spearman_rho(&x, &y),
         top_k_overlap(&x, &y, cfg.top),
+        top_k_kendall_tau(&x, &y, cfg.top),
     );
     let show = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.6}"));
     let group = format!("rank_check/{name}");
@@ -217,9 +225,11 @@ pub fn rank_check(
         attrs: vec![
             ("samples".into(), samples),
             ("kendall_tau".into(), show(tau)),
+            ("sparse_kendall_tau".into(), show(sparse_tau)),
             ("spearman_rho".into(), show(rho)),
             ("top".into(), cfg.top.to_string()),
             ("top_overlap".into(), show(overlap)),
+            ("top_kendall_tau".into(), show(top_tau)),
             ("epochs".into(), cfg.epochs.to_string()),
             ("subset".into(), all_or(cfg.subset)),
             ("test_subset".into(), all_or(cfg.test_subset)),
@@ -239,8 +249,10 @@ pub fn rank_check(
     Ok(RankCheckReport {
         rows,
         kendall_tau: tau,
+        sparse_kendall_tau: sparse_tau,
         spearman_rho: rho,
         top_overlap: overlap,
+        top_kendall_tau: top_tau,
         group,
         csv,
     })

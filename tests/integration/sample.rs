@@ -7,7 +7,10 @@ use supernet::evaluate::evaluate;
 use supernet::record::{read_run, Column};
 use supernet::rng::PURPOSE_SPOS;
 use supernet::run::RunDir;
-use supernet::sample::rank::{kendall_tau_b, placement, spearman_rho, top_k_overlap, Placement};
+use supernet::sample::rank::{
+    kendall_tau_b, placement, sparse_kendall_tau, spearman_rho, top_k_kendall_tau, top_k_overlap,
+    Placement,
+};
 use supernet::sample::{
     draw_distinct, evolve, sample, uniform_genotype, BnMode, EvolveConfig, SampleConfig,
     SampleFrom, Sampler, Scorer,
@@ -213,6 +216,20 @@ fn rank_measures_on_known_vectors() {
     assert_eq!(top_k_overlap(&a, &a, 1), Some(1.0));
     assert_eq!(top_k_overlap(&a, &b, 0), None);
     assert_eq!(top_k_overlap(&a, &b, 5), None);
+    // Sparse and top-k Kendall tau, against a plain tau-b in Python on the rounded vectors
+    // and on the top rows by the ground truth y (rows 4, 3, 2, then 0).
+    let x = [0.1231, 0.1234, 0.5, 0.7, 0.69, 0.3];
+    let y = [0.2, 0.1, 0.6, 0.65, 0.66, 0.15];
+    assert!((kendall_tau_b(&x, &y).unwrap() - 0.6).abs() < 1e-12);
+    // 0.1231 and 0.1234 both round to 12.3%: a tie.
+    let sparse = sparse_kendall_tau(&x, &y).unwrap();
+    assert!((sparse - 0.690_065_559_342_354_3).abs() < 1e-12, "{sparse}");
+    assert!((top_k_kendall_tau(&x, &y, 3).unwrap() - 1.0 / 3.0).abs() < 1e-12);
+    assert!((top_k_kendall_tau(&x, &y, 4).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    assert_eq!(top_k_kendall_tau(&x, &y, 6), kendall_tau_b(&x, &y));
+    assert_eq!(top_k_kendall_tau(&x, &y, 1), None);
+    assert_eq!(top_k_kendall_tau(&x, &y, 7), None);
+    assert_eq!(top_k_kendall_tau(&x, &y[..5], 3), None);
     // Placement: higher accuracy first, equal accuracy by lower loss, equal in both a tie.
     let acc = [0.5, 0.7, 0.5, 0.5, 0.2];
     let loss = [1.0, 2.0, 0.9, 1.0, 0.1];

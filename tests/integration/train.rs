@@ -346,7 +346,17 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
     let min = sampled.iter().cloned().fold(f64::INFINITY, f64::min);
     let max = sampled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     assert!(inherited.contains(&min) && inherited.contains(&max));
-    assert!(table.attr("kendall_tau").is_some() && table.attr("spearman_rho").is_some());
+    for measure in [
+        "kendall_tau",
+        "sparse_kendall_tau",
+        "spearman_rho",
+        "top_overlap",
+        "top_kendall_tau",
+    ] {
+        assert!(table.attr(measure).is_some(), "{measure}");
+    }
+    // --top 1: a Kendall tau over one item is undefined.
+    assert_eq!(table.attr("top_kendall_tau"), Some("undefined"));
     // A second call reuses the finished stand-alone runs (untouched) and reports the same.
     let trained = run.join("rank-check").join(
         table
