@@ -101,9 +101,52 @@ pub fn top_k_overlap(x: &[f64], y: &[f64], k: usize) -> Option<f64> {
 /// both accuracies (fractions in [0, 1]) to 0.1%, so that differences below the noise of
 /// one training count as ties.
 pub fn sparse_kendall_tau(x: &[f64], y: &[f64]) -> Option<f64> {
-    let round =
-        |v: &[f64]| -> Vec<f64> { v.iter().map(|a| (a * 1000.0).round() / 1000.0).collect() };
-    kendall_tau_b(&round(x), &round(y))
+    kendall_tau_b(&round_accuracy(x), &round_accuracy(y))
+}
+
+/// Accuracies (fractions) rounded to 0.1%.
+pub fn round_accuracy(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|a| (a * 1000.0).round() / 1000.0).collect()
+}
+
+/// The agreement of one scoring with a ground truth (higher is better in both).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fidelity {
+    pub kendall_tau: Option<f64>,
+    /// With the ground truth rounded to 0.1% (and the scores too when they are accuracies).
+    pub sparse_kendall_tau: Option<f64>,
+    pub spearman_rho: Option<f64>,
+    pub top_overlap: Option<f64>,
+    pub top_kendall_tau: Option<f64>,
+}
+
+impl Fidelity {
+    /// Every measure of `score` against `truth` (accuracies), the top sets of size `top`;
+    /// `score_is_accuracy` says whether the sparse tau rounds the scores too.
+    pub fn new(score: &[f64], truth: &[f64], top: usize, score_is_accuracy: bool) -> Self {
+        let sparse = match score_is_accuracy {
+            true => sparse_kendall_tau(score, truth),
+            false => kendall_tau_b(score, &round_accuracy(truth)),
+        };
+        Fidelity {
+            kendall_tau: kendall_tau_b(score, truth),
+            sparse_kendall_tau: sparse,
+            spearman_rho: spearman_rho(score, truth),
+            top_overlap: top_k_overlap(score, truth, top),
+            top_kendall_tau: top_k_kendall_tau(score, truth, top),
+        }
+    }
+
+    /// (name, value) of each measure, in a fixed order.
+    pub fn named(&self) -> [(&'static str, Option<f64>); 5] {
+        [
+            ("kendall_tau", self.kendall_tau),
+            ("sparse_kendall_tau", self.sparse_kendall_tau),
+            ("spearman_rho", self.spearman_rho),
+            ("top_overlap", self.top_overlap),
+            ("top_kendall_tau", self.top_kendall_tau),
+        ]
+    }
 }
 
 /// Top-k Kendall tau: [`kendall_tau_b`] over the `k` items best by the ground truth `truth`

@@ -159,6 +159,19 @@ fn score_option_records_the_proxy_and_refuses_inherited_only_flags() {
     assert!(evolution.attr("best_grad_norm").is_some());
     assert!(evolution.column("grad_norm").is_some());
 
+    // rank-check starts from inherited-weight tables only.
+    fails_with(
+        supernet()
+            .args(["rank-check", "--k", "3", "--run"])
+            .arg(&run)
+            .output()
+            .unwrap(),
+        &[
+            "samples/uniform-naswot-seed0",
+            "proxy 'naswot'",
+            "--score naswot",
+        ],
+    );
     for (args, needles) in [
         (
             vec!["--score", "zen"],

@@ -9,7 +9,7 @@ use supernet::rng::PURPOSE_SPOS;
 use supernet::run::RunDir;
 use supernet::sample::rank::{
     kendall_tau_b, placement, sparse_kendall_tau, spearman_rho, top_k_kendall_tau, top_k_overlap,
-    Placement,
+    Fidelity, Placement,
 };
 use supernet::sample::{
     draw_distinct, evolve, sample, uniform_genotype, BnMode, EvolveConfig, SampleConfig,
@@ -230,6 +230,15 @@ fn rank_measures_on_known_vectors() {
     assert_eq!(top_k_kendall_tau(&x, &y, 1), None);
     assert_eq!(top_k_kendall_tau(&x, &y, 7), None);
     assert_eq!(top_k_kendall_tau(&x, &y[..5], 3), None);
+    // Fidelity: all of them; a proxy's scores are not rounded, only the accuracies (here
+    // y has no ties at 0.1%, so the proxy's sparse tau is the plain tau).
+    let f = Fidelity::new(&x, &y, 3, true);
+    assert_eq!(f.sparse_kendall_tau, Some(sparse));
+    assert_eq!(f.top_kendall_tau, top_k_kendall_tau(&x, &y, 3));
+    assert_eq!(f.top_overlap, top_k_overlap(&x, &y, 3));
+    let p = Fidelity::new(&x, &y, 3, false);
+    assert_eq!(p.sparse_kendall_tau, kendall_tau_b(&x, &y));
+    assert_eq!(p.named()[1], ("sparse_kendall_tau", kendall_tau_b(&x, &y)));
     // Placement: higher accuracy first, equal accuracy by lower loss, equal in both a tie.
     let acc = [0.5, 0.7, 0.5, 0.5, 0.2];
     let loss = [1.0, 2.0, 0.9, 1.0, 0.1];

@@ -313,7 +313,7 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
                 "--batch-size",
                 "32",
             ])
-            .args(["--threads", "1", "--quiet", "--run"])
+            .args(["--score", "synflow", "--threads", "1", "--quiet", "--run"])
             .arg(&run)
             .output()
             .unwrap())
@@ -357,6 +357,22 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
     }
     // --top 1: a Kendall tau over one item is undefined.
     assert_eq!(table.attr("top_kendall_tau"), Some("undefined"));
+    // --score synflow: the proxy of each checked architecture, and its measures.
+    assert!(first.contains("synflow: Kendall tau"), "{first}");
+    assert_eq!(table.attr("proxies"), Some("synflow"));
+    assert!(table.attr("synflow_sparse_kendall_tau").is_some());
+    let (Some(supernet::record::Column::Text(archs)), Some(supernet::record::Column::F64(synflow))) =
+        (table.column("architecture"), table.column("synflow"))
+    else {
+        panic!("no synflow column")
+    };
+    let scorer = supernet::sample::Scorer::open(&run, Default::default(), None)
+        .unwrap()
+        .with_score("synflow".parse().unwrap());
+    for (text, v) in archs.iter().zip(synflow) {
+        let g = Genotype::parse(text).unwrap();
+        assert_eq!(scorer.score(&g).unwrap().proxy, Some(*v), "{text}");
+    }
     // A second call reuses the finished stand-alone runs (untouched) and reports the same.
     let trained = run.join("rank-check").join(
         table
