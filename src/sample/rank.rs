@@ -122,8 +122,20 @@ pub struct Fidelity {
 
 impl Fidelity {
     /// Every measure of `score` against `truth` (accuracies), the top sets of size `top`;
-    /// `score_is_accuracy` says whether the sparse tau rounds the scores too.
+    /// `score_is_accuracy` says whether the sparse tau rounds the scores too. Otherwise the
+    /// scores are a proxy's, whose undefined (NaN) values rank last (as `-inf`).
     pub fn new(score: &[f64], truth: &[f64], top: usize, score_is_accuracy: bool) -> Self {
+        let proxy: Vec<f64>;
+        let score = match score_is_accuracy {
+            true => score,
+            false => {
+                proxy = score
+                    .iter()
+                    .map(|&v| if v.is_nan() { f64::NEG_INFINITY } else { v })
+                    .collect();
+                &proxy
+            }
+        };
         let sparse = match score_is_accuracy {
             true => sparse_kendall_tau(score, truth),
             false => kendall_tau_b(score, &round_accuracy(truth)),

@@ -239,6 +239,17 @@ fn rank_measures_on_known_vectors() {
     let p = Fidelity::new(&x, &y, 3, false);
     assert_eq!(p.sparse_kendall_tau, kendall_tau_b(&x, &y));
     assert_eq!(p.named()[1], ("sparse_kendall_tau", kendall_tau_b(&x, &y)));
+    // An undefined proxy value ranks last: here where the lowest accuracy is, so the tau
+    // is that of the scores with it as the smallest.
+    let mut nan = x;
+    nan[1] = f64::NAN;
+    let mut lowest = x;
+    lowest[1] = -1.0;
+    assert_eq!(
+        Fidelity::new(&nan, &y, 3, false),
+        Fidelity::new(&lowest, &y, 3, false)
+    );
+    assert_eq!(Fidelity::new(&nan, &y, 3, true).kendall_tau, None);
     // Placement: higher accuracy first, equal accuracy by lower loss, equal in both a tie.
     let acc = [0.5, 0.7, 0.5, 0.5, 0.2];
     let loss = [1.0, 2.0, 0.9, 1.0, 0.1];

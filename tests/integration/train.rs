@@ -404,11 +404,19 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
         .arg(&png)
         .output()
         .unwrap());
-    assert!(std::fs::read_dir(&png).unwrap().any(|e| e
+    let names: Vec<String> = std::fs::read_dir(&png)
         .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .starts_with("rank_check-")));
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    // The inherited scatter and one per proxy.
+    let scatters = |suffix: &str| {
+        names
+            .iter()
+            .filter(|n| n.starts_with("rank_check-") && n.ends_with(suffix))
+            .count()
+    };
+    assert_eq!(scatters("-synflow.png"), 1, "{names:?}");
+    assert_eq!(scatters(".png"), 2, "{names:?}");
 }
 
 #[test]
