@@ -172,6 +172,32 @@ fn score_option_records_the_proxy_and_refuses_inherited_only_flags() {
             "--score naswot",
         ],
     );
+    // derive --rule sample-top:K keeps the best by the proxy.
+    ok(supernet()
+        .args([
+            "derive",
+            "--rule",
+            "sample-top:3",
+            "--score",
+            "snip",
+            "--quiet",
+            "--run",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap());
+    let log = read_run(&run.join("run.h5")).unwrap();
+    let table = log.table("samples/derive-sample-top3-seed0").unwrap();
+    let (Some(Column::Text(archs)), Some(Column::F64(snip))) =
+        (table.column("architecture"), table.column("snip"))
+    else {
+        panic!("no snip column")
+    };
+    let best = (0..snip.len())
+        .max_by(|&a, &b| snip[a].total_cmp(&snip[b]))
+        .unwrap();
+    let derived = std::fs::read_to_string(run.join("genotype-sample-top3.txt")).unwrap();
+    assert_eq!(derived.trim(), archs[best]);
     for (args, needles) in [
         (
             vec!["--score", "zen"],
