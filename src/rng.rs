@@ -22,6 +22,8 @@ pub const PURPOSE_ENAS_WEIGHTS: u64 = 0x454E_5357;
 pub const PURPOSE_ENAS_ARCH: u64 = 0x454E_5341;
 pub const PURPOSE_SAMPLE: u64 = 0x534D_504C;
 pub const PURPOSE_EVOLVE: u64 = 0x4556_4F4C;
+/// The fresh initialisation of zero-cost proxy networks.
+pub const PURPOSE_PROXY: u64 = 0x5052_5859;
 
 /// The SplitMix64 output function (Steele, Lea, Flood 2014): a strong 64-bit bijective mixer.
 #[inline]

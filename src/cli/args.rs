@@ -94,6 +94,36 @@ pub fn bn_parser() -> Forms<crate::sample::BnMode> {
     )
 }
 
+/// `--score inherited|synflow|naswot|grad-norm|snip|jacov`.
+pub fn score_parser() -> Forms<crate::sample::ScoreKind> {
+    forms(
+        &[
+            (
+                "inherited",
+                "validation accuracy with inherited weights (see --bn)",
+            ),
+            (
+                "synflow",
+                "zero-cost proxy: sum |W * dR/dW|, |W|, all-ones input",
+            ),
+            (
+                "naswot",
+                "zero-cost proxy: log |det K| of the ReLU codes' kernel",
+            ),
+            (
+                "grad-norm",
+                "zero-cost proxy: sum of the weights' gradient norms",
+            ),
+            ("snip", "zero-cost proxy: sum |W * dL/dW|"),
+            (
+                "jacov",
+                "zero-cost proxy: input-Jacobian correlation eigenvalues",
+            ),
+        ],
+        |s| s.parse().map_err(|e: crate::Error| e.to_string()),
+    )
+}
+
 /// `--rule top2|argmax|sample-top:K|controller|controller-best:K`.
 pub fn rule_parser() -> Forms<crate::derive::RuleArg> {
     forms(

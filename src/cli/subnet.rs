@@ -1,9 +1,9 @@
 //! `supernet sample`, `supernet evolve` and `supernet derive`: sub-networks of a trained
 //! supernet, scored with the weights they inherit.
-use super::args::{bn_parser, rule_parser};
+use super::args::{bn_parser, rule_parser, score_parser};
 use crate::derive::RuleArg;
 use crate::run::RunDir;
-use crate::sample::{ArchScore, BnMode, SampleFrom, Scorer};
+use crate::sample::{ArchScore, BnMode, SampleFrom, ScoreKind, Scorer};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -27,10 +27,16 @@ pub struct ScoreArgs {
     /// Run directory (a finished or interrupted search: config.toml, checkpoint, run.h5).
     #[arg(long)]
     pub run: PathBuf,
-    /// BN statistics the sub-networks are evaluated with.
-    #[arg(long, default_value = "recalibrate:10", value_parser = bn_parser())]
-    pub bn: BnMode,
-    /// Score on at most this many evaluation batches of the architecture half [default: all].
+    /// What scores a sub-network: its validation accuracy with the weights it inherits, or
+    /// a zero-cost proxy of a freshly initialised stand-alone network on one training batch.
+    #[arg(long, default_value = "inherited", value_parser = score_parser())]
+    pub score: ScoreKind,
+    /// BN statistics the sub-networks are evaluated with (`--score inherited` only)
+    /// [default: recalibrate:10].
+    #[arg(long, value_parser = bn_parser())]
+    pub bn: Option<BnMode>,
+    /// Score on at most this many evaluation batches of the architecture half
+    /// (`--score inherited` only) [default: all].
     #[arg(long)]
     pub batches: Option<usize>,
     /// CPU threads for libtorch [default: the run's setting]. Give each of several
@@ -59,7 +65,26 @@ impl ScoreArgs {
 
     /// The supernet of the attached run, ready to score (on every rank of a group).
     fn scorer(&self, at: &Attached) -> anyhow::Result<Scorer> {
-        let mut scorer = Scorer::open(at.dir.path(), self.bn, self.batches)?;
+        if let Some(proxy) = self.score.proxy() {
+            let inherited_only = [
+                ("--bn", self.bn.map(BnMode::name)),
+                ("--batches", self.batches.map(|b| b.to_string())),
+            ];
+            if let Some((flag, value)) = inherited_only.iter().find(|(_, v)| v.is_some()) {
+                return Err(crate::Error::invalid(
+                    *flag,
+                    value.as_deref().unwrap_or_default(),
+                    format!(
+                        "no {flag} with --score {}: it applies to --score inherited only",
+                        proxy.name()
+                    ),
+                )
+                .into());
+            }
+        }
+        let bn = self.bn.unwrap_or_default();
+        let scorer = Scorer::open(at.dir.path(), bn, self.batches)?;
+        let mut scorer = scorer.with_score(self.score);
         scorer.st.dist = at.group.clone();
         if let Some(t) = self.threads.filter(|&t| t > 0) {
             tch::set_num_threads(t as i32);
@@ -70,7 +95,18 @@ impl ScoreArgs {
     fn progress(&self, at: &Attached) -> impl FnMut(usize, &ArchScore) + '_ {
         let show = !self.quiet && at.root();
         move |i, s| {
-            if show {
+            if !show {
+                return;
+            }
+            if let Some(v) = s.proxy {
+                eprintln!(
+                    "{i:>4}  {} {v:.6e}  params {:>8}  MACs {:>11}  {}",
+                    self.score.name(),
+                    s.parameters,
+                    s.macs,
+                    s.text
+                );
+            } else {
                 eprintln!(
                     "{i:>4}  acc {:6.2}%  loss {:.4}  params {:>8}  MACs {:>11}  {}",
                     100.0 * s.accuracy,
@@ -179,15 +215,24 @@ pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
     }
     if let Some(i) = r.derived.map(|d| d.index()) {
         let column = |f: fn(&ArchScore) -> f64| r.scores.iter().map(f).collect::<Vec<_>>();
-        let p = crate::sample::rank::placement(&column(|s| s.accuracy), &column(|s| s.loss), i)
+        // Under a proxy the loss column is NaN throughout: ties stay ties.
+        let p = crate::sample::rank::placement(&column(ArchScore::fitness), &column(|s| s.loss), i)
             .expect("the derived row is a row of the table");
-        eprintln!(
-            "derived architecture: accuracy {:.2}%, loss {:.4}: rank {} of {} (accuracy, ties by lower loss)",
-            100.0 * r.scores[i].accuracy,
-            r.scores[i].loss,
-            p.rank,
-            p.n
-        );
+        match r.scores[i].proxy {
+            None => eprintln!(
+                "derived architecture: accuracy {:.2}%, loss {:.4}: rank {} of {} (accuracy, ties by lower loss)",
+                100.0 * r.scores[i].accuracy,
+                r.scores[i].loss,
+                p.rank,
+                p.n
+            ),
+            Some(v) => eprintln!(
+                "derived architecture: {} {v:.6e}: rank {} of {}",
+                scorer.score.name(),
+                p.rank,
+                p.n
+            ),
+        }
     }
     eprintln!(
         "{} architectures scored on {} images: {}/run.h5 /{}, {}",
@@ -219,6 +264,21 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("{}", r.best.text);
+    if let Some(v) = r.best.proxy {
+        eprintln!(
+            "best of {} candidates: {} {v:.6e}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
+            r.history.len(),
+            scorer.score.name(),
+            r.best.parameters,
+            r.best.macs,
+            a.score.run.display(),
+            r.group,
+            r.csv.display(),
+            r.best_text.display(),
+            r.best_json.display()
+        );
+        return Ok(());
+    }
     eprintln!(
         "best of {} candidates: accuracy {:.2}%, loss {:.4}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
         r.history.len(),
@@ -264,15 +324,19 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
                 .scores
                 .iter()
                 .max_by(|x, y| {
-                    x.accuracy
-                        .total_cmp(&y.accuracy)
+                    x.fitness()
+                        .total_cmp(&y.fitness())
                         .then(y.loss.total_cmp(&x.loss))
                 })
                 .ok_or_else(|| anyhow::anyhow!("{} scored no architecture", rule.name()))?;
             eprintln!(
-                "best of {} sampled: accuracy {:.2}% (scores in /{})",
+                "best of {} sampled: {} {} (scores in /{})",
                 r.scores.len(),
-                100.0 * best.accuracy,
+                scorer.score.name(),
+                match best.proxy {
+                    Some(v) => format!("{v:.6e}"),
+                    None => format!("{:.2}%", 100.0 * best.accuracy),
+                },
                 r.group
             );
             best.genotype.clone()

@@ -208,6 +208,10 @@ pub struct RankCheckArgs {
     /// CPU threads for libtorch (0: libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Also score the checked sub-networks with this zero-cost proxy and compare it with
+    /// stand-alone accuracy (repeatable; `inherited`, the sample table's scores, always is).
+    #[arg(long, value_parser = super::args::score_parser())]
+    pub score: Vec<crate::sample::ScoreKind>,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -226,6 +230,16 @@ pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
         channels: a.channels,
         seed: a.seed,
         threads: a.threads,
+        proxies: a
+            .score
+            .iter()
+            .filter_map(|s| s.proxy())
+            .fold(Vec::new(), |mut v, p| {
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+                v
+            }),
     };
     let report = crate::sample::rank_check(&a.run, &cfg, |i, r| {
         if !a.quiet {
@@ -238,14 +252,23 @@ pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
         }
     })?;
     let show = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.3}"));
-    println!(
-        "Kendall tau {}  Spearman rho {}  top-{} overlap {}  ({} sub-networks)",
-        show(report.kendall_tau),
-        show(report.spearman_rho),
-        a.top,
-        show(report.top_overlap),
-        report.rows.len()
-    );
+    let line = |f: &crate::sample::rank::Fidelity| {
+        format!(
+            "Kendall tau {}  sparse Kendall tau {}  Spearman rho {}  top-{} overlap {}  top-{} Kendall tau {}  ({} sub-networks)",
+            show(f.kendall_tau),
+            show(f.sparse_kendall_tau),
+            show(f.spearman_rho),
+            a.top,
+            show(f.top_overlap),
+            a.top,
+            show(f.top_kendall_tau),
+            report.rows.len()
+        )
+    };
+    println!("{}", line(&report.inherited));
+    for (p, _, f) in &report.proxies {
+        println!("{}: {}", p.name(), line(f));
+    }
     eprintln!("stored in /{} and {}", report.group, report.csv.display());
     Ok(())
 }

@@ -22,7 +22,9 @@ impl FactorizedReduce {
     }
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_after_relu(&xs.relu(), train)
+        let xs = xs.relu();
+        super::note_relu(&xs);
+        self.forward_after_relu(&xs, train)
     }
 
     /// The reduction of an input that has been through the leading ReLU already.

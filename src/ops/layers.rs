@@ -289,6 +289,7 @@ impl Chain {
                 // runs in place and its input is freed: one activation less per ReLU.
                 Layer::Relu => {
                     let _ = ys.relu_();
+                    super::note_relu(&ys);
                     ys
                 }
                 _ => apply(layer, &ys, train),
@@ -315,7 +316,11 @@ impl Chain {
 
 fn apply(layer: &Layer, xs: &Tensor, train: bool) -> Tensor {
     match layer {
-        Layer::Relu => xs.relu(),
+        Layer::Relu => {
+            let ys = xs.relu();
+            super::note_relu(&ys);
+            ys
+        }
         Layer::Conv(c) => c.forward(xs),
         Layer::Bn(bn) => batch_norm_t(bn, xs, train),
         Layer::AvgPool(p) => xs.avg_pool2d(

@@ -2,12 +2,16 @@
 //! Semantics follow the DARTS and NAS-Bench-201 reference implementations exactly.
 mod factorized;
 mod layers;
+mod record;
 
 pub use factorized::FactorizedReduce;
 pub use layers::{
     batch_norm, batch_norm_t, channels_last, linear, relu_conv_bn, update_running_stats, Affine,
     Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
 };
+
+pub(crate) use record::note_relu;
+pub use record::record_relus;
 
 use crate::space::OpKind;
 use std::cell::{OnceCell, RefCell};
@@ -202,9 +206,13 @@ impl Operation {
     pub fn forward_shared(&self, input: &SharedInput, train: bool) -> Tensor {
         match self {
             Operation::Chain(c) if c.starts_with_relu() => {
+                note_relu(input.relu());
                 c.forward_after_relu(input.relu(), train)
             }
-            Operation::FactorizedReduce(f) => f.forward_after_relu(input.relu(), train),
+            Operation::FactorizedReduce(f) => {
+                note_relu(input.relu());
+                f.forward_after_relu(input.relu(), train)
+            }
             Operation::Pool { max, stride, bn } => input.pool(*max, *stride, bn.as_ref(), train),
             _ => self.forward_t(&input.x, train),
         }

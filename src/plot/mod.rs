@@ -7,7 +7,8 @@
 //! - `training`: loss and accuracy per step (raw and smoothed) and per epoch;
 //! - `cell_<cell>`: the derived cell as a diagram;
 //! - `samples-<name>`: the scores of a `sample` table, best first, the derived genotype marked;
-//! - `rank_check-<name>`: inherited vs stand-alone accuracy of a `rank-check`.
+//! - `rank_check-<name>`: inherited vs stand-alone accuracy of a `rank-check`, and
+//!   `rank_check-<name>-<proxy>` for each zero-cost proxy it compared (`--score`).
 //!
 //! Each chart family is one entry of [`CHARTS`]: a function from the run to the files it
 //! wrote, or to why it drew nothing. [`watch`] redraws whenever the run file changes.

@@ -1,5 +1,7 @@
 //! `rank_check-<name>`: inherited-weight accuracy against stand-alone accuracy of the
-//! sub-networks of each `/rank_check/<name>` table, with Kendall tau and Spearman rho.
+//! sub-networks of each `/rank_check/<name>` table, with Kendall tau and Spearman rho; and
+//! `rank_check-<name>-<proxy>`: the same for each zero-cost proxy the table holds
+//! (`rank-check --score`).
 use super::style::{self, Mark};
 use super::{DrawResult, Drawn, Figure, Output};
 use crate::record::RunData;
@@ -17,8 +19,15 @@ pub(super) fn draw(run: &RunData, out: &Output) -> Result<Drawn> {
         let Some(name) = table.group.strip_prefix("rank_check/") else {
             continue;
         };
-        if let Some(scatter) = Scatter::new(table) {
+        if let Some(scatter) = Scatter::new(table, None) {
             files.push(out.render(&format!("rank_check-{name}"), &scatter)?);
+        }
+        let proxies = table.attr("proxies").unwrap_or_default();
+        for proxy in proxies.split(',').filter(|p| !p.is_empty()) {
+            let column = proxy.replace('-', "_");
+            if let Some(scatter) = Scatter::new(table, Some(column.clone())) {
+                files.push(out.render(&format!("rank_check-{name}-{column}"), &scatter)?);
+            }
         }
     }
     Ok(if files.is_empty() {
@@ -30,33 +39,54 @@ pub(super) fn draw(run: &RunData, out: &Output) -> Result<Drawn> {
 
 struct Scatter<'a> {
     table: &'a Table,
-    /// (inherited, stand-alone) accuracy in percent.
+    /// The proxy column on the x axis; `None`: inherited-weight accuracy.
+    proxy: Option<String>,
+    /// (score, stand-alone accuracy in percent); accuracies in percent, non-finite proxy
+    /// values left out.
     points: Vec<(f64, f64)>,
 }
 
 impl<'a> Scatter<'a> {
-    fn new(table: &'a Table) -> Option<Self> {
-        let (Some(Column::F64(x)), Some(Column::F64(y))) = (
-            table.column("inherited_accuracy"),
-            table.column("standalone_accuracy"),
-        ) else {
+    fn new(table: &'a Table, proxy: Option<String>) -> Option<Self> {
+        let x_column = proxy.as_deref().unwrap_or("inherited_accuracy");
+        let (Some(Column::F64(x)), Some(Column::F64(y))) =
+            (table.column(x_column), table.column("standalone_accuracy"))
+        else {
             return None;
         };
+        let x_scale = if proxy.is_some() { 1.0 } else { 100.0 };
         let points: Vec<(f64, f64)> = x
             .iter()
             .zip(y)
-            .map(|(a, b)| (100.0 * a, 100.0 * b))
+            .filter(|(a, _)| a.is_finite())
+            .map(|(a, b)| (x_scale * a, 100.0 * b))
             .collect();
-        (!points.is_empty()).then_some(Scatter { table, points })
+        (!points.is_empty()).then_some(Scatter {
+            table,
+            proxy,
+            points,
+        })
+    }
+
+    /// A table attribute of this scatter's scorer (`<proxy>_<key>` for a proxy's measures).
+    fn measure(&self, key: &str) -> String {
+        let key = match &self.proxy {
+            Some(p) => format!("{p}_{key}"),
+            None => key.to_string(),
+        };
+        let value = self.table.attr(&key).unwrap_or("?");
+        value
+            .parse::<f64>()
+            .map_or(value.to_string(), |v| format!("{v:.3}"))
     }
 }
 
-/// A range around `values` with a margin, never empty.
-fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
+/// A range around `values` with a margin (at least `min_pad`), never empty.
+fn padded(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
         (l.min(v), h.max(v))
     });
-    let pad = ((hi - lo) * 0.08).max(0.5);
+    let pad = ((hi - lo) * 0.08).max(min_pad);
     (lo - pad, hi + pad)
 }
 
@@ -71,24 +101,42 @@ impl Figure for Scatter<'_> {
             "one sub-network (spread over the sampled score range)".to_string(),
             Mark::Dot(POINT),
         )];
+        let (title, x_desc, x_pad) = match &self.proxy {
+            None => (
+                "inherited vs stand-alone accuracy".to_string(),
+                "accuracy with inherited weights (%)".to_string(),
+                0.5,
+            ),
+            Some(p) => {
+                let largest = self.points.iter().map(|q| q.0.abs()).fold(0.0, f64::max);
+                (
+                    format!("zero-cost proxy {p} vs stand-alone accuracy"),
+                    format!("{p} of the freshly initialised network"),
+                    (1e-3 * largest).max(1e-12),
+                )
+            }
+        };
         let body = style::frame(
             root,
-            "inherited vs stand-alone accuracy",
+            &title,
             &format!(
-                "{} sub-networks of /samples/{}; Kendall tau {}, Spearman rho {}, top-{} overlap {}; stand-alone: {} epochs",
+                "{} sub-networks of /samples/{}; stand-alone: {} epochs; Kendall tau {} (sparse {}), Spearman rho {}, top-{} overlap {}, top-{} tau {}",
                 self.points.len(),
                 attr("samples"),
-                attr("kendall_tau"),
-                attr("spearman_rho"),
-                attr("top"),
-                attr("top_overlap"),
                 attr("epochs"),
+                self.measure("kendall_tau"),
+                self.measure("sparse_kendall_tau"),
+                self.measure("spearman_rho"),
+                attr("top"),
+                self.measure("top_overlap"),
+                attr("top"),
+                self.measure("top_kendall_tau"),
             ),
             LEGEND_H,
             &[&entries],
         )?;
-        let x = padded(self.points.iter().map(|p| p.0));
-        let y = padded(self.points.iter().map(|p| p.1));
+        let x = padded(self.points.iter().map(|p| p.0), x_pad);
+        let y = padded(self.points.iter().map(|p| p.1), 0.5);
         let mut chart = ChartBuilder::on(&body)
             .margin(16)
             .x_label_area_size(56)
@@ -96,7 +144,7 @@ impl Figure for Scatter<'_> {
             .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
         chart
             .configure_mesh()
-            .x_desc("accuracy with inherited weights (%)")
+            .x_desc(x_desc)
             .y_desc("accuracy trained on its own (%)")
             .axis_desc_style(style::font(style::LABEL))
             .label_style(style::font(style::TICK))

@@ -22,7 +22,16 @@ pub(super) fn section(run: &RunData, shown_dir: &str) -> Result<String> {
         ));
     }
     for t in tables {
-        out.push_str(&table(run, t)?);
+        // Zero-cost proxy tables (`--score`) have no accuracy to summarise here.
+        match t.attr("score") {
+            Some(score) if score != "inherited" => out.push_str(&format!(
+                "### `/{}`\n\nScored by the zero-cost proxy `{score}` (column `{}`), not with \
+                 inherited weights.\n\n",
+                t.group,
+                score.replace('-', "_")
+            )),
+            _ => out.push_str(&table(run, t)?),
+        }
     }
     Ok(out)
 }

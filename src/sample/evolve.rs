@@ -3,7 +3,7 @@
 //! evolutionary search (the top-k candidates seen so far are the parents; half of each
 //! new generation by mutation, half by crossover; constraint filtering) and random search.
 use super::scorer::{ArchScore, Scorer};
-use super::{check_name, score_columns, store_table};
+use super::{check_name, score_attrs, score_columns, store_table};
 use crate::record::{Column, Table};
 use crate::rng::{Rng, PURPOSE_EVOLVE};
 use crate::run::RunDir;
@@ -91,10 +91,13 @@ pub struct EvolveReport {
     pub best_json: PathBuf,
 }
 
-/// Higher accuracy first, then lower loss, then the text (a total, seed-free order).
+/// Higher fitness (accuracy or proxy) first, then lower loss, then the text (a total,
+/// seed-free order; NaN proxy values rank last).
 fn better(a: &ArchScore, b: &ArchScore) -> std::cmp::Ordering {
-    b.accuracy
-        .total_cmp(&a.accuracy)
+    let key = |s: &ArchScore| (!s.fitness().is_nan(), s.fitness());
+    let (ka, kb) = (key(a), key(b));
+    kb.0.cmp(&ka.0)
+        .then(kb.1.total_cmp(&ka.1))
         .then(a.loss.total_cmp(&b.loss))
         .then(a.text.cmp(&b.text))
 }
@@ -191,6 +194,7 @@ pub fn evolve(
     )];
     columns.extend(score_columns(
         &history.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+        scorer.score,
     ));
     let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
     let mut attrs = vec![
@@ -201,12 +205,20 @@ pub fn evolve(
         ("max_params".into(), opt(cfg.max_params)),
         ("max_macs".into(), opt(cfg.max_macs)),
         ("rejected_by_constraints".into(), rejected.to_string()),
-        ("bn".into(), scorer.bn.name()),
+    ];
+    attrs.extend(score_attrs(scorer));
+    attrs.extend([
         ("val_images".into(), scorer.val_images().to_string()),
         ("best_text".into(), best.text.clone()),
         ("best_json".into(), best.genotype.to_json()),
-        ("best_accuracy".into(), best.accuracy.to_string()),
-    ];
+    ]);
+    match best.proxy {
+        None => attrs.push(("best_accuracy".into(), best.accuracy.to_string())),
+        Some(v) => attrs.push((
+            format!("best_{}", scorer.score.name().replace('-', "_")),
+            v.to_string(),
+        )),
+    }
     if cfg.random.is_none() {
         attrs.push(("mutation_prob".into(), cfg.mutation_prob.to_string()));
         attrs.push(("parents".into(), cfg.parents.to_string()));

@@ -3,6 +3,7 @@
 //! `supernet sample`, `supernet evolve` and `supernet derive --rule sample-top:K`.
 mod evolve;
 mod extract;
+pub mod proxy;
 pub mod rank;
 mod rank_check;
 mod scorer;
@@ -10,6 +11,7 @@ mod scorer;
 pub use crate::space::{crossover, mutate, uniform_genotype, Sampler};
 pub use evolve::{evolve, EvolveConfig, EvolveReport};
 pub use extract::extract;
+pub use proxy::{Proxy, ScoreKind};
 pub use rank_check::{rank_check, spread, RankCheckConfig, RankCheckReport, RankCheckRow};
 pub use scorer::{ArchScore, BnMode, Scorer, DEFAULT_RECALIBRATION_BATCHES};
 
@@ -95,21 +97,23 @@ pub fn draw_distinct_by(
     (out, duplicates)
 }
 
-/// The columns every table of scored architectures has.
-pub fn score_columns(scores: &[&ArchScore]) -> Vec<(String, Column)> {
-    vec![
-        (
-            "architecture".into(),
-            Column::Text(scores.iter().map(|s| s.text.clone()).collect()),
-        ),
-        (
-            "accuracy".into(),
-            Column::F64(scores.iter().map(|s| s.accuracy).collect()),
-        ),
-        (
-            "loss".into(),
-            Column::F64(scores.iter().map(|s| s.loss).collect()),
-        ),
+/// The columns every table of scored architectures has: the architecture, its scores
+/// (`accuracy` and `loss` with inherited weights, else one column named after the proxy),
+/// parameters and multiply-adds.
+pub fn score_columns(scores: &[&ArchScore], kind: ScoreKind) -> Vec<(String, Column)> {
+    let f64s = |f: fn(&ArchScore) -> f64| Column::F64(scores.iter().map(|s| f(s)).collect());
+    let mut columns = vec![(
+        "architecture".into(),
+        Column::Text(scores.iter().map(|s| s.text.clone()).collect()),
+    )];
+    match kind.proxy() {
+        None => {
+            columns.push(("accuracy".into(), f64s(|s| s.accuracy)));
+            columns.push(("loss".into(), f64s(|s| s.loss)));
+        }
+        Some(p) => columns.push((p.column(), f64s(ArchScore::fitness))),
+    }
+    columns.extend([
         (
             "parameters".into(),
             Column::U64(scores.iter().map(|s| s.parameters).collect()),
@@ -118,7 +122,18 @@ pub fn score_columns(scores: &[&ArchScore]) -> Vec<(String, Column)> {
             "macs".into(),
             Column::U64(scores.iter().map(|s| s.macs).collect()),
         ),
-    ]
+    ]);
+    columns
+}
+
+/// The table attributes that say how its architectures were scored: `score` (`inherited`
+/// or the proxy), and `bn` for inherited weights.
+pub fn score_attrs(scorer: &Scorer) -> Vec<(String, String)> {
+    let mut attrs = vec![("score".to_string(), scorer.score.name().to_string())];
+    if scorer.score == ScoreKind::Inherited {
+        attrs.push(("bn".into(), scorer.bn.name()));
+    }
+    attrs
 }
 
 /// A table name usable as an HDF5 group and a file name.
@@ -216,12 +231,11 @@ pub fn sample(
         return Err(Error::invalid("--n", 0, "at least 1"));
     }
     let name = cfg.name.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}-seed{}",
-            cfg.from.name(),
-            scorer.bn.name().replace(':', ""),
-            cfg.seed
-        )
+        let how = match scorer.score {
+            ScoreKind::Inherited => scorer.bn.name().replace(':', ""),
+            proxy => proxy.name().to_string(),
+        };
+        format!("{}-{how}-seed{}", cfg.from.name(), cfg.seed)
     });
     check_name(&name)?;
     // Read before any scoring: a run without a final genotype is refused at once.
@@ -251,9 +265,9 @@ pub fn sample(
     });
     let scores = scorer.score_all(&genotypes, progress)?;
     let group = format!("samples/{name}");
-    let mut attrs = vec![
-        ("from".into(), cfg.from.name().into()),
-        ("bn".into(), scorer.bn.name()),
+    let mut attrs = vec![("from".into(), cfg.from.name().into())];
+    attrs.extend(score_attrs(scorer));
+    attrs.extend([
         ("seed".into(), cfg.seed.to_string()),
         ("requested".into(), cfg.n.to_string()),
         ("duplicates_skipped".into(), duplicates.to_string()),
@@ -262,8 +276,8 @@ pub fn sample(
             "seconds".into(),
             format!("{:.3}", start.elapsed().as_secs_f64()),
         ),
-    ];
-    let mut columns = score_columns(&scores.iter().collect::<Vec<_>>());
+    ]);
+    let mut columns = score_columns(&scores.iter().collect::<Vec<_>>(), scorer.score);
     if let Some(row) = derived {
         let how = match row {
             DerivedRow::Drawn(_) => "drawn",

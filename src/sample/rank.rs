@@ -1,6 +1,6 @@
 //! Rank agreement between two scorings of the same architectures (for example inherited
 //! weights vs stand-alone training): Kendall's tau-b, Spearman's rho (with average ranks
-//! for ties) and top-k overlap. Pure functions on host numbers; `None` where the measure is
+//! for ties), top-k overlap, sparse Kendall tau (NAS-Bench-301) and top-k Kendall tau. Pure functions on host numbers; `None` where the measure is
 //! undefined (fewer than two items, or a constant vector).
 
 /// Kendall's tau-b: `(concordant - discordant) / sqrt((n0 - ties_x) (n0 - ties_y))` with
@@ -95,6 +95,82 @@ pub fn top_k_overlap(x: &[f64], y: &[f64], k: usize) -> Option<f64> {
     }
     let (a, b) = (top_k(x, k), top_k(y, k));
     Some(a.iter().filter(|i| b.contains(i)).count() as f64 / k as f64)
+}
+
+/// Sparse Kendall tau (Siems et al. 2020, NAS-Bench-301): [`kendall_tau_b`] after rounding
+/// both accuracies (fractions in [0, 1]) to 0.1%, so that differences below the noise of
+/// one training count as ties.
+pub fn sparse_kendall_tau(x: &[f64], y: &[f64]) -> Option<f64> {
+    kendall_tau_b(&round_accuracy(x), &round_accuracy(y))
+}
+
+/// Accuracies (fractions) rounded to 0.1%.
+pub fn round_accuracy(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|a| (a * 1000.0).round() / 1000.0).collect()
+}
+
+/// The agreement of one scoring with a ground truth (higher is better in both).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fidelity {
+    pub kendall_tau: Option<f64>,
+    /// With the ground truth rounded to 0.1% (and the scores too when they are accuracies).
+    pub sparse_kendall_tau: Option<f64>,
+    pub spearman_rho: Option<f64>,
+    pub top_overlap: Option<f64>,
+    pub top_kendall_tau: Option<f64>,
+}
+
+impl Fidelity {
+    /// Every measure of `score` against `truth` (accuracies), the top sets of size `top`;
+    /// `score_is_accuracy` says whether the sparse tau rounds the scores too. Otherwise the
+    /// scores are a proxy's, whose undefined (NaN) values rank last (as `-inf`).
+    pub fn new(score: &[f64], truth: &[f64], top: usize, score_is_accuracy: bool) -> Self {
+        let proxy: Vec<f64>;
+        let score = match score_is_accuracy {
+            true => score,
+            false => {
+                proxy = score
+                    .iter()
+                    .map(|&v| if v.is_nan() { f64::NEG_INFINITY } else { v })
+                    .collect();
+                &proxy
+            }
+        };
+        let sparse = match score_is_accuracy {
+            true => sparse_kendall_tau(score, truth),
+            false => kendall_tau_b(score, &round_accuracy(truth)),
+        };
+        Fidelity {
+            kendall_tau: kendall_tau_b(score, truth),
+            sparse_kendall_tau: sparse,
+            spearman_rho: spearman_rho(score, truth),
+            top_overlap: top_k_overlap(score, truth, top),
+            top_kendall_tau: top_k_kendall_tau(score, truth, top),
+        }
+    }
+
+    /// (name, value) of each measure, in a fixed order.
+    pub fn named(&self) -> [(&'static str, Option<f64>); 5] {
+        [
+            ("kendall_tau", self.kendall_tau),
+            ("sparse_kendall_tau", self.sparse_kendall_tau),
+            ("spearman_rho", self.spearman_rho),
+            ("top_overlap", self.top_overlap),
+            ("top_kendall_tau", self.top_kendall_tau),
+        ]
+    }
+}
+
+/// Top-k Kendall tau: [`kendall_tau_b`] over the `k` items best by the ground truth `truth`
+/// (higher is better; ties: the lower index first), how well `score` orders the best
+/// architectures. `None` when `k < 2`, `k` exceeds the items, or the tau is undefined there.
+pub fn top_k_kendall_tau(score: &[f64], truth: &[f64], k: usize) -> Option<f64> {
+    if score.len() != truth.len() || k < 2 || k > truth.len() {
+        return None;
+    }
+    let best = top_k(truth, k);
+    let pick = |v: &[f64]| -> Vec<f64> { best.iter().map(|&i| v[i]).collect() };
+    kendall_tau_b(&pick(score), &pick(truth))
 }
 
 /// Where one scored architecture stands among the scores of a table (itself included).

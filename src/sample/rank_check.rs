@@ -1,15 +1,18 @@
 //! `supernet rank-check`: how far inherited-weight scores can be trusted. K sub-networks of
 //! a sample table, spread over its score range, are trained on their own for a short fixed
-//! budget; Kendall's tau, Spearman's rho and the top-k overlap between the two accuracies
-//! go into the run file (`/rank_check/<name>`) and a CSV.
+//! budget; Kendall's tau-b, sparse Kendall tau, Spearman's rho, the top-k overlap and the
+//! top-k Kendall tau (over the best k stand-alone) between the two accuracies go into the run file (`/rank_check/<name>`) and a CSV.
 //!
 //! Each stand-alone training is an ordinary `supernet train` run in
 //! `DIR/rank-check/<name>/<i>`, so an interrupted rank-check continues where it stopped.
-use super::rank::{kendall_tau_b, spearman_rho, top_k_overlap};
+use super::proxy::{Proxy, ScoreKind};
+use super::rank::Fidelity;
+use super::scorer::{BnMode, Scorer};
 use super::{check_name, store_table};
 use crate::record::{read_run, Column, Table, RUN_FILE};
 use crate::run::RunDir;
 use crate::search::SearchConfig;
+use crate::space::Genotype;
 use crate::supernet::OpStyle;
 use crate::train::{self, AugmentOverrides, TrainConfig, MODEL_DIR};
 use crate::{Error, Result};
@@ -33,6 +36,8 @@ pub struct RankCheckConfig {
     pub channels: Option<usize>,
     pub seed: u64,
     pub threads: usize,
+    /// Zero-cost proxies also scored on the checked sub-networks and compared (`--score`).
+    pub proxies: Vec<Proxy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +50,10 @@ pub struct RankCheckRow {
 #[derive(Debug)]
 pub struct RankCheckReport {
     pub rows: Vec<RankCheckRow>,
-    pub kendall_tau: Option<f64>,
-    pub spearman_rho: Option<f64>,
-    pub top_overlap: Option<f64>,
+    /// Inherited-weight accuracy against stand-alone accuracy.
+    pub inherited: Fidelity,
+    /// Each proxy of `cfg.proxies`: its values on the rows, and against stand-alone accuracy.
+    pub proxies: Vec<(Proxy, Vec<f64>, Fidelity)>,
     pub group: String,
     pub csv: PathBuf,
 }
@@ -99,6 +105,16 @@ fn sample_table(dir: &Path, name: Option<&str>) -> Result<(String, Vec<String>, 
             },
         )
     })?;
+    if let Some(score) = table.attr("score").filter(|s| *s != "inherited") {
+        return Err(Error::bad_file(
+            &path,
+            format!(
+                "{} was scored by the proxy '{score}': rank-check starts from an inherited-weight \
+                 sample table (proxies are compared with `rank-check --score {score}`)",
+                table.group
+            ),
+        ));
+    }
     let (Some(Column::Text(archs)), Some(Column::F64(acc))) =
         (table.column("architecture"), table.column("accuracy"))
     else {
@@ -205,45 +221,95 @@ pub fn rank_check(
     }
     let x: Vec<f64> = rows.iter().map(|r| r.inherited).collect();
     let y: Vec<f64> = rows.iter().map(|r| r.standalone).collect();
-    let (tau, rho, overlap) = (
-        kendall_tau_b(&x, &y),
-        spearman_rho(&x, &y),
-        top_k_overlap(&x, &y, cfg.top),
-    );
+    let inherited = Fidelity::new(&x, &y, cfg.top, true);
+    let proxies = proxy_scores(dir, &rows, &cfg.proxies)?
+        .into_iter()
+        .map(|(p, v)| {
+            let f = Fidelity::new(&v, &y, cfg.top, false);
+            (p, v, f)
+        })
+        .collect::<Vec<_>>();
     let show = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.6}"));
     let group = format!("rank_check/{name}");
+    let mut attrs = vec![("samples".to_string(), samples)];
+    let measures = inherited.named().into_iter();
+    attrs.extend(measures.map(|(m, v)| (m.to_string(), show(v))));
+    attrs.push(("top".into(), cfg.top.to_string()));
+    for (p, _, f) in &proxies {
+        let measures = f.named().into_iter();
+        attrs.extend(measures.map(|(m, v)| (format!("{}_{m}", p.column()), show(v))));
+    }
+    if !proxies.is_empty() {
+        let names: Vec<&str> = proxies.iter().map(|(p, _, _)| p.name()).collect();
+        attrs.push(("proxies".into(), names.join(",")));
+    }
+    let mut columns = vec![
+        (
+            "architecture".to_string(),
+            Column::Text(rows.iter().map(|r| r.architecture.clone()).collect()),
+        ),
+        ("inherited_accuracy".into(), Column::F64(x)),
+        ("standalone_accuracy".into(), Column::F64(y)),
+    ];
+    for (p, v, _) in &proxies {
+        columns.push((p.column(), Column::F64(v.clone())));
+    }
     let table = Table {
         group: group.clone(),
-        attrs: vec![
-            ("samples".into(), samples),
-            ("kendall_tau".into(), show(tau)),
-            ("spearman_rho".into(), show(rho)),
-            ("top".into(), cfg.top.to_string()),
-            ("top_overlap".into(), show(overlap)),
-            ("epochs".into(), cfg.epochs.to_string()),
-            ("subset".into(), all_or(cfg.subset)),
-            ("test_subset".into(), all_or(cfg.test_subset)),
-            ("batch_size".into(), cfg.batch_size.to_string()),
-            ("seed".into(), cfg.seed.to_string()),
-        ],
-        columns: vec![
-            (
-                "architecture".into(),
-                Column::Text(rows.iter().map(|r| r.architecture.clone()).collect()),
-            ),
-            ("inherited_accuracy".into(), Column::F64(x)),
-            ("standalone_accuracy".into(), Column::F64(y)),
-        ],
+        attrs: [
+            attrs,
+            vec![
+                ("epochs".into(), cfg.epochs.to_string()),
+                ("subset".into(), all_or(cfg.subset)),
+                ("test_subset".into(), all_or(cfg.test_subset)),
+                ("batch_size".into(), cfg.batch_size.to_string()),
+                ("seed".into(), cfg.seed.to_string()),
+            ],
+        ]
+        .concat(),
+        columns,
     };
     let csv = store_table(&run, table, &format!("rank-check-{name}"))?;
     Ok(RankCheckReport {
         rows,
-        kendall_tau: tau,
-        spearman_rho: rho,
-        top_overlap: overlap,
+        inherited,
+        proxies,
         group,
         csv,
     })
+}
+
+/// Each of `proxies` on the architectures of `rows`, computed as `supernet sample --score`
+/// computes it (the run's first training batch, a fresh network from the run's seed).
+fn proxy_scores(
+    dir: &Path,
+    rows: &[RankCheckRow],
+    proxies: &[Proxy],
+) -> Result<Vec<(Proxy, Vec<f64>)>> {
+    if proxies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut scorer = Scorer::open(dir, BnMode::default(), None)?;
+    let genotypes = rows
+        .iter()
+        .map(|r| {
+            Genotype::parse(&r.architecture)
+                .and_then(|g| g.validate(&scorer.space).map(|()| g))
+                .map_err(|e| {
+                    Error::bad_file(dir.join(RUN_FILE), format!("{}: {e}", r.architecture))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::new();
+    for &p in proxies {
+        scorer = scorer.with_score(ScoreKind::Proxy(p));
+        let values = genotypes
+            .iter()
+            .map(|g| Ok(scorer.score(g)?.fitness()))
+            .collect::<Result<Vec<f64>>>()?;
+        out.push((p, values));
+    }
+    Ok(out)
 }
 
 /// A subset size as the table records it: the number, or `all`.

@@ -1,6 +1,8 @@
 //! Scoring discrete architectures with the weights they inherit from a trained supernet:
 //! one-hot mixing weights ([`ArchWeights::from_genotype`]) so that only the sampled path
-//! runs, on the run's architecture (validation) half, with a choice of BN statistics.
+//! runs, on the run's architecture (validation) half, with a choice of BN statistics; or
+//! with a zero-cost proxy ([`super::proxy`], `--score`) on a fresh stand-alone network.
+use super::proxy::{proxy_score, Proxy, ScoreKind};
 use crate::data::Loader;
 use crate::evaluate::evaluate_batches;
 use crate::model::{Model, ModelSpec};
@@ -72,12 +74,22 @@ pub struct ArchScore {
     pub genotype: Genotype,
     /// The genotype in its text form (DARTS or NAS-Bench-201).
     pub text: String,
+    /// Inherited-weight validation accuracy and loss (NaN under a proxy).
     pub accuracy: f64,
     pub loss: f64,
+    /// The zero-cost proxy's value when scored by one (`--score`).
+    pub proxy: Option<f64>,
     /// Trainable parameters of the sub-network (the supernet's cells hold only its ops).
     pub parameters: u64,
     /// Multiply-adds per image of the sub-network.
     pub macs: u64,
+}
+
+impl ArchScore {
+    /// What ranks it, higher is better: the proxy's value, else the accuracy.
+    pub fn fitness(&self) -> f64 {
+        self.proxy.unwrap_or(self.accuracy)
+    }
 }
 
 /// A trained supernet ready to score sub-networks.
@@ -94,6 +106,8 @@ pub struct Scorer {
     pub bn: BnMode,
     /// Use at most this many evaluation batches (`None`: the whole architecture half).
     pub max_batches: Option<usize>,
+    /// Inherited weights or a zero-cost proxy ([`Self::with_score`]).
+    pub score: ScoreKind,
     /// BN running statistics as the supernet holds them (restored after every score).
     saved_bn: Vec<Tensor>,
 }
@@ -136,8 +150,15 @@ impl Scorer {
             train,
             bn,
             max_batches,
+            score: ScoreKind::Inherited,
             saved_bn,
         })
+    }
+
+    /// Score with `score` instead of inherited weights.
+    pub fn with_score(mut self, score: ScoreKind) -> Self {
+        self.score = score;
+        self
     }
 
     /// [`Self::score`] of every genotype, in order. In a data-parallel job (`st.dist`) rank
@@ -163,7 +184,7 @@ impl Scorer {
         let Some(group) = &self.st.dist else {
             return Ok(mine.into_iter().map(|(_, s)| s).collect());
         };
-        // Rows of (index, accuracy bits, loss bits, parameters, macs), gathered.
+        // Rows of (index, accuracy bits, loss bits, proxy bits, parameters, macs), gathered.
         let rows: Vec<i64> = mine
             .iter()
             .flat_map(|(i, s)| {
@@ -171,6 +192,7 @@ impl Scorer {
                     *i as i64,
                     s.accuracy.to_bits() as i64,
                     s.loss.to_bits() as i64,
+                    s.proxy.unwrap_or(f64::NAN).to_bits() as i64,
                     s.parameters as i64,
                     s.macs as i64,
                 ]
@@ -180,7 +202,7 @@ impl Scorer {
         for row in group
             .all_gather_varlen(&rows, "the gather of sub-network scores")?
             .iter()
-            .flat_map(|r| r.chunks_exact(5))
+            .flat_map(|r| r.chunks_exact(6))
         {
             let g = &genotypes[row[0] as usize];
             scores[row[0] as usize] = Some(ArchScore {
@@ -188,8 +210,9 @@ impl Scorer {
                 text: g.to_text(),
                 accuracy: f64::from_bits(row[1] as u64),
                 loss: f64::from_bits(row[2] as u64),
-                parameters: row[3] as u64,
-                macs: row[4] as u64,
+                proxy: self.score.proxy().map(|_| f64::from_bits(row[3] as u64)),
+                parameters: row[4] as u64,
+                macs: row[5] as u64,
             });
         }
         scores
@@ -203,8 +226,14 @@ impl Scorer {
             .collect()
     }
 
-    /// Images one score is computed on.
+    /// Images one score is computed on (one training batch for a proxy, one image for
+    /// synflow).
     pub fn val_images(&self) -> usize {
+        match self.score.proxy() {
+            Some(Proxy::Synflow) => return 1,
+            Some(_) => return self.train.config().batch_size.min(self.train.len()),
+            None => {}
+        }
         let b = self.val.config().batch_size;
         self.max_batches
             .map_or(self.val.len(), |m| (m * b).min(self.val.len()))
@@ -213,6 +242,9 @@ impl Scorer {
     /// Accuracy and loss of `g` with inherited weights, its parameters and multiply-adds.
     /// The supernet is left exactly as it was.
     pub fn score(&self, g: &Genotype) -> Result<ArchScore> {
+        if let ScoreKind::Proxy(p) = self.score {
+            return self.proxy_score(p, g);
+        }
         let w = ArchWeights::from_genotype(g, &self.space, self.device)?;
         let eval = |train: bool| {
             evaluate_batches(
@@ -241,21 +273,48 @@ impl Scorer {
             text: g.to_text(),
             accuracy: score.accuracy,
             loss: score.loss,
+            proxy: None,
             parameters,
             macs,
         })
     }
 
-    /// Trainable parameters and multiply-adds per image of the sub-network of `g`.
-    pub fn cost(&self, g: &Genotype) -> Result<(u64, u64)> {
-        Model::cost(ModelSpec {
+    /// `proxy` of `g` on the first training batch (epoch 0's order) of the weight half, the
+    /// stand-alone network initialised from the run's seed (the same for every genotype).
+    fn proxy_score(&self, proxy: Proxy, g: &Genotype) -> Result<ArchScore> {
+        let batch = self.train.batch(0, 0)?;
+        let seed = crate::rng::hash_key(&[self.cfg.seed, crate::rng::PURPOSE_PROXY]) as i64;
+        let spec = ModelSpec {
+            style: OpStyle::Standalone,
+            ..self.spec(g)
+        };
+        let value = proxy_score(proxy, spec, seed, self.device, &batch.images, &batch.labels)?;
+        let (parameters, macs) = self.cost(g)?;
+        Ok(ArchScore {
+            genotype: g.clone(),
+            text: g.to_text(),
+            accuracy: f64::NAN,
+            loss: f64::NAN,
+            proxy: Some(value),
+            parameters,
+            macs,
+        })
+    }
+
+    fn spec(&self, g: &Genotype) -> ModelSpec {
+        ModelSpec {
             space_file: self.cfg.space.clone(),
             space: self.space.clone(),
             genotype: g.clone(),
             input: self.input,
             style: OpStyle::Inherited,
             auxiliary: false,
-        })
+        }
+    }
+
+    /// Trainable parameters and multiply-adds per image of the sub-network of `g`.
+    pub fn cost(&self, g: &Genotype) -> Result<(u64, u64)> {
+        Model::cost(self.spec(g))
     }
 
     /// Running statistics := the plain average of the train-mode batch statistics over `k`

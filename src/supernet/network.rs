@@ -492,7 +492,11 @@ impl Supernet {
     /// pooling, classifier).
     pub fn head_forward(&self, features: &Tensor, train: bool) -> Tensor {
         let features = match &self.lastact {
-            Some(bn) => features.apply_t(bn, train).relu(),
+            Some(bn) => {
+                let ys = features.apply_t(bn, train).relu();
+                crate::ops::note_relu(&ys);
+                ys
+            }
             None => features.shallow_clone(),
         };
         features

@@ -266,27 +266,33 @@ fn sample_and_random_search_over_two_ranks_give_the_one_process_tables() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     ok(tiny_search(&run, 1, &[]).output().unwrap());
-    // With the derived genotype as a 6th architecture, rank 1 scores it.
+    // With the derived genotype as a 6th architecture, rank 1 scores it; a zero-cost proxy
+    // is gathered as well.
+    let batches = ["--batches", "2"];
     for (verb, n_flag, file, extra, rows) in [
-        ("sample", "--n", "samples", None, 5),
-        ("sample", "--n", "samples", Some("--with-derived"), 6),
-        ("evolve", "--random", "evolution", None, 5),
+        ("sample", "--n", "samples", &batches[..], 5),
+        (
+            "sample",
+            "--n",
+            "samples",
+            &["--batches", "2", "--with-derived"][..],
+            6,
+        ),
+        ("evolve", "--random", "evolution", &batches[..], 5),
+        (
+            "evolve",
+            "--random",
+            "evolution",
+            &["--score", "snip"][..],
+            5,
+        ),
     ] {
         let cmd = |name: &str| {
             let mut c = supernet();
-            c.args([
-                verb,
-                n_flag,
-                "5",
-                "--batches",
-                "2",
-                "--threads",
-                "1",
-                "--quiet",
-            ])
-            .args(extra)
-            .args(["--name", name, "--run"])
-            .arg(&run);
+            c.args([verb, n_flag, "5", "--threads", "1", "--quiet"])
+                .args(extra)
+                .args(["--name", name, "--run"])
+                .arg(&run);
             c
         };
         ok(cmd("one").output().unwrap());

@@ -8,6 +8,7 @@ mod pcdarts;
 mod plot;
 mod precision;
 mod preset;
+mod proxy;
 mod reference;
 mod report;
 mod runs;

@@ -7,7 +7,10 @@ use supernet::evaluate::evaluate;
 use supernet::record::{read_run, Column};
 use supernet::rng::PURPOSE_SPOS;
 use supernet::run::RunDir;
-use supernet::sample::rank::{kendall_tau_b, placement, spearman_rho, top_k_overlap, Placement};
+use supernet::sample::rank::{
+    kendall_tau_b, placement, sparse_kendall_tau, spearman_rho, top_k_kendall_tau, top_k_overlap,
+    Fidelity, Placement,
+};
 use supernet::sample::{
     draw_distinct, evolve, sample, uniform_genotype, BnMode, EvolveConfig, SampleConfig,
     SampleFrom, Sampler, Scorer,
@@ -213,6 +216,40 @@ fn rank_measures_on_known_vectors() {
     assert_eq!(top_k_overlap(&a, &a, 1), Some(1.0));
     assert_eq!(top_k_overlap(&a, &b, 0), None);
     assert_eq!(top_k_overlap(&a, &b, 5), None);
+    // Sparse and top-k Kendall tau, against a plain tau-b in Python on the rounded vectors
+    // and on the top rows by the ground truth y (rows 4, 3, 2, then 0).
+    let x = [0.1231, 0.1234, 0.5, 0.7, 0.69, 0.3];
+    let y = [0.2, 0.1, 0.6, 0.65, 0.66, 0.15];
+    assert!((kendall_tau_b(&x, &y).unwrap() - 0.6).abs() < 1e-12);
+    // 0.1231 and 0.1234 both round to 12.3%: a tie.
+    let sparse = sparse_kendall_tau(&x, &y).unwrap();
+    assert!((sparse - 0.690_065_559_342_354_3).abs() < 1e-12, "{sparse}");
+    assert!((top_k_kendall_tau(&x, &y, 3).unwrap() - 1.0 / 3.0).abs() < 1e-12);
+    assert!((top_k_kendall_tau(&x, &y, 4).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    assert_eq!(top_k_kendall_tau(&x, &y, 6), kendall_tau_b(&x, &y));
+    assert_eq!(top_k_kendall_tau(&x, &y, 1), None);
+    assert_eq!(top_k_kendall_tau(&x, &y, 7), None);
+    assert_eq!(top_k_kendall_tau(&x, &y[..5], 3), None);
+    // Fidelity: all of them; a proxy's scores are not rounded, only the accuracies (here
+    // y has no ties at 0.1%, so the proxy's sparse tau is the plain tau).
+    let f = Fidelity::new(&x, &y, 3, true);
+    assert_eq!(f.sparse_kendall_tau, Some(sparse));
+    assert_eq!(f.top_kendall_tau, top_k_kendall_tau(&x, &y, 3));
+    assert_eq!(f.top_overlap, top_k_overlap(&x, &y, 3));
+    let p = Fidelity::new(&x, &y, 3, false);
+    assert_eq!(p.sparse_kendall_tau, kendall_tau_b(&x, &y));
+    assert_eq!(p.named()[1], ("sparse_kendall_tau", kendall_tau_b(&x, &y)));
+    // An undefined proxy value ranks last: here where the lowest accuracy is, so the tau
+    // is that of the scores with it as the smallest.
+    let mut nan = x;
+    nan[1] = f64::NAN;
+    let mut lowest = x;
+    lowest[1] = -1.0;
+    assert_eq!(
+        Fidelity::new(&nan, &y, 3, false),
+        Fidelity::new(&lowest, &y, 3, false)
+    );
+    assert_eq!(Fidelity::new(&nan, &y, 3, true).kendall_tau, None);
     // Placement: higher accuracy first, equal accuracy by lower loss, equal in both a tie.
     let acc = [0.5, 0.7, 0.5, 0.5, 0.2];
     let loss = [1.0, 2.0, 0.9, 1.0, 0.1];

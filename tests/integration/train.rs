@@ -313,7 +313,7 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
                 "--batch-size",
                 "32",
             ])
-            .args(["--threads", "1", "--quiet", "--run"])
+            .args(["--score", "synflow", "--threads", "1", "--quiet", "--run"])
             .arg(&run)
             .output()
             .unwrap())
@@ -346,7 +346,33 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
     let min = sampled.iter().cloned().fold(f64::INFINITY, f64::min);
     let max = sampled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     assert!(inherited.contains(&min) && inherited.contains(&max));
-    assert!(table.attr("kendall_tau").is_some() && table.attr("spearman_rho").is_some());
+    for measure in [
+        "kendall_tau",
+        "sparse_kendall_tau",
+        "spearman_rho",
+        "top_overlap",
+        "top_kendall_tau",
+    ] {
+        assert!(table.attr(measure).is_some(), "{measure}");
+    }
+    // --top 1: a Kendall tau over one item is undefined.
+    assert_eq!(table.attr("top_kendall_tau"), Some("undefined"));
+    // --score synflow: the proxy of each checked architecture, and its measures.
+    assert!(first.contains("synflow: Kendall tau"), "{first}");
+    assert_eq!(table.attr("proxies"), Some("synflow"));
+    assert!(table.attr("synflow_sparse_kendall_tau").is_some());
+    let (Some(supernet::record::Column::Text(archs)), Some(supernet::record::Column::F64(synflow))) =
+        (table.column("architecture"), table.column("synflow"))
+    else {
+        panic!("no synflow column")
+    };
+    let scorer = supernet::sample::Scorer::open(&run, Default::default(), None)
+        .unwrap()
+        .with_score("synflow".parse().unwrap());
+    for (text, v) in archs.iter().zip(synflow) {
+        let g = Genotype::parse(text).unwrap();
+        assert_eq!(scorer.score(&g).unwrap().proxy, Some(*v), "{text}");
+    }
     // A second call reuses the finished stand-alone runs (untouched) and reports the same.
     let trained = run.join("rank-check").join(
         table
@@ -378,11 +404,19 @@ fn rank_check_spreads_over_the_scores_and_stores_its_measures() {
         .arg(&png)
         .output()
         .unwrap());
-    assert!(std::fs::read_dir(&png).unwrap().any(|e| e
+    let names: Vec<String> = std::fs::read_dir(&png)
         .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .starts_with("rank_check-")));
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    // The inherited scatter and one per proxy.
+    let scatters = |suffix: &str| {
+        names
+            .iter()
+            .filter(|n| n.starts_with("rank_check-") && n.ends_with(suffix))
+            .count()
+    };
+    assert_eq!(scatters("-synflow.png"), 1, "{names:?}");
+    assert_eq!(scatters(".png"), 2, "{names:?}");
 }
 
 #[test]
