@@ -8,6 +8,7 @@ pub mod enas;
 mod parallel;
 pub mod preset;
 mod recompute;
+pub mod remedies;
 pub mod speed;
 mod state;
 mod strategy;
@@ -18,6 +19,7 @@ pub use strategy::{
     finite_difference_hvp, FirstOrder, Gdas, SecondOrder, Spos, StepStats, Strategy,
 };
 
+use crate::arch::AuxSkip;
 use crate::data::{DataSets, Loader, LoaderConfig, PairIter, SearchLoaders, SearchSplit};
 use crate::evaluate::evaluate;
 use crate::optim::cosine_lr;
@@ -232,6 +234,14 @@ impl Job for SearchJob {
     fn start_epoch(&mut self, epoch: usize) -> f64 {
         let cfg = &self.st.cfg;
         self.st.lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs);
+        let aux = cfg
+            .remedies
+            .aux_skip_beta(epoch, cfg.epochs)
+            .map(|beta| AuxSkip {
+                beta,
+                column: remedies::skip_column(&self.st.space).expect("checked with the config"),
+            });
+        self.st.arch.set_aux_skip(aux);
         self.st.lr
     }
 
@@ -373,6 +383,10 @@ fn run(
         device_name(s.device),
         dir.path().display()
     ));
+    let remedies = cfg.remedies.describe();
+    if !remedies.is_empty() {
+        progress.line(&format!("collapse remedies: {remedies}"));
+    }
     let schedule = Schedule {
         epochs: cfg.epochs,
         steps_per_epoch: steps,

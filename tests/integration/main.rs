@@ -9,6 +9,7 @@ mod plot;
 mod precision;
 mod preset;
 mod reference;
+mod remedies;
 mod report;
 mod runs;
 mod sample;

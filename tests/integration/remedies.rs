@@ -1,0 +1,353 @@
+//! Collapse remedies (beta-DARTS, SDARTS-RS, DARTS-): each against its formula on a tiny
+//! case, exact resume after SIGKILL with each on, refusal of bad combinations, and configs
+//! written before the remedies existed.
+use super::sample::checkpoint_bits;
+use super::search::{
+    fails_with, final_alphas, kill_after_first_mid_run_checkpoint, ok, supernet, tiny_search,
+};
+use supernet::arch::{sdarts_clip, ArchParams, AuxSkip};
+use supernet::numeric::softmax;
+use supernet::record::read_run;
+use supernet::rng::{Rng, PURPOSE_SDARTS};
+use supernet::search::remedies::{beta_decay_loss, skip_column, Remedies};
+use supernet::search::{Batch, SearchConfig, SearchState};
+use supernet::space::{CellType, SearchSpace};
+use supernet::supernet::InputShape;
+use tch::{Device, Kind, Tensor};
+
+fn tiny() -> SearchSpace {
+    SearchSpace::from_file("supernets/tiny.toml".as_ref()).unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * (1.0 + b.abs())
+}
+
+fn host(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.detach().flatten(0, -1)).unwrap()
+}
+
+/// Set the alphas of `arch` to `values` (row-major, normal cell first).
+fn set_alphas(arch: &ArchParams, values: impl Fn(usize) -> f32) {
+    let mut i = 0;
+    tch::no_grad(|| {
+        for (_, a) in &arch.alphas {
+            let v: Vec<f32> = (0..a.numel())
+                .map(|_| {
+                    i += 1;
+                    values(i)
+                })
+                .collect();
+            a.shallow_clone()
+                .copy_(&Tensor::from_slice(&v).view_(a.size()));
+        }
+    });
+}
+
+#[test]
+fn beta_decay_regulariser_value_gradient_and_schedule() {
+    // Edges: [0, ln 3] -> ln 4; [1, 1] -> 1 + ln 2; [0, 0, 0, 0] -> ln 4.
+    let a = Tensor::from_slice(&[0.0f32, 3f32.ln(), 1.0, 1.0])
+        .view([2, 2])
+        .set_requires_grad(true);
+    let b = Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let loss = beta_decay_loss(&[a.shallow_clone(), b.shallow_clone()]);
+    let want = (2.0 * 4f64.ln() + 1.0 + 2f64.ln()) / 3.0;
+    assert!(close(loss.double_value(&[]), want), "{loss} vs {want}");
+    loss.backward();
+    // d/dalpha = softmax(alpha_edge) / number of edges.
+    let ga = host(&a.grad());
+    let gb = host(&b.grad());
+    for (g, w) in ga.iter().zip([0.25, 0.75, 0.5, 0.5]) {
+        assert!(close(*g as f64, w / 3.0), "{ga:?}");
+    }
+    assert!(gb.iter().all(|g| close(*g as f64, 0.25 / 3.0)), "{gb:?}");
+
+    let r = Remedies {
+        beta_decay: 25.0,
+        ..Default::default()
+    };
+    // The beta-DARTS code: 50 * epoch / 100 over 50 epochs.
+    for e in [0, 1, 17, 49] {
+        assert!(close(
+            r.beta_decay_lambda(e, 50).unwrap(),
+            50.0 * e as f64 / 100.0
+        ));
+    }
+    let r = Remedies {
+        beta_decay_min: 5.0,
+        ..r
+    };
+    assert!(close(r.beta_decay_lambda(10, 50).unwrap(), 9.0));
+    assert_eq!(Remedies::default().beta_decay_lambda(3, 50), None);
+
+    // In a search state: the alpha gradients get lambda(epoch) * softmax / edges.
+    let cfg = SearchConfig {
+        remedies: r.clone(),
+        epochs: 50,
+        ..Default::default()
+    };
+    let space = tiny();
+    let input = InputShape::parse("1x28x28", 10).unwrap();
+    let mut st = SearchState::new(&space, input, &cfg, Device::Cpu).unwrap();
+    st.epoch = 10;
+    set_alphas(&st.arch, |i| (i % 7) as f32 * 0.3 - 1.0);
+    st.zero_arch_grad();
+    st.add_beta_decay_grad();
+    let edges = (2 * space.cell.num_edges()) as f64;
+    let n_ops = space.ops.len();
+    for t in [CellType::Normal, CellType::Reduce] {
+        let raw = st.arch.raw(t).unwrap();
+        let grad = host(&st.arch.get(t).unwrap().grad());
+        for (row, g) in raw.chunks(n_ops).zip(grad.chunks(n_ops)) {
+            for (p, g) in softmax(row).iter().zip(g) {
+                assert!(close(*g as f64, 9.0 * *p as f64 / edges), "{t:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn sdarts_noise_is_the_clipped_renormalised_softmax_plus_uniform_noise() {
+    assert_eq!(
+        sdarts_clip(&[0.5, 1.5, -0.2]),
+        vec![0.5 / 1.5, 1.0 / 1.5, 0.0]
+    );
+    // Every weight clipped to 0: the strongest keeps the edge.
+    assert_eq!(sdarts_clip(&[-0.3, -0.1, -0.2]), vec![0.0, 1.0, 0.0]);
+
+    let space = tiny();
+    let arch = ArchParams::new(&space, Device::Cpu);
+    set_alphas(&arch, |i| (i % 5) as f32 * 0.7 - 1.2);
+    let eps = 0.3;
+    let w = arch.perturbed_detached(eps, &mut Rng::from_key(&[7, PURPOSE_SDARTS, 3]));
+    let mut rng = Rng::from_key(&[7, PURPOSE_SDARTS, 3]);
+    let n_ops = space.ops.len();
+    for (t, mix) in [
+        (CellType::Normal, &w.normal),
+        (CellType::Reduce, w.reduce.as_ref().unwrap()),
+    ] {
+        assert!(!mix.weights.requires_grad());
+        let got = host(&mix.weights);
+        let raw = arch.raw(t).unwrap();
+        for (row, got) in raw.chunks(n_ops).zip(got.chunks(n_ops)) {
+            let noisy: Vec<f32> = softmax(row)
+                .iter()
+                .map(|p| p + (eps * (2.0 * rng.unit() - 1.0)) as f32)
+                .collect();
+            let clipped: Vec<f32> = noisy.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+            let sum: f32 = clipped.iter().sum();
+            for (g, c) in got.iter().zip(&clipped) {
+                assert!(close(*g as f64, (c / sum) as f64), "{t:?} {got:?}");
+            }
+            assert!(close(got.iter().sum::<f32>() as f64, 1.0));
+            // The noise moved the weights, within its bound before renormalising.
+            assert_ne!(got.to_vec(), softmax(row));
+        }
+    }
+
+    let r = Remedies {
+        sdarts_epsilon: 0.3,
+        ..Default::default()
+    };
+    // SDARTS: 0.03 + (epsilon_alpha - 0.03) * epoch / epochs.
+    assert!(close(r.sdarts_epsilon(0, 50).unwrap(), 0.03));
+    assert!(close(r.sdarts_epsilon(25, 50).unwrap(), 0.165));
+    assert_eq!(Remedies::default().sdarts_epsilon(0, 50), None);
+
+    // A weight step under SDARTS-RS is the plain weight step under those weights.
+    let cfg = SearchConfig {
+        remedies: r,
+        epochs: 4,
+        ..Default::default()
+    };
+    let input = InputShape::parse("1x28x28", 10).unwrap();
+    let mut a = SearchState::new(&space, input, &cfg, Device::Cpu).unwrap();
+    let mut b = SearchState::new(&space, input, &cfg, Device::Cpu).unwrap();
+    // Other tests seed libtorch's global generator concurrently: make b a copy of a.
+    tch::no_grad(|| {
+        for (x, y) in a.weights.iter().zip(&b.weights) {
+            y.shallow_clone().copy_(x);
+        }
+        for (x, y) in a.arch.tensors().iter().zip(b.arch.tensors()) {
+            y.shallow_clone().copy_(x);
+        }
+    });
+    for st in [&mut a, &mut b] {
+        (st.epoch, st.global_step, st.lr) = (2, 21, 0.1);
+    }
+    let images = Tensor::randn([4, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let batch = || Batch {
+        images: images.shallow_clone(),
+        labels: Tensor::from_slice(&[0i64, 1, 2, 3]),
+    };
+    a.weight_step(&batch()).unwrap();
+    let eps = cfg.remedies.sdarts_epsilon(2, 4).unwrap();
+    let mix = b
+        .arch
+        .perturbed_detached(eps, &mut b.step_rng(PURPOSE_SDARTS));
+    b.weight_step_with(&batch(), &mix, false).unwrap();
+    for (x, y) in a.weights.iter().zip(&b.weights) {
+        assert!(x.equal(y));
+    }
+}
+
+#[test]
+fn darts_minus_adds_the_auxiliary_skip_outside_the_softmax_on_stride_one_edges() {
+    let space = tiny();
+    let column = skip_column(&space).unwrap();
+    let mut arch = ArchParams::new(&space, Device::Cpu);
+    set_alphas(&arch, |i| (i % 3) as f32 * 0.4 - 0.5);
+    let plain = arch.softmax();
+    arch.set_aux_skip(Some(AuxSkip { beta: 0.4, column }));
+    let aux = arch.softmax();
+    let n_ops = space.ops.len();
+    let edges = space.cell.edges();
+    for (t, p, w) in [
+        (CellType::Normal, &plain.normal, &aux.normal),
+        (
+            CellType::Reduce,
+            plain.reduce.as_ref().unwrap(),
+            aux.reduce.as_ref().unwrap(),
+        ),
+    ] {
+        let (p, w) = (host(&p.weights), host(&w.weights));
+        for (e, (pr, wr)) in p.chunks(n_ops).zip(w.chunks(n_ops)).enumerate() {
+            // Reduction-cell edges from the cell inputs have stride 2: no auxiliary skip.
+            let stride_one = t == CellType::Normal || edges[e].from >= space.cell.inputs;
+            for k in 0..n_ops {
+                let add = if stride_one && k == column { 0.4 } else { 0.0 };
+                assert!(close(wr[k] as f64, (pr[k] + add) as f64), "{t:?} edge {e}");
+            }
+        }
+    }
+    // Outside the softmax: the gradient to the alphas is that of the softmax alone.
+    let c = Tensor::randn(
+        [space.cell.num_edges() as i64, n_ops as i64],
+        (Kind::Float, Device::Cpu),
+    );
+    let grad_of = |w: &supernet::supernet::ArchWeights| {
+        let alphas = arch.tensors();
+        let loss = (&w.normal.weights * &c).sum(Kind::Float);
+        host(&Tensor::run_backward(&[&loss], &alphas[..1], false, false)[0])
+    };
+    assert_eq!(grad_of(&plain), grad_of(&aux));
+
+    let r = Remedies {
+        aux_skip: true,
+        ..Default::default()
+    };
+    assert!(close(r.aux_skip_beta(0, 4).unwrap(), 1.0));
+    assert!(close(r.aux_skip_beta(3, 4).unwrap(), 0.25));
+    assert_eq!(Remedies::default().aux_skip_beta(0, 4), None);
+}
+
+#[test]
+fn each_remedy_resumes_bit_exactly_after_sigkill_and_changes_the_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    let every = ["--checkpoint-every", "3"];
+    ok(tiny_search(&plain, 2, &every).output().unwrap());
+    let remedies: [(&str, &[&str]); 3] = [
+        ("beta_decay = 25.0", &["--beta-decay", "25"]),
+        ("sdarts_epsilon = 0.3", &["--sdarts-epsilon", "0.3"]),
+        ("aux_skip = true", &["--aux-skip"]),
+    ];
+    for (field, flags) in remedies {
+        let args: Vec<&str> = every.iter().chain(flags).copied().collect();
+        let (a, c) = (
+            dir.path().join(flags[0]),
+            dir.path().join(format!("{}-c", flags[0])),
+        );
+        ok(tiny_search(&a, 2, &args).output().unwrap());
+        kill_after_first_mid_run_checkpoint(tiny_search(&c, 2, &args), &c, "genotype.txt");
+        ok(supernet()
+            .args(["search", "--quiet", "--resume"])
+            .arg(&c)
+            .output()
+            .unwrap());
+        assert_eq!(
+            checkpoint_bits(&a),
+            checkpoint_bits(&c),
+            "{field}: resumed run differs from the uninterrupted one"
+        );
+        assert_ne!(
+            final_alphas(&a),
+            final_alphas(&plain),
+            "{field} changed nothing"
+        );
+        let config = std::fs::read_to_string(a.join("config.toml")).unwrap();
+        assert!(
+            config.contains("[remedies]") && config.contains(field),
+            "{config}"
+        );
+        let run = read_run(&c.join("run.h5")).unwrap();
+        assert!(run.meta.config.contains(field));
+        assert_eq!(run.steps.len(), 16);
+    }
+    let config = std::fs::read_to_string(plain.join("config.toml")).unwrap();
+    assert!(!config.contains("[remedies]"), "{config}");
+}
+
+#[test]
+fn bad_remedy_settings_are_refused_naming_the_remedy_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &[&str]); 7] = [
+        (
+            &["--strategy", "gdas", "--beta-decay", "25"],
+            &["remedies.beta_decay", "gdas"],
+        ),
+        (
+            &["--strategy", "spos", "--aux-skip"],
+            &["remedies.aux_skip", "spos"],
+        ),
+        (
+            &["--strategy", "enas", "--sdarts-epsilon", "0.3"],
+            &["remedies.sdarts_epsilon", "enas"],
+        ),
+        (&["--beta-decay=-1"], &["remedies.beta_decay", "-1"]),
+        (
+            &["--sdarts-epsilon=-0.5"],
+            &["remedies.sdarts_epsilon", "-0.5"],
+        ),
+        (
+            &["--sdarts-epsilon", "0.01"],
+            &["remedies.sdarts_epsilon_min", "0.03"],
+        ),
+        (
+            &["--aux-skip", "--partial-channels", "2"],
+            &["remedies.aux_skip", "partial_channels = 2"],
+        ),
+    ];
+    for (i, (flags, needles)) in cases.into_iter().enumerate() {
+        let out = dir.path().join(i.to_string());
+        fails_with(tiny_search(&out, 1, flags).output().unwrap(), needles);
+        assert!(!out.exists(), "a refused start left {}", out.display());
+    }
+}
+
+#[test]
+fn configs_without_remedies_read_with_them_off() {
+    let path = std::path::Path::new("config.toml");
+    let plain = SearchConfig::default().to_toml();
+    assert!(!plain.contains("remedies"));
+    assert!(SearchConfig::from_toml(&plain, path)
+        .unwrap()
+        .remedies
+        .is_off());
+    let one = format!("{plain}\n[remedies]\naux_skip = true\n");
+    let cfg = SearchConfig::from_toml(&one, path).unwrap();
+    assert_eq!(
+        cfg.remedies,
+        Remedies {
+            aux_skip: true,
+            ..Default::default()
+        }
+    );
+    assert_eq!(SearchConfig::from_toml(&cfg.to_toml(), path).unwrap(), cfg);
+    let typo = format!("{plain}\n[remedies]\naux_skips = true\n");
+    let err = SearchConfig::from_toml(&typo, path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("aux_skips"), "{err}");
+}
