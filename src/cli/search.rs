@@ -193,6 +193,12 @@ pub struct RemedyFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub aux_skip: bool,
+    /// DARTS+: end the search after the first epoch whose derived normal cell holds at
+    /// least N skip connections (DARTS+: 2); the genotype and run file are written and the
+    /// reason recorded.
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at_skips: Option<usize>,
 }
 
 /// The flags `--resume` takes besides itself: how to run, not what.
@@ -238,7 +244,14 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
     };
     Ok(match outcome {
         Outcome::Finished { .. } if !root => Exit::Done,
-        Outcome::Finished { genotype, dir } => {
+        Outcome::Finished {
+            genotype,
+            dir,
+            stop_reason,
+        } => {
+            if let Some(reason) = stop_reason {
+                eprintln!("{reason}");
+            }
             println!("{}", genotype.to_text());
             eprintln!(
                 "search finished: {0}/run.h5, {0}/genotype.txt, {0}/genotype.json",

@@ -41,6 +41,8 @@ pub enum Outcome {
     Finished {
         genotype: Genotype,
         dir: PathBuf,
+        /// Why it ended before its last epoch (DARTS+ early stopping).
+        stop_reason: Option<String>,
     },
     /// Stopped by SIGINT/SIGTERM after checkpointing.
     Interrupted(Stopped),
@@ -203,6 +205,8 @@ struct SearchJob {
     strategy: Box<dyn Strategy>,
     loaders: SearchLoaders,
     val: Loader,
+    /// DARTS+: why the search ended before its last epoch.
+    early_stop: Option<String>,
 }
 
 impl SearchJob {
@@ -259,8 +263,11 @@ impl Job for SearchJob {
         parallel::after_step(st, &group, stats)
     }
 
-    fn end_epoch(&mut self, _epoch: usize) -> Result<EpochEnd> {
+    fn end_epoch(&mut self, epoch: usize) -> Result<EpochEnd> {
         // The supernet on the architecture half, and what its alphas derive to.
+        let genotype = self.strategy.genotype(&self.st)?;
+        self.early_stop =
+            remedies::early_stop(&genotype, self.st.cfg.remedies.stop_at_skips, epoch);
         let st = &self.st;
         let score = evaluate(
             &st.net,
@@ -272,9 +279,10 @@ impl Job for SearchJob {
         Ok(EpochEnd {
             loss: score.loss,
             accuracy: score.accuracy,
-            genotype: self.strategy.genotype(st)?.to_text(),
+            genotype: genotype.to_text(),
             note: String::new(),
             show_genotype: true,
+            finish: self.early_stop.is_some(),
         })
     }
 
@@ -353,6 +361,7 @@ fn run(
         st,
         loaders: s.loaders,
         val: s.val,
+        early_stop: None,
     };
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     if let Some(g) = &group {
@@ -394,7 +403,17 @@ fn run(
         eval_name: "val",
     };
     let first_step = pos.global_step;
-    let stopped = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)?;
+    // A run resumed at the end of an epoch that stopped it early (killed before its
+    // genotype was written, or resumed after it) is finished: it does not train on.
+    if pos.step_in_epoch == 0 && (1..cfg.epochs).contains(&pos.epoch) {
+        let genotype = job.strategy.genotype(&job.st)?;
+        job.early_stop = remedies::early_stop(&genotype, cfg.remedies.stop_at_skips, pos.epoch - 1);
+    }
+    let stopped = if job.early_stop.is_some() {
+        None
+    } else {
+        drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)?
+    };
     if let Some(g) = &group {
         // The communication share of this session's steps (waits for slower ranks included).
         let steps = log.steps.iter().filter(|s| s.step >= first_step);
@@ -418,9 +437,11 @@ fn run(
     }
     dir.write_genotype("genotype", &genotype)?;
     log.genotype = Some((genotype.to_text(), genotype.to_json()));
+    log.stop_reason = job.early_stop.clone();
     dir.write_run(&log)?;
     Ok(Outcome::Finished {
         genotype,
         dir: dir.path().to_path_buf(),
+        stop_reason: job.early_stop,
     })
 }

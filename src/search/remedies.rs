@@ -2,7 +2,7 @@
 //! other parameter-free ops): their settings (config table `[remedies]`), schedules and
 //! formulas. All are off by default; README "Collapse remedies" cites the sources.
 use super::config::StrategyKind;
-use crate::space::{OpKind, SearchSpace};
+use crate::space::{Genotype, OpKind, SearchSpace};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -23,6 +23,11 @@ pub struct Remedies {
     /// DARTS- (Chu et al. 2021): an auxiliary skip connection on every stride-1 edge,
     /// outside the softmax, with a weight decaying linearly from 1 to 0 over the epochs.
     pub aux_skip: bool,
+    /// DARTS+ (Liang et al. 2019) early stopping: the search ends (genotype and run file
+    /// written, the reason recorded) after the first epoch whose derived normal cell holds
+    /// at least this many skip connections (DARTS+: 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at_skips: Option<usize>,
 }
 
 impl Default for Remedies {
@@ -33,6 +38,7 @@ impl Default for Remedies {
             sdarts_epsilon: 0.0,
             sdarts_epsilon_min: 0.03,
             aux_skip: false,
+            stop_at_skips: None,
         }
     }
 }
@@ -65,6 +71,9 @@ impl Remedies {
         }
         if self.aux_skip {
             on.push("DARTS- auxiliary skip 1 -> 0".to_string());
+        }
+        if let Some(n) = self.stop_at_skips {
+            on.push(format!("DARTS+ stop at {n} skip connections"));
         }
         on.join(", ")
     }
@@ -102,6 +111,9 @@ impl Remedies {
             ("remedies.sdarts_epsilon_min", self.sdarts_epsilon_min),
         ] {
             non_negative(field, v)?;
+        }
+        if let Some(n) = self.stop_at_skips {
+            crate::run::check::at_least_one("remedies.stop_at_skips", n)?;
         }
         if self.beta_decay > 0.0 && self.beta_decay_min > self.beta_decay {
             return Err(Error::invalid(
@@ -169,6 +181,17 @@ impl Remedies {
         }
         Ok(())
     }
+}
+
+/// DARTS+: why the search stops after `epoch` (0-based) with the derived `genotype`, if
+/// its normal cell holds at least `stop_at` skip connections.
+pub fn early_stop(genotype: &Genotype, stop_at: Option<usize>, epoch: usize) -> Option<String> {
+    let n = genotype.normal.count(OpKind::SkipConnect);
+    let stop_at = stop_at.filter(|&s| n >= s)?;
+    Some(format!(
+        "DARTS+ early stop: the normal cell derived after epoch {} holds {n} skip connections (stop_at_skips = {stop_at})",
+        epoch + 1
+    ))
 }
 
 /// The column of `skip_connect` among the space's ops.

@@ -6,12 +6,13 @@ use super::search::{
     fails_with, final_alphas, kill_after_first_mid_run_checkpoint, ok, supernet, tiny_search,
 };
 use supernet::arch::{sdarts_clip, ArchParams, AuxSkip};
+use supernet::derive::{cap_skips, derive_cell};
 use supernet::numeric::softmax;
 use supernet::record::read_run;
 use supernet::rng::{Rng, PURPOSE_SDARTS};
 use supernet::search::remedies::{beta_decay_loss, skip_column, Remedies};
 use supernet::search::{Batch, SearchConfig, SearchState};
-use supernet::space::{CellType, SearchSpace};
+use supernet::space::{CellType, OpKind, SearchSpace};
 use supernet::supernet::InputShape;
 use tch::{Device, Kind, Tensor};
 
@@ -350,4 +351,136 @@ fn configs_without_remedies_read_with_them_off() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("aux_skips"), "{err}");
+}
+
+#[test]
+fn pdarts_cap_replaces_the_weakest_skips_by_their_next_best_op_and_reranks() {
+    let space = tiny(); // ops: none, max_pool_3x3, skip_connect, sep_conv_3x3
+    let rows: Vec<Vec<f32>> = vec![
+        vec![0.1, 0.1, 0.5, 0.3],  // node 2 from 0
+        vec![0.1, 0.1, 0.6, 0.2],  // node 2 from 1
+        vec![0.1, 0.25, 0.4, 0.0], // node 3 from 0
+        vec![0.2, 0.3, 0.2, 0.3],  // node 3 from 1 (pool and sep tie: the first wins)
+        vec![0.1, 0.1, 0.7, 0.1],  // node 3 from 2
+    ];
+    let text = |cell: &supernet::space::CellGenotype| -> Vec<Vec<(String, usize)>> {
+        cell.nodes
+            .iter()
+            .map(|n| {
+                n.iter()
+                    .map(|e| (e.op.name().to_string(), e.from))
+                    .collect()
+            })
+            .collect()
+    };
+    let plain = derive_cell(&rows, &space.cell, &space.ops);
+    assert_eq!(plain.count(OpKind::SkipConnect), 4);
+    assert_eq!(cap_skips(rows.clone(), &space.cell, &space.ops, 4), plain);
+    // Cap 2: node 3 from 0 (skip 0.4) goes first and its pool (0.25) now loses to node 3
+    // from 1 (0.3); then node 2 from 0 (skip 0.5) takes its sep_conv.
+    let capped = cap_skips(rows.clone(), &space.cell, &space.ops, 2);
+    let s = |op: &str, from| (op.to_string(), from);
+    assert_eq!(
+        text(&capped),
+        vec![
+            vec![s("skip_connect", 1), s("sep_conv_3x3", 0)],
+            vec![s("skip_connect", 2), s("max_pool_3x3", 1)],
+        ]
+    );
+    let none = cap_skips(rows, &space.cell, &space.ops, 0);
+    assert_eq!(none.count(OpKind::SkipConnect), 0);
+}
+
+#[test]
+fn derive_max_skip_caps_a_runs_normal_cell_and_is_refused_with_sampling_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    ok(tiny_search(&run, 1, &[]).output().unwrap());
+    let out = ok(supernet()
+        .args(["derive", "--max-skip", "0", "--run"])
+        .arg(&run)
+        .output()
+        .unwrap());
+    let text = std::fs::read_to_string(run.join("genotype-top2-maxskip0.txt")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), text.trim());
+    let g = supernet::space::Genotype::parse(&text).unwrap();
+    assert_eq!(g.normal.count(OpKind::SkipConnect), 0);
+    fails_with(
+        supernet()
+            .args([
+                "derive",
+                "--rule",
+                "sample-top:2",
+                "--max-skip",
+                "1",
+                "--run",
+            ])
+            .arg(&run)
+            .output()
+            .unwrap(),
+        &["--max-skip", "sample-top2"],
+    );
+}
+
+#[test]
+fn darts_plus_stops_early_writes_the_reason_and_resumes_to_the_same_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, c) = (dir.path().join("a"), dir.path().join("c"));
+    let args = [
+        "--stop-at-skips",
+        "1",
+        "--arch-lr",
+        "0.05",
+        "--checkpoint-every",
+        "3",
+    ];
+    let out = ok(tiny_search(&a, 6, &args).output().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DARTS+ early stop"), "{stderr}");
+    let run = read_run(&a.join("run.h5")).unwrap();
+    let reason = run.stop_reason.clone().expect("a recorded stop reason");
+    let n = run.epochs.len();
+    assert!(n < 6, "the search ran its whole schedule");
+    assert!(reason.contains(&format!("after epoch {n}")), "{reason}");
+    // The last epoch's cell holds a skip connection, no earlier one did.
+    let skips = |g: &str| {
+        supernet::space::Genotype::parse(g)
+            .unwrap()
+            .normal
+            .count(OpKind::SkipConnect)
+    };
+    assert!(skips(&run.epochs[n - 1].genotype) >= 1);
+    assert!(run.epochs[..n - 1].iter().all(|e| skips(&e.genotype) == 0));
+    assert!(a.join("genotype.txt").is_file());
+    assert!(std::fs::read_to_string(a.join("config.toml"))
+        .unwrap()
+        .contains("stop_at_skips = 1"));
+
+    // Killed mid-run and resumed: the same stop, bit for bit.
+    kill_after_first_mid_run_checkpoint(tiny_search(&c, 6, &args), &c, "genotype.txt");
+    ok(supernet()
+        .args(["search", "--quiet", "--resume"])
+        .arg(&c)
+        .output()
+        .unwrap());
+    assert_eq!(checkpoint_bits(&a), checkpoint_bits(&c));
+    let rc = read_run(&c.join("run.h5")).unwrap();
+    assert_eq!(rc.stop_reason.as_deref(), Some(reason.as_str()));
+    assert_eq!(rc.steps.len(), run.steps.len());
+
+    // Resuming the stopped run does not train on.
+    ok(supernet()
+        .args(["search", "--quiet", "--resume"])
+        .arg(&a)
+        .output()
+        .unwrap());
+    let again = read_run(&a.join("run.h5")).unwrap();
+    assert_eq!(again.steps.len(), run.steps.len());
+    assert_eq!(again.stop_reason, run.stop_reason);
+    fails_with(
+        tiny_search(&dir.path().join("bad"), 1, &["--stop-at-skips", "0"])
+            .output()
+            .unwrap(),
+        &["remedies.stop_at_skips", "0"],
+    );
 }
