@@ -199,6 +199,11 @@ pub struct RemedyFlags {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_at_skips: Option<usize>,
+    /// Warn on the epoch line when the derived normal cell's parameter-free ops (none,
+    /// pools, skip connections) rise above N [default: half its kept edges].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collapse_warn_above: Option<usize>,
 }
 
 /// The flags `--resume` takes besides itself: how to run, not what.

@@ -207,6 +207,9 @@ struct SearchJob {
     val: Loader,
     /// DARTS+: why the search ended before its last epoch.
     early_stop: Option<String>,
+    /// Parameter-free ops of the normal cell derived after the last epoch (for the
+    /// collapse warning; unknown at a start or resume).
+    free_ops: Option<usize>,
 }
 
 impl SearchJob {
@@ -266,8 +269,11 @@ impl Job for SearchJob {
     fn end_epoch(&mut self, epoch: usize) -> Result<EpochEnd> {
         // The supernet on the architecture half, and what its alphas derive to.
         let genotype = self.strategy.genotype(&self.st)?;
-        self.early_stop =
-            remedies::early_stop(&genotype, self.st.cfg.remedies.stop_at_skips, epoch);
+        let cfg = &self.st.cfg.remedies;
+        self.early_stop = remedies::early_stop(&genotype, cfg.stop_at_skips, epoch);
+        let note = remedies::collapse_warning(&genotype, cfg.collapse_warn_above, self.free_ops)
+            .unwrap_or_default();
+        self.free_ops = Some(remedies::parameter_free(&genotype.normal).0);
         let st = &self.st;
         let score = evaluate(
             &st.net,
@@ -280,7 +286,7 @@ impl Job for SearchJob {
             loss: score.loss,
             accuracy: score.accuracy,
             genotype: genotype.to_text(),
-            note: String::new(),
+            note,
             show_genotype: true,
             finish: self.early_stop.is_some(),
         })
@@ -362,6 +368,7 @@ fn run(
         loaders: s.loaders,
         val: s.val,
         early_stop: None,
+        free_ops: None,
     };
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     if let Some(g) = &group {
@@ -407,7 +414,8 @@ fn run(
     // genotype was written, or resumed after it) is finished: it does not train on.
     if pos.step_in_epoch == 0 && (1..cfg.epochs).contains(&pos.epoch) {
         let genotype = job.strategy.genotype(&job.st)?;
-        job.early_stop = remedies::early_stop(&genotype, cfg.remedies.stop_at_skips, pos.epoch - 1);
+        let stop_at = cfg.remedies.stop_at_skips;
+        job.early_stop = remedies::early_stop(&genotype, stop_at, pos.epoch - 1);
     }
     let stopped = if job.early_stop.is_some() {
         None

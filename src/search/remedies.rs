@@ -2,7 +2,7 @@
 //! other parameter-free ops): their settings (config table `[remedies]`), schedules and
 //! formulas. All are off by default; README "Collapse remedies" cites the sources.
 use super::config::StrategyKind;
-use crate::space::{Genotype, OpKind, SearchSpace};
+use crate::space::{CellGenotype, Genotype, OpKind, SearchSpace};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -28,6 +28,11 @@ pub struct Remedies {
     /// at least this many skip connections (DARTS+: 2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_at_skips: Option<usize>,
+    /// Collapse warning: the epoch line warns when the derived normal cell's count of
+    /// parameter-free ops (none, pools, skip connections) rises above this (unset: half
+    /// its kept edges). A warning only: the search goes on unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collapse_warn_above: Option<usize>,
 }
 
 impl Default for Remedies {
@@ -39,6 +44,7 @@ impl Default for Remedies {
             sdarts_epsilon_min: 0.03,
             aux_skip: false,
             stop_at_skips: None,
+            collapse_warn_above: None,
         }
     }
 }
@@ -74,6 +80,9 @@ impl Remedies {
         }
         if let Some(n) = self.stop_at_skips {
             on.push(format!("DARTS+ stop at {n} skip connections"));
+        }
+        if let Some(n) = self.collapse_warn_above {
+            on.push(format!("collapse warning above {n} parameter-free ops"));
         }
         on.join(", ")
     }
@@ -191,6 +200,32 @@ pub fn early_stop(genotype: &Genotype, stop_at: Option<usize>, epoch: usize) -> 
     Some(format!(
         "DARTS+ early stop: the normal cell derived after epoch {} holds {n} skip connections (stop_at_skips = {stop_at})",
         epoch + 1
+    ))
+}
+
+/// The kept edges of a cell and how many of them carry a parameter-free op.
+pub fn parameter_free(cell: &CellGenotype) -> (usize, usize) {
+    let kept: Vec<OpKind> = cell.nodes.iter().flatten().map(|e| e.op).collect();
+    let free = kept.iter().filter(|k| k.is_parameter_free()).count();
+    (free, kept.len())
+}
+
+/// The collapse warning for the normal cell derived after `epoch` (0-based): when its
+/// parameter-free ops number more than `above` (unset: half its kept edges) and more than
+/// after the epoch before (`previous`; `None` when unknown).
+pub fn collapse_warning(
+    genotype: &Genotype,
+    above: Option<usize>,
+    previous: Option<usize>,
+) -> Option<String> {
+    let (free, kept) = parameter_free(&genotype.normal);
+    let above = above.unwrap_or(kept / 2);
+    if free <= above || previous.is_some_and(|p| free <= p) {
+        return None;
+    }
+    Some(format!(
+        "WARNING collapse: {free} of the normal cell's {kept} kept ops are parameter-free ({} skip_connect; warns above {above})",
+        genotype.normal.count(OpKind::SkipConnect)
     ))
 }
 

@@ -10,7 +10,9 @@ use supernet::derive::{cap_skips, derive_cell};
 use supernet::numeric::softmax;
 use supernet::record::read_run;
 use supernet::rng::{Rng, PURPOSE_SDARTS};
-use supernet::search::remedies::{beta_decay_loss, skip_column, Remedies};
+use supernet::search::remedies::{
+    beta_decay_loss, collapse_warning, parameter_free, skip_column, Remedies,
+};
 use supernet::search::{Batch, SearchConfig, SearchState};
 use supernet::space::{CellType, OpKind, SearchSpace};
 use supernet::supernet::InputShape;
@@ -483,4 +485,64 @@ fn darts_plus_stops_early_writes_the_reason_and_resumes_to_the_same_end() {
             .unwrap(),
         &["remedies.stop_at_skips", "0"],
     );
+}
+
+#[test]
+fn collapse_warning_when_parameter_free_ops_rise_above_the_threshold() {
+    let g = supernet::space::Genotype::parse(
+        "Genotype(normal=[('skip_connect', 0), ('skip_connect', 1), ('max_pool_3x3', 0), ('sep_conv_3x3', 2)], normal_concat=range(2, 4), reduce=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], reduce_concat=range(2, 4))",
+    )
+    .unwrap();
+    assert_eq!(parameter_free(&g.normal), (3, 4));
+    // Default threshold: half the kept edges (2).
+    let w = collapse_warning(&g, None, None).expect("3 of 4 parameter-free warns");
+    assert!(
+        w.contains("3 of the normal cell's 4") && w.contains("2 skip_connect"),
+        "{w}"
+    );
+    assert!(
+        collapse_warning(&g, None, Some(2)).is_some(),
+        "a rise from 2 warns"
+    );
+    assert_eq!(
+        collapse_warning(&g, None, Some(3)),
+        None,
+        "no rise, no warning"
+    );
+    assert_eq!(collapse_warning(&g, Some(3), None), None, "not above 3");
+
+    // Printed on the epoch line of a search.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = ok(supernet()
+        .args([
+            "search",
+            "--space",
+            "supernets/tiny.toml",
+            "--subset",
+            "512",
+        ])
+        .args([
+            "--batch-size",
+            "32",
+            "--epochs",
+            "1",
+            "--seed",
+            "5",
+            "--threads",
+            "1",
+        ])
+        .args(["--arch-lr", "0.05", "--collapse-warn-above", "0", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("epoch   1/1"))
+        .unwrap_or_else(|| panic!("no epoch line:\n{stderr}"));
+    assert!(line.contains("WARNING collapse"), "{line}");
+    assert!(std::fs::read_to_string(out.join("config.toml"))
+        .unwrap()
+        .contains("collapse_warn_above = 0"));
 }
