@@ -143,21 +143,32 @@ impl Remedies {
             StrategyKind::FirstOrder | StrategyKind::SecondOrder
         );
         let on = [
-            ("remedies.beta_decay", "beta-DARTS", self.beta_decay > 0.0),
+            (
+                "remedies.beta_decay",
+                "beta-DARTS",
+                self.beta_decay > 0.0,
+                self.beta_decay.to_string(),
+            ),
             (
                 "remedies.sdarts_epsilon",
                 "SDARTS-RS",
                 self.sdarts_epsilon > 0.0,
+                self.sdarts_epsilon.to_string(),
             ),
-            ("remedies.aux_skip", "DARTS-", self.aux_skip),
+            (
+                "remedies.aux_skip",
+                "DARTS-",
+                self.aux_skip,
+                "true".to_string(),
+            ),
         ];
-        for (field, name, is_on) in on {
+        for (field, name, is_on, value) in on {
             if is_on && !darts {
                 return Err(Error::invalid(
                     field,
-                    "on",
+                    value,
                     format!(
-                        "off with the {} strategy ({name} changes the softmax relaxation of the alphas, which only the first-order and second-order strategies use)",
+                        "off (0 or false) with the {} strategy ({name} changes the softmax relaxation of the alphas, which only the first-order and second-order strategies use)",
                         strategy.name()
                     ),
                 ));
@@ -166,9 +177,9 @@ impl Remedies {
         if self.aux_skip && partial_channels > 1 {
             return Err(Error::invalid(
                 "remedies.aux_skip",
-                "on",
+                true,
                 format!(
-                    "off with partial_channels = {partial_channels} (DARTS-'s auxiliary skip connection is defined on the whole edge, PC-DARTS mixes C/K channels)"
+                    "false with partial_channels = {partial_channels} (DARTS-'s auxiliary skip connection is defined on the whole edge, PC-DARTS mixes C/K channels)"
                 ),
             ));
         }
@@ -181,9 +192,9 @@ impl Remedies {
         if self.aux_skip && skip_column(space).is_none() {
             return Err(Error::invalid(
                 "remedies.aux_skip",
-                "on",
+                true,
                 format!(
-                    "off with the space '{}', whose ops have no skip_connect for DARTS-'s auxiliary skip connection",
+                    "false with the space '{}', whose ops have no skip_connect for DARTS-'s auxiliary skip connection",
                     space.name
                 ),
             ));

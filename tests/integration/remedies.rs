@@ -251,10 +251,22 @@ fn each_remedy_resumes_bit_exactly_after_sigkill_and_changes_the_search() {
     let plain = dir.path().join("plain");
     let every = ["--checkpoint-every", "3"];
     ok(tiny_search(&plain, 2, &every).output().unwrap());
-    let remedies: [(&str, &[&str]); 3] = [
+    let remedies: [(&str, &[&str]); 4] = [
         ("beta_decay = 25.0", &["--beta-decay", "25"]),
         ("sdarts_epsilon = 0.3", &["--sdarts-epsilon", "0.3"]),
         ("aux_skip = true", &["--aux-skip"]),
+        (
+            "sdarts_epsilon = 0.3",
+            &[
+                "--strategy",
+                "second-order",
+                "--beta-decay",
+                "25",
+                "--sdarts-epsilon",
+                "0.3",
+                "--aux-skip",
+            ],
+        ),
     ];
     for (field, flags) in remedies {
         let args: Vec<&str> = every.iter().chain(flags).copied().collect();
