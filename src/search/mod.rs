@@ -270,7 +270,9 @@ impl Job for SearchJob {
         // The supernet on the architecture half, and what its alphas derive to.
         let genotype = self.strategy.genotype(&self.st)?;
         let cfg = &self.st.cfg.remedies;
-        self.early_stop = remedies::early_stop(&genotype, cfg.stop_at_skips, epoch);
+        // After the last epoch the search ends anyway: not an early stop.
+        self.early_stop = remedies::early_stop(&genotype, cfg.stop_at_skips, epoch)
+            .filter(|_| epoch + 1 < self.st.cfg.epochs);
         let note = remedies::collapse_warning(&genotype, cfg.collapse_warn_above, self.free_ops)
             .unwrap_or_default();
         self.free_ops = Some(remedies::parameter_free(&genotype.normal).0);

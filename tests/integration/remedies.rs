@@ -491,6 +491,12 @@ fn darts_plus_stops_early_writes_the_reason_and_resumes_to_the_same_end() {
     let again = read_run(&a.join("run.h5")).unwrap();
     assert_eq!(again.steps.len(), run.steps.len());
     assert_eq!(again.stop_reason, run.stop_reason);
+    // Met after the last epoch: the schedule is done, no early stop to record.
+    let one = dir.path().join("one");
+    ok(tiny_search(&one, 1, &args).output().unwrap());
+    let r1 = read_run(&one.join("run.h5")).unwrap();
+    assert!(skips(&r1.epochs[0].genotype) >= 1);
+    assert_eq!(r1.stop_reason, None);
     fails_with(
         tiny_search(&dir.path().join("bad"), 1, &["--stop-at-skips", "0"])
             .output()
