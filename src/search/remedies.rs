@@ -10,8 +10,9 @@ use tch::{Kind, Tensor};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Remedies {
-    /// beta-DARTS (Ye et al. 2022): weight `lambda` of the beta-decay regulariser
-    /// `mean over edges of logsumexp(alpha_edge)` added to the architecture loss, linear
+    /// beta-DARTS (Ye et al. 2022): weight `lambda` of the beta-decay regulariser (per cell
+    /// type `mean over edges of logsumexp(alpha_edge)`, summed over the cell types) added
+    /// to the architecture loss, linear
     /// from `beta_decay_min` (first epoch) towards `beta_decay` (0: off).
     pub beta_decay: f64,
     pub beta_decay_min: f64,
@@ -245,12 +246,18 @@ pub fn skip_column(space: &SearchSpace) -> Option<usize> {
     space.ops.iter().position(|&k| k == OpKind::SkipConnect)
 }
 
-/// The beta-DARTS regulariser (without its weight): the mean over every edge of every
-/// cell type of `logsumexp` of the edge's alphas, a 0-D tensor differentiable in them.
+/// The beta-DARTS regulariser (without its weight): per cell type the mean over its edges
+/// of `logsumexp` of the edge's alphas, summed over the cell types (as beta-DARTS ports
+/// for the DARTS space add `mlc_loss(alphas_normal) + mlc_loss(alphas_reduce)`); a 0-D
+/// tensor differentiable in the alphas.
 pub fn beta_decay_loss(alphas: &[Tensor]) -> Tensor {
-    let per_edge: Vec<Tensor> = alphas
+    let per_type: Vec<Tensor> = alphas
         .iter()
-        .map(|a| a.to_kind(Kind::Float).logsumexp([-1i64].as_slice(), false))
+        .map(|a| {
+            a.to_kind(Kind::Float)
+                .logsumexp([-1i64].as_slice(), false)
+                .mean(Kind::Float)
+        })
         .collect();
-    Tensor::cat(&per_edge, 0).mean(Kind::Float)
+    Tensor::stack(&per_type, 0).sum(Kind::Float)
 }

@@ -321,8 +321,8 @@ impl SearchState {
         Ok(())
     }
 
-    /// beta-DARTS: add `lambda(epoch) * d/dalpha [mean over edges of logsumexp(alpha)]`
-    /// to the alphas' gradients (the betas of PC-DARTS are not regularised). The same on
+    /// beta-DARTS: add the gradient of `lambda(epoch)` times its regulariser
+    /// ([`super::remedies::beta_decay_loss`]) to the alphas' gradients (the betas of PC-DARTS are not regularised). The same on
     /// every data-parallel rank, so the average leaves it as it is.
     pub fn add_beta_decay_grad(&self) {
         let Some(lambda) = self

@@ -49,22 +49,22 @@ fn set_alphas(arch: &ArchParams, values: impl Fn(usize) -> f32) {
 
 #[test]
 fn beta_decay_regulariser_value_gradient_and_schedule() {
-    // Edges: [0, ln 3] -> ln 4; [1, 1] -> 1 + ln 2; [0, 0, 0, 0] -> ln 4.
+    // Normal edges: [0, ln 3] -> ln 4; [1, 1] -> 1 + ln 2 (mean); reduce: [0, 0, 0, 0] -> ln 4.
     let a = Tensor::from_slice(&[0.0f32, 3f32.ln(), 1.0, 1.0])
         .view([2, 2])
         .set_requires_grad(true);
     let b = Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
     let loss = beta_decay_loss(&[a.shallow_clone(), b.shallow_clone()]);
-    let want = (2.0 * 4f64.ln() + 1.0 + 2f64.ln()) / 3.0;
+    let want = (4f64.ln() + 1.0 + 2f64.ln()) / 2.0 + 4f64.ln();
     assert!(close(loss.double_value(&[]), want), "{loss} vs {want}");
     loss.backward();
-    // d/dalpha = softmax(alpha_edge) / number of edges.
+    // d/dalpha = softmax(alpha_edge) / edges of its cell type.
     let ga = host(&a.grad());
     let gb = host(&b.grad());
     for (g, w) in ga.iter().zip([0.25, 0.75, 0.5, 0.5]) {
-        assert!(close(*g as f64, w / 3.0), "{ga:?}");
+        assert!(close(*g as f64, w / 2.0), "{ga:?}");
     }
-    assert!(gb.iter().all(|g| close(*g as f64, 0.25 / 3.0)), "{gb:?}");
+    assert!(gb.iter().all(|g| close(*g as f64, 0.25)), "{gb:?}");
 
     let r = Remedies {
         beta_decay: 25.0,
@@ -97,7 +97,7 @@ fn beta_decay_regulariser_value_gradient_and_schedule() {
     set_alphas(&st.arch, |i| (i % 7) as f32 * 0.3 - 1.0);
     st.zero_arch_grad();
     st.add_beta_decay_grad();
-    let edges = (2 * space.cell.num_edges()) as f64;
+    let edges = space.cell.num_edges() as f64;
     let n_ops = space.ops.len();
     for t in [CellType::Normal, CellType::Reduce] {
         let raw = st.arch.raw(t).unwrap();
