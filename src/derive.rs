@@ -49,6 +49,42 @@ pub fn derive_cell(weights: &[Vec<f32>], spec: &CellSpec, ops: &[OpKind]) -> Cel
     }
 }
 
+/// P-DARTS's cap on skip connections (Chen et al. 2019, applied to the normal cell with
+/// `max` = 2): while the cell derived from `weights` keeps more than `max` skip
+/// connections, the kept one with the smallest skip weight loses it (its weight set to
+/// minus infinity) and the cell is derived again, so that edge takes its next-best op and
+/// its node's edges are ranked anew. Spaces without `skip_connect` derive as usual.
+pub fn cap_skips(
+    mut weights: Vec<Vec<f32>>,
+    spec: &CellSpec,
+    ops: &[OpKind],
+    max: usize,
+) -> CellGenotype {
+    let Some(skip) = ops.iter().position(|&k| k == OpKind::SkipConnect) else {
+        return derive_cell(&weights, spec, ops);
+    };
+    loop {
+        let cell = derive_cell(&weights, spec, ops);
+        if cell.count(OpKind::SkipConnect) <= max {
+            return cell;
+        }
+        // Rows of the kept skip connections: node i's edges start after those of 0..i.
+        let kept = cell.nodes.iter().enumerate().flat_map(|(i, node)| {
+            let start: usize = (0..i).map(|j| spec.inputs + j).sum();
+            node.iter()
+                .filter(|e| e.op == OpKind::SkipConnect)
+                .map(move |e| start + e.from)
+        });
+        let weakest = kept
+            .min_by(|&a, &b| weights[a][skip].total_cmp(&weights[b][skip]))
+            .expect("more than max >= 0 skip connections are kept");
+        if weights[weakest][skip] == f32::NEG_INFINITY {
+            return cell; // the edge has no other op to take (none aside)
+        }
+        weights[weakest][skip] = f32::NEG_INFINITY;
+    }
+}
+
 /// Index and weight of the largest entry (the first on ties), optionally skipping `none`.
 fn strongest(row: &[f32], ops: &[OpKind], skip_none: bool) -> (usize, f32) {
     let mut best: Option<(usize, f32)> = None;

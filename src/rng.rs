@@ -20,6 +20,8 @@ pub const PURPOSE_GDAS_ARCH: u64 = 0x4744_5341;
 /// ENAS: the controller's sample for the weight step and for the controller step.
 pub const PURPOSE_ENAS_WEIGHTS: u64 = 0x454E_5357;
 pub const PURPOSE_ENAS_ARCH: u64 = 0x454E_5341;
+/// SDARTS-RS: the uniform noise on the mixing weights of a weight step.
+pub const PURPOSE_SDARTS: u64 = 0x5344_5254;
 pub const PURPOSE_SAMPLE: u64 = 0x534D_504C;
 pub const PURPOSE_EVOLVE: u64 = 0x4556_4F4C;
 /// The fresh initialisation of zero-cost proxy networks.

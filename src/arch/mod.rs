@@ -19,6 +19,17 @@ pub struct ArchParams {
     /// (`NAS201SearchCell.forward_gdas`), its DARTS-space `NASNetworkGDAS` does not
     /// (`MixedOp.forward_gdas` returns `op(x) * w[index]` alone); each space follows its own.
     gdas_left_out_sum: bool,
+    /// DARTS-: an auxiliary skip connection on every stride-1 edge, added to the softmax
+    /// relaxations outside the softmax (see [`Self::set_aux_skip`]).
+    aux_skip: Option<AuxSkip>,
+}
+
+/// DARTS-'s auxiliary skip connection: weight `beta` added to the op column `column`
+/// (the space's `skip_connect`, the identity on a stride-1 edge).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AuxSkip {
+    pub beta: f64,
+    pub column: usize,
 }
 
 impl ArchParams {
@@ -59,6 +70,7 @@ impl ArchParams {
             betas,
             cell: space.cell.clone(),
             gdas_left_out_sum: matches!(space.network, NetworkSpec::Nb201 { .. }),
+            aux_skip: None,
         }
     }
 
@@ -99,14 +111,64 @@ impl ArchParams {
     }
 
     fn relax(&self, detach: bool) -> ArchWeights {
-        let w = |t: CellType| {
-            self.get(t).map(|a| {
+        self.mix_each(
+            |_, a| {
                 let a = if detach {
                     a.detach()
                 } else {
                     a.shallow_clone()
                 };
-                let w = MixWeights::dense(a.softmax(-1, Kind::Float));
+                a.softmax(-1, Kind::Float)
+            },
+            detach,
+        )
+    }
+
+    /// Set (or with `None` clear) DARTS-'s auxiliary skip connection: from now on the
+    /// softmax relaxations (and [`Self::perturbed_detached`]) add `beta` to the weight of
+    /// `column` on every stride-1 edge (all edges of a normal cell; in a reduction cell
+    /// those that do not start at a cell input).
+    pub fn set_aux_skip(&mut self, aux: Option<AuxSkip>) {
+        self.aux_skip = aux;
+    }
+
+    /// The additive `[edges, ops]` term of the auxiliary skip connection for cell type `t`.
+    fn aux_term(&self, t: CellType, like: &Tensor) -> Option<Tensor> {
+        let aux = self.aux_skip?;
+        let n_ops = like.size()[1] as usize;
+        let term: Vec<f32> = self
+            .cell
+            .edges()
+            .iter()
+            .flat_map(|e| {
+                let stride_one = t == CellType::Normal || e.from >= self.cell.inputs;
+                (0..n_ops).map(move |k| {
+                    if stride_one && k == aux.column {
+                        aux.beta as f32
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        Some(
+            Tensor::from_slice(&term)
+                .view_(like.size())
+                .to_device(like.device()),
+        )
+    }
+
+    /// Mixing weights from per-cell-type probabilities `probs(t, alphas)`: the auxiliary
+    /// skip term added (when set), then the PC-DARTS betas (detached with `detach`).
+    fn mix_each(&self, probs: impl Fn(CellType, &Tensor) -> Tensor, detach: bool) -> ArchWeights {
+        let w = |t: CellType| {
+            self.get(t).map(|a| {
+                let p = probs(t, a);
+                let p = match self.aux_term(t, &p) {
+                    Some(term) => p + term,
+                    None => p,
+                };
+                let w = MixWeights::dense(p);
                 match self.beta(t) {
                     Some(b) if detach => w.with_betas(&b.detach(), &self.cell),
                     Some(b) => w.with_betas(b, &self.cell),
@@ -118,6 +180,42 @@ impl ArchParams {
             normal: w(CellType::Normal).expect("every space has normal cells"),
             reduce: w(CellType::Reduce),
         }
+    }
+
+    /// SDARTS-RS relaxation of a weight step, as constants: per edge the softmax of the
+    /// alphas plus uniform noise in `[-epsilon, epsilon]` drawn from `rng` (normal cell
+    /// first, row-major), clipped to [0, 1] and divided by its sum (SDARTS `clip()`: an
+    /// edge whose clipped weights are all 0 keeps its strongest op, the argmax of the
+    /// noisy weights, at 1).
+    pub fn perturbed_detached(&self, epsilon: f64, rng: &mut Rng) -> ArchWeights {
+        let mut noisy: Vec<(CellType, Tensor)> = Vec::new();
+        for (t, a) in &self.alphas {
+            let rows = self.softmax_rows(*t).expect("alphas of every cell type");
+            let flat: Vec<f32> = rows
+                .into_iter()
+                .flat_map(|row| {
+                    let row: Vec<f32> = row
+                        .iter()
+                        .map(|&p| p + (epsilon * (2.0 * rng.unit() - 1.0)) as f32)
+                        .collect();
+                    sdarts_clip(&row)
+                })
+                .collect();
+            let w = Tensor::from_slice(&flat)
+                .view_(a.size())
+                .to_device(a.device());
+            noisy.push((*t, w));
+        }
+        self.mix_each(
+            |t, _| {
+                let (_, w) = noisy
+                    .iter()
+                    .find(|(c, _)| *c == t)
+                    .expect("noise per cell type");
+                w.shallow_clone()
+            },
+            true,
+        )
     }
 
     /// GDAS relaxation: per edge a hard one-hot sample of the Gumbel-softmax
@@ -219,4 +317,21 @@ impl ArchParams {
         let reduce = raw(CellType::Reduce);
         derive_raw(space, cell(&normal), reduce.as_ref().map(cell))
     }
+}
+
+/// SDARTS's `clip()` of one edge's noisy weights: clamp to [0, 1]; if every weight is then
+/// 0, the argmax of the noisy row becomes 1; divide by the sum.
+pub fn sdarts_clip(row: &[f32]) -> Vec<f32> {
+    let argmax = row
+        .iter()
+        .enumerate()
+        .fold(0, |best, (k, &v)| if v > row[best] { k } else { best });
+    let mut out: Vec<f32> = row.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+    let sum: f32 = out.iter().sum();
+    if sum == 0.0 {
+        out[argmax] = 1.0;
+        return out;
+    }
+    out.iter_mut().for_each(|v| *v /= sum);
+    out
 }

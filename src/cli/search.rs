@@ -124,6 +124,8 @@ pub struct SearchFlags {
     #[command(flatten)]
     pub enas: EnasFlags,
     #[command(flatten)]
+    pub remedies: RemedyFlags,
+    #[command(flatten)]
     #[serde(flatten)]
     pub run: RunFlags,
     #[command(flatten)]
@@ -160,6 +162,48 @@ pub struct EnasFlags {
     #[arg(long)]
     #[serde(rename = "tanh_constant", skip_serializing_if = "Option::is_none")]
     pub controller_tanh_constant: Option<f64>,
+}
+
+/// Collapse remedies (config table `[remedies]`; README "Collapse remedies" has the
+/// formulas and the sources of the defaults).
+#[derive(clap::Args, Debug, Serialize)]
+pub struct RemedyFlags {
+    /// beta-DARTS: add lambda * mean over edges of logsumexp(alphas) to the architecture
+    /// loss, lambda linear from --beta-decay-min to this over the epochs (the beta-DARTS
+    /// code: 25 over its 50 epochs) [default: 0, off].
+    #[arg(long, value_name = "LAMBDA_MAX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_decay: Option<f64>,
+    /// beta-DARTS: lambda of the first epoch [default: 0].
+    #[arg(long, value_name = "LAMBDA_MIN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_decay_min: Option<f64>,
+    /// SDARTS-RS: uniform noise in [-epsilon, epsilon] on the softmax of the alphas in
+    /// every weight step, epsilon linear from --sdarts-epsilon-min to this over the epochs
+    /// (SDARTS: 0.3) [default: 0, off].
+    #[arg(long, value_name = "EPSILON_MAX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdarts_epsilon: Option<f64>,
+    /// SDARTS-RS: epsilon of the first epoch [default: 0.03].
+    #[arg(long, value_name = "EPSILON_MIN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdarts_epsilon_min: Option<f64>,
+    /// DARTS-: an auxiliary skip connection on every stride-1 edge, outside the softmax,
+    /// weighted 1 - epoch/epochs.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub aux_skip: bool,
+    /// DARTS+: end the search after the first epoch whose derived normal cell holds at
+    /// least N skip connections (DARTS+: 2); the genotype and run file are written and the
+    /// reason recorded.
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at_skips: Option<usize>,
+    /// Warn on the epoch line when the derived normal cell's parameter-free ops (none,
+    /// pools, skip connections) rise above N [default: half its kept edges].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collapse_warn_above: Option<usize>,
 }
 
 /// The flags `--resume` takes besides itself: how to run, not what.
@@ -205,7 +249,14 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
     };
     Ok(match outcome {
         Outcome::Finished { .. } if !root => Exit::Done,
-        Outcome::Finished { genotype, dir } => {
+        Outcome::Finished {
+            genotype,
+            dir,
+            stop_reason,
+        } => {
+            if let Some(reason) = stop_reason {
+                eprintln!("{reason}");
+            }
             println!("{}", genotype.to_text());
             eprintln!(
                 "search finished: {0}/run.h5, {0}/genotype.txt, {0}/genotype.json",

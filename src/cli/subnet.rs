@@ -184,6 +184,10 @@ pub struct DeriveArgs {
     /// Seed of sample-top:K.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// P-DARTS: at most N skip connections in the normal cell; the weakest beyond N are
+    /// replaced by their edge's next-best op (P-DARTS: 2). With --rule top2 or argmax.
+    #[arg(long, value_name = "N")]
+    pub max_skip: Option<usize>,
     #[command(flatten)]
     pub score: ScoreArgs,
 }
@@ -297,6 +301,17 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
 
 pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
     let rule = a.rule;
+    if a.max_skip.is_some() && !matches!(rule, RuleArg::Top2 | RuleArg::Argmax) {
+        return Err(crate::Error::invalid(
+            "--max-skip",
+            a.max_skip.unwrap_or_default(),
+            format!(
+                "left out with --rule {} (the cap re-derives the alphas: top2 or argmax)",
+                rule.name()
+            ),
+        )
+        .into());
+    }
     let at = a.score.attach()?;
     let dir = &at.dir;
     let genotype = match rule {
@@ -341,9 +356,16 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
             );
             best.genotype.clone()
         }
-        _ => crate::record::derive_run(dir.path(), rule)?,
+        _ => match a.max_skip {
+            Some(max) => crate::record::derive_run_capped(dir.path(), rule, max)?,
+            None => crate::record::derive_run(dir.path(), rule)?,
+        },
     };
-    let (txt, json) = dir.write_genotype(&format!("genotype-{}", rule.name()), &genotype)?;
+    let stem = match a.max_skip {
+        Some(max) => format!("genotype-{}-maxskip{max}", rule.name()),
+        None => format!("genotype-{}", rule.name()),
+    };
+    let (txt, json) = dir.write_genotype(&stem, &genotype)?;
     if !at.root() {
         return Ok(());
     }

@@ -1,7 +1,7 @@
 //! The run file as its readers see it: the log and its space, checked against each other,
 //! and what several readers derive from them (softmax rows, genotypes).
 use super::{read_run, AlphaRecord, RunLog, RUN_FILE};
-use crate::derive::{derive_raw, with_rule, RawCell, RuleArg};
+use crate::derive::{cap_skips, derive_raw, mixing_rows, with_rule, RawCell, RuleArg};
 use crate::numeric::softmax;
 use crate::space::{CellType, EdgeId, Genotype, OpKind, SearchSpace};
 use crate::{Error, Result};
@@ -181,8 +181,36 @@ impl RunData {
 /// checked against the run's space; reads only the run file, once).
 pub fn derive_run(dir: &Path, rule: RuleArg) -> Result<Genotype> {
     let data = RunData::load(dir)?;
-    let rule = rule
-        .rule(&data.space)?
-        .ok_or_else(|| Error::invalid("--rule", rule.name(), "top2 or argmax here"))?;
-    data.derive_last(&with_rule(&data.space, rule))
+    data.derive_last(&data.space_with(rule)?)
+}
+
+/// [`derive_run`] with P-DARTS's cap on the normal cell: at most `max_skip` skip
+/// connections, the weakest beyond them replaced by their edge's next-best op (see
+/// [`cap_skips`]).
+pub fn derive_run_capped(dir: &Path, rule: RuleArg, max_skip: usize) -> Result<Genotype> {
+    let data = RunData::load(dir)?;
+    let space = data.space_with(rule)?;
+    let mut genotype = data.derive_last(&space)?;
+    let rec = data
+        .log
+        .alphas
+        .last()
+        .expect("derive_last found an alpha record");
+    let raw = RawCell {
+        alphas: rec.alphas(CellType::Normal),
+        betas: rec.betas(CellType::Normal),
+    };
+    let rows = mixing_rows(&space, CellType::Normal, raw)?;
+    genotype.normal = cap_skips(rows, &space.cell, &space.ops, max_skip);
+    Ok(genotype)
+}
+
+impl RunData {
+    /// The run's space with its derivation rule replaced by `rule` (top2 or argmax).
+    fn space_with(&self, rule: RuleArg) -> Result<SearchSpace> {
+        let r = rule
+            .rule(&self.space)?
+            .ok_or_else(|| Error::invalid("--rule", rule.name(), "top2 or argmax here"))?;
+        Ok(with_rule(&self.space, r))
+    }
 }

@@ -140,6 +140,9 @@ fn fill(file: &hdf5::File, log: &RunLog) -> Result<()> {
         let g = file.create_group("genotype")?;
         str_attr(&g, "text", text)?;
         str_attr(&g, "json", json)?;
+        if let Some(reason) = &log.stop_reason {
+            str_attr(&g, "stop_reason", reason)?;
+        }
     }
     for t in &log.tables {
         write_table(file, t)?;
@@ -296,9 +299,13 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
             genotype: genotypes[i].clone(),
         })
         .collect();
-    let genotype = match file.group("genotype") {
-        Ok(g) => Some((read_str_attr(&g, "text")?, read_str_attr(&g, "json")?)),
-        Err(_) => None,
+    let (genotype, stop_reason) = match file.group("genotype") {
+        Ok(g) => (
+            Some((read_str_attr(&g, "text")?, read_str_attr(&g, "json")?)),
+            // Absent in runs that ran their schedule, and in files from before it.
+            read_str_attr(&g, "stop_reason").ok(),
+        ),
+        Err(_) => (None, None),
     };
     let mut tables = Vec::new();
     for root in TABLE_ROOTS {
@@ -319,6 +326,7 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
         alphas,
         epochs,
         genotype,
+        stop_reason,
         tables,
     })
 }

@@ -11,7 +11,7 @@ mod data;
 mod h5;
 mod image;
 
-pub use data::{derive_run, run_file, RunData, ShownGenotype};
+pub use data::{derive_run, derive_run_capped, run_file, RunData, ShownGenotype};
 pub use h5::{read_run, tables_to_bytes, to_bytes, write_run};
 
 /// The run file's name inside a run directory.
@@ -122,6 +122,8 @@ pub struct RunLog {
     pub epochs: Vec<EpochRecord>,
     /// The final genotype (text, JSON) once the search has finished.
     pub genotype: Option<(String, String)>,
+    /// Why the search finished before its last epoch (an early stop), with the genotype.
+    pub stop_reason: Option<String>,
     /// Tables added after the search (sampled and scored sub-networks, evolution
     /// histories), each in its own group under one of [`TABLE_ROOTS`].
     pub tables: Vec<Table>,
@@ -243,6 +245,7 @@ impl RunLog {
         self.alphas.retain(|a| a.step <= step);
         self.epochs.retain(|e| e.epoch < epochs_done);
         self.genotype = None;
+        self.stop_reason = None;
     }
 
     /// Add `table`, replacing one with the same group.

@@ -51,6 +51,9 @@ pub struct EpochEnd {
     pub note: String,
     /// Whether the console line ends with the genotype.
     pub show_genotype: bool,
+    /// The job is done after this epoch although the schedule has more (an early stop):
+    /// the loop checkpoints it and returns as at the schedule's end.
+    pub finish: bool,
 }
 
 /// A run the loop can drive.
@@ -206,6 +209,7 @@ pub fn drive<J: Job>(
 
         let eval_start = Instant::now();
         let end = job.end_epoch(epoch)?;
+        let finish = end.finish;
         let record = log.epoch_summary(
             epoch as u32,
             lr,
@@ -239,6 +243,9 @@ pub fn drive<J: Job>(
         pos.step_in_epoch = 0;
         job.record(log, &pos, true);
         persist(job, dir, log, &pos)?;
+        if finish {
+            break;
+        }
         if job.agree_stop(stop.requested())? {
             return Ok(Some(stopped(dir, &pos, stop)));
         }

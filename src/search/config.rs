@@ -128,6 +128,10 @@ pub struct SearchConfig {
     /// ENAS controller settings (used by the enas strategy only).
     #[serde(default)]
     pub enas: super::controller::EnasSettings,
+    /// Collapse remedies (beta-DARTS, SDARTS-RS, DARTS-); all off by default, and the table
+    /// is left out of the config file then.
+    #[serde(default, skip_serializing_if = "super::remedies::Remedies::is_off")]
+    pub remedies: super::remedies::Remedies,
     /// The preset these settings started from (`Preset::apply`), for the record; the values
     /// themselves are the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +176,7 @@ impl Default for SearchConfig {
             channels_last: false,
             bn_groups: None,
             enas: Default::default(),
+            remedies: Default::default(),
             preset: None,
         }
     }
@@ -246,6 +251,7 @@ impl SearchConfig {
         self.validate()?;
         let space = SearchSpace::load(&self.space)?.with_overrides(self.network)?;
         self.partial().check_space(&space)?;
+        self.remedies.check_space(&space)?;
         Ok(space)
     }
 
@@ -285,6 +291,8 @@ impl SearchConfig {
         super::speed::validate(self)?;
         self.check_bn_groups(1)?;
         self.enas.validate()?;
+        self.remedies
+            .validate(self.strategy, self.partial_channels)?;
         // Options of the DARTS strategies only.
         let darts = matches!(
             self.strategy,

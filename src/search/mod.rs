@@ -8,6 +8,7 @@ pub mod enas;
 mod parallel;
 pub mod preset;
 mod recompute;
+pub mod remedies;
 pub mod speed;
 mod state;
 mod strategy;
@@ -18,6 +19,7 @@ pub use strategy::{
     finite_difference_hvp, FirstOrder, Gdas, SecondOrder, Spos, StepStats, Strategy,
 };
 
+use crate::arch::AuxSkip;
 use crate::data::{DataSets, Loader, LoaderConfig, PairIter, SearchLoaders, SearchSplit};
 use crate::evaluate::evaluate;
 use crate::optim::cosine_lr;
@@ -39,6 +41,8 @@ pub enum Outcome {
     Finished {
         genotype: Genotype,
         dir: PathBuf,
+        /// Why it ended before its last epoch (DARTS+ early stopping).
+        stop_reason: Option<String>,
     },
     /// Stopped by SIGINT/SIGTERM after checkpointing.
     Interrupted(Stopped),
@@ -201,6 +205,11 @@ struct SearchJob {
     strategy: Box<dyn Strategy>,
     loaders: SearchLoaders,
     val: Loader,
+    /// DARTS+: why the search ended before its last epoch.
+    early_stop: Option<String>,
+    /// Parameter-free ops of the normal cell derived after the last epoch (for the
+    /// collapse warning; unknown at a start or resume).
+    free_ops: Option<usize>,
 }
 
 impl SearchJob {
@@ -232,6 +241,14 @@ impl Job for SearchJob {
     fn start_epoch(&mut self, epoch: usize) -> f64 {
         let cfg = &self.st.cfg;
         self.st.lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs);
+        let aux = cfg
+            .remedies
+            .aux_skip_beta(epoch, cfg.epochs)
+            .map(|beta| AuxSkip {
+                beta,
+                column: remedies::skip_column(&self.st.space).expect("checked with the config"),
+            });
+        self.st.arch.set_aux_skip(aux);
         self.st.lr
     }
 
@@ -249,8 +266,16 @@ impl Job for SearchJob {
         parallel::after_step(st, &group, stats)
     }
 
-    fn end_epoch(&mut self, _epoch: usize) -> Result<EpochEnd> {
+    fn end_epoch(&mut self, epoch: usize) -> Result<EpochEnd> {
         // The supernet on the architecture half, and what its alphas derive to.
+        let genotype = self.strategy.genotype(&self.st)?;
+        let cfg = &self.st.cfg.remedies;
+        // After the last epoch the search ends anyway: not an early stop.
+        self.early_stop = remedies::early_stop(&genotype, cfg.stop_at_skips, epoch)
+            .filter(|_| epoch + 1 < self.st.cfg.epochs);
+        let note = remedies::collapse_warning(&genotype, cfg.collapse_warn_above, self.free_ops)
+            .unwrap_or_default();
+        self.free_ops = Some(remedies::parameter_free(&genotype.normal).0);
         let st = &self.st;
         let score = evaluate(
             &st.net,
@@ -262,9 +287,10 @@ impl Job for SearchJob {
         Ok(EpochEnd {
             loss: score.loss,
             accuracy: score.accuracy,
-            genotype: self.strategy.genotype(st)?.to_text(),
-            note: String::new(),
+            genotype: genotype.to_text(),
+            note,
             show_genotype: true,
+            finish: self.early_stop.is_some(),
         })
     }
 
@@ -343,6 +369,8 @@ fn run(
         st,
         loaders: s.loaders,
         val: s.val,
+        early_stop: None,
+        free_ops: None,
     };
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     if let Some(g) = &group {
@@ -373,6 +401,10 @@ fn run(
         device_name(s.device),
         dir.path().display()
     ));
+    let remedies = cfg.remedies.describe();
+    if !remedies.is_empty() {
+        progress.line(&format!("collapse remedies: {remedies}"));
+    }
     let schedule = Schedule {
         epochs: cfg.epochs,
         steps_per_epoch: steps,
@@ -380,7 +412,18 @@ fn run(
         eval_name: "val",
     };
     let first_step = pos.global_step;
-    let stopped = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)?;
+    // A run resumed at the end of an epoch that stopped it early (killed before its
+    // genotype was written, or resumed after it) is finished: it does not train on.
+    if pos.step_in_epoch == 0 && (1..cfg.epochs).contains(&pos.epoch) {
+        let genotype = job.strategy.genotype(&job.st)?;
+        let stop_at = cfg.remedies.stop_at_skips;
+        job.early_stop = remedies::early_stop(&genotype, stop_at, pos.epoch - 1);
+    }
+    let stopped = if job.early_stop.is_some() {
+        None
+    } else {
+        drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)?
+    };
     if let Some(g) = &group {
         // The communication share of this session's steps (waits for slower ranks included).
         let steps = log.steps.iter().filter(|s| s.step >= first_step);
@@ -404,9 +447,11 @@ fn run(
     }
     dir.write_genotype("genotype", &genotype)?;
     log.genotype = Some((genotype.to_text(), genotype.to_json()));
+    log.stop_reason = job.early_stop.clone();
     dir.write_run(&log)?;
     Ok(Outcome::Finished {
         genotype,
         dir: dir.path().to_path_buf(),
+        stop_reason: job.early_stop,
     })
 }

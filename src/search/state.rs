@@ -309,8 +309,10 @@ impl SearchState {
         Ok((value, acc))
     }
 
-    /// Adam step on the alphas with their current gradients.
+    /// Adam step on the alphas with their current gradients (beta-DARTS: plus the
+    /// gradient of its regulariser, see [`Self::add_beta_decay_grad`]).
     pub fn arch_update(&mut self) -> Result<()> {
+        self.add_beta_decay_grad();
         let alphas = self.arch.tensors();
         let grads: Vec<Tensor> = alphas.iter().map(|a| a.grad()).collect();
         self.average(&grads, "the alpha gradient all-reduce")?;
@@ -319,9 +321,47 @@ impl SearchState {
         Ok(())
     }
 
-    /// SGD step of the weights on a training batch (clipped gradient).
+    /// beta-DARTS: add the gradient of `lambda(epoch)` times its regulariser
+    /// ([`super::remedies::beta_decay_loss`]) to the alphas' gradients (the betas of PC-DARTS are not regularised). The same on
+    /// every data-parallel rank, so the average leaves it as it is.
+    pub fn add_beta_decay_grad(&self) {
+        let Some(lambda) = self
+            .cfg
+            .remedies
+            .beta_decay_lambda(self.epoch, self.cfg.epochs)
+        else {
+            return;
+        };
+        let alphas: Vec<Tensor> = self
+            .arch
+            .alphas
+            .iter()
+            .map(|(_, a)| a.shallow_clone())
+            .collect();
+        let loss = super::remedies::beta_decay_loss(&alphas) * lambda;
+        let grads = Tensor::run_backward(&[&loss], &alphas, false, false);
+        tch::no_grad(|| {
+            for (a, g) in alphas.iter().zip(&grads) {
+                let _ = a.grad().g_add_(g);
+            }
+        });
+    }
+
+    /// SGD step of the weights on a training batch (clipped gradient), under the softmax
+    /// of the alphas (SDARTS-RS: with the noise of [`crate::arch::ArchParams::perturbed_detached`],
+    /// a pure function of (seed, global step)).
     pub fn weight_step(&mut self, train: &Batch) -> Result<crate::run::StepStats> {
-        self.weight_step_with(train, &self.arch.softmax_detached(), false)
+        let mix = match self
+            .cfg
+            .remedies
+            .sdarts_epsilon(self.epoch, self.cfg.epochs)
+        {
+            Some(eps) => self
+                .arch
+                .perturbed_detached(eps, &mut self.step_rng(crate::rng::PURPOSE_SDARTS)),
+            None => self.arch.softmax_detached(),
+        };
+        self.weight_step_with(train, &mix, false)
     }
 
     /// SGD step of the weights on a training batch under the constant mixing weights

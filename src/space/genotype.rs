@@ -225,6 +225,11 @@ impl Genotype {
 }
 
 impl CellGenotype {
+    /// How many kept edges carry `op`.
+    pub fn count(&self, op: OpKind) -> usize {
+        self.nodes.iter().flatten().filter(|e| e.op == op).count()
+    }
+
     fn is_nb201_shaped(&self) -> bool {
         self.nodes
             .iter()

@@ -210,6 +210,7 @@ impl Job for TrainJob {
             genotype: self.model.spec.genotype.to_text(),
             note: format!("drop-path {:.3}", self.drop_path),
             show_genotype: false,
+            finish: false,
         })
     }
 

@@ -10,6 +10,7 @@ mod precision;
 mod preset;
 mod proxy;
 mod reference;
+mod remedies;
 mod report;
 mod runs;
 mod sample;

@@ -306,7 +306,7 @@ fn spos_step_updates_only_the_sampled_path() {
 }
 
 /// Every tensor of a run's checkpoint, bit for bit.
-fn checkpoint_bits(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn checkpoint_bits(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut t: Vec<(String, Vec<u8>)> =
         Tensor::read_safetensors(dir.join("checkpoint.safetensors"))
             .unwrap()
