@@ -162,14 +162,18 @@ fn odd_resolution_at_a_reduction_is_an_error_not_a_panic() {
 fn dilated_depthwise_convolution_as_polyphase_gives_the_same_values_and_gradients() {
     use supernet::ops::{Conv, ConvShape};
     let vs = tch::nn::VarStore::new(Device::Cpu);
-    for (k, stride) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
+    // The smallest resolutions that take the polyphase path: 14x14 (fmnist_small), 8x8.
+    let cases = [(3, 1), (5, 1), (3, 2), (5, 2)]
+        .into_iter()
+        .flat_map(|ks| [(16, 20), (14, 14), (8, 10)].map(|hw| (ks, hw)));
+    for ((k, stride), (h, w)) in cases {
         let shape = ConvShape::new(6, 6, k)
             .stride(stride)
             .padding(k / 2 * 2)
             .dilation(2)
             .depthwise();
-        let conv = Conv::new(vs.root() / format!("c{k}{stride}"), shape);
-        let x = Tensor::randn([3, 6, 16, 20], (Kind::Float, Device::Cpu));
+        let conv = Conv::new(vs.root() / format!("c{k}{stride}{h}"), shape);
+        let x = Tensor::randn([3, 6, h, w], (Kind::Float, Device::Cpu));
         let grads = |fast: bool| {
             let x = x.detach().set_requires_grad(true);
             let y = if fast {
@@ -188,14 +192,21 @@ fn dilated_depthwise_convolution_as_polyphase_gives_the_same_values_and_gradient
             (y.detach(), dw)
         };
         let (fast, direct) = (grads(true), grads(false));
-        assert_eq!(fast.0.size(), direct.0.size(), "k {k} stride {stride}");
+        assert_eq!(
+            fast.0.size(),
+            direct.0.size(),
+            "k {k} stride {stride} {h}x{w}"
+        );
         let max_diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
         assert!(
             max_diff(&fast.0, &direct.0) < 1e-5,
-            "k {k} stride {stride}: values"
+            "k {k} stride {stride} {h}x{w}: values"
         );
         for (a, b) in fast.1.iter().zip(&direct.1) {
-            assert!(max_diff(a, b) < 1e-4, "k {k} stride {stride}: gradients");
+            assert!(
+                max_diff(a, b) < 1e-4,
+                "k {k} stride {stride} {h}x{w}: gradients"
+            );
         }
     }
 }
