@@ -268,26 +268,17 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("{}", r.best.text);
-    if let Some(v) = r.best.proxy {
-        eprintln!(
-            "best of {} candidates: {} {v:.6e}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
-            r.history.len(),
-            scorer.score.name(),
-            r.best.parameters,
-            r.best.macs,
-            a.score.run.display(),
-            r.group,
-            r.csv.display(),
-            r.best_text.display(),
-            r.best_json.display()
-        );
-        return Ok(());
-    }
+    let score = match r.best.proxy {
+        Some(v) => format!("{} {v:.6e}", scorer.score.name()),
+        None => format!(
+            "accuracy {:.2}%, loss {:.4}",
+            100.0 * r.best.accuracy,
+            r.best.loss
+        ),
+    };
     eprintln!(
-        "best of {} candidates: accuracy {:.2}%, loss {:.4}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
+        "best of {} candidates: {score}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
         r.history.len(),
-        100.0 * r.best.accuracy,
-        r.best.loss,
         r.best.parameters,
         r.best.macs,
         a.score.run.display(),

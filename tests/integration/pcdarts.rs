@@ -2,7 +2,7 @@
 //! reference, the channel shuffle, derivation with betas, exact resume, bad configs.
 use super::reference::{compare_logits, reference_count, rust_count};
 use super::search::{
-    fails_with, final_alphas, kill_after_first_mid_run_checkpoint, ok, supernet, tiny_search,
+    fails_with, final_alphas, ok, search_killed_and_resumed, supernet, tiny_search,
 };
 use super::space::space;
 use super::supernet::input;
@@ -195,12 +195,7 @@ fn pc_darts_search_resumes_exactly_with_betas_and_refuses_inheritance() {
         "betas of both cell types checkpointed"
     );
 
-    kill_after_first_mid_run_checkpoint(tiny_search(&c, 2, &flags), &c, "genotype.txt");
-    ok(supernet()
-        .args(["search", "--quiet", "--resume"])
-        .arg(&c)
-        .output()
-        .unwrap());
+    search_killed_and_resumed(tiny_search(&c, 2, &flags), &c);
     assert_eq!(final_alphas(&a), final_alphas(&c), "alphas and betas");
     let (la, lc) = (
         read_run(&a.join("run.h5")).unwrap(),

@@ -1,9 +1,8 @@
 //! Collapse remedies (beta-DARTS, SDARTS-RS, DARTS-): each against its formula on a tiny
 //! case, exact resume after SIGKILL with each on, refusal of bad combinations, and configs
 //! written before the remedies existed.
-use super::sample::checkpoint_bits;
 use super::search::{
-    fails_with, final_alphas, kill_after_first_mid_run_checkpoint, ok, supernet, tiny_search,
+    checkpoint_bits, fails_with, final_alphas, ok, search_killed_and_resumed, supernet, tiny_search,
 };
 use supernet::arch::{sdarts_clip, ArchParams, AuxSkip};
 use supernet::derive::{cap_skips, derive_cell};
@@ -275,12 +274,7 @@ fn each_remedy_resumes_bit_exactly_after_sigkill_and_changes_the_search() {
             dir.path().join(format!("{}-c", flags[0])),
         );
         ok(tiny_search(&a, 2, &args).output().unwrap());
-        kill_after_first_mid_run_checkpoint(tiny_search(&c, 2, &args), &c, "genotype.txt");
-        ok(supernet()
-            .args(["search", "--quiet", "--resume"])
-            .arg(&c)
-            .output()
-            .unwrap());
+        search_killed_and_resumed(tiny_search(&c, 2, &args), &c);
         assert_eq!(
             checkpoint_bits(&a),
             checkpoint_bits(&c),
@@ -471,12 +465,7 @@ fn darts_plus_stops_early_writes_the_reason_and_resumes_to_the_same_end() {
         .contains("stop_at_skips = 1"));
 
     // Killed mid-run and resumed: the same stop, bit for bit.
-    kill_after_first_mid_run_checkpoint(tiny_search(&c, 6, &args), &c, "genotype.txt");
-    ok(supernet()
-        .args(["search", "--quiet", "--resume"])
-        .arg(&c)
-        .output()
-        .unwrap());
+    search_killed_and_resumed(tiny_search(&c, 6, &args), &c);
     assert_eq!(checkpoint_bits(&a), checkpoint_bits(&c));
     let rc = read_run(&c.join("run.h5")).unwrap();
     assert_eq!(rc.stop_reason.as_deref(), Some(reason.as_str()));

@@ -1,7 +1,9 @@
 //! Sub-networks of a trained supernet: inherited-weight scores against the stand-alone
 //! sub-network, determinism of sampling and evolution, rank measures, the SPOS and GDAS
 //! strategies (short searches, exact resume).
-use super::search::{fails_with, kill_after_first_mid_run_checkpoint, ok, supernet, tiny_search};
+use super::search::{
+    checkpoint_bits, fails_with, ok, search_killed_and_resumed, supernet, tiny_search,
+};
 use std::path::Path;
 use supernet::evaluate::evaluate;
 use supernet::record::{read_run, Column};
@@ -305,22 +307,6 @@ fn spos_step_updates_only_the_sampled_path() {
     assert_eq!(st.arch.raw(supernet::space::CellType::Normal), alphas);
 }
 
-/// Every tensor of a run's checkpoint, bit for bit.
-pub(crate) fn checkpoint_bits(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut t: Vec<(String, Vec<u8>)> =
-        Tensor::read_safetensors(dir.join("checkpoint.safetensors"))
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| {
-                let bytes = v.flatten(0, -1).to_kind(Kind::Float);
-                let f = Vec::<f32>::try_from(bytes).unwrap();
-                (k, f.iter().flat_map(|x| x.to_le_bytes()).collect())
-            })
-            .collect();
-    t.sort();
-    t
-}
-
 #[test]
 fn spos_and_gdas_searches_resume_exactly_after_sigkill() {
     for strategy in ["spos", "gdas"] {
@@ -328,12 +314,7 @@ fn spos_and_gdas_searches_resume_exactly_after_sigkill() {
         let (a, c) = (dir.path().join("a"), dir.path().join("c"));
         let args = ["--strategy", strategy, "--checkpoint-every", "3"];
         ok(tiny_search(&a, 2, &args).output().unwrap());
-        kill_after_first_mid_run_checkpoint(tiny_search(&c, 2, &args), &c, "genotype.txt");
-        ok(supernet()
-            .args(["search", "--quiet", "--resume"])
-            .arg(&c)
-            .output()
-            .unwrap());
+        search_killed_and_resumed(tiny_search(&c, 2, &args), &c);
         assert_eq!(
             checkpoint_bits(&a),
             checkpoint_bits(&c),

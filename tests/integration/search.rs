@@ -1,6 +1,7 @@
 //! The DARTS search: the hypergradient, determinism, exact resume after SIGKILL, NaN guard,
 //! bad input. Searches run as subprocesses of the real binary: libtorch's generator is
 //! global, and tests in this binary run in parallel.
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -80,6 +81,30 @@ pub fn final_alphas(dir: &Path) -> Vec<(String, Vec<u32>)> {
             .collect();
     t.sort();
     t
+}
+
+/// Every tensor of a run's checkpoint, bit for bit (raw bytes, whatever the dtype).
+pub fn checkpoint_bits(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    Tensor::read_safetensors(dir.join("checkpoint.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| {
+            let mut out = vec![0u8; v.numel() * v.kind().elt_size_in_bytes()];
+            v.contiguous().copy_data_u8(&mut out, v.numel());
+            (k, out)
+        })
+        .collect()
+}
+
+/// Run `search` (writing into `dir`), SIGKILL it after its first mid-run checkpoint, and
+/// finish it with `supernet search --resume dir`.
+pub fn search_killed_and_resumed(search: Command, dir: &Path) {
+    kill_after_first_mid_run_checkpoint(search, dir, "genotype.txt");
+    ok(supernet()
+        .args(["search", "--quiet", "--resume"])
+        .arg(dir)
+        .output()
+        .unwrap());
 }
 
 /// Start `cmd` (a search or training writing into `dir`), SIGKILL it as soon as its first
