@@ -2,7 +2,7 @@
 //!
 //! Modules form layers, and a module imports only from lower layers (README, "Layers";
 //! `tests/integration/layers.rs` checks it). From the top:
-//! cli; sweep; report; plot, inspect, devcheck; sample, memory; search, train; model; run;
+//! cli; sweep; report; plot, inspect, devcheck; sample, memory, tabulate; search, train; model; run;
 //! arch, optim, evaluate, distrib; supernet; ops, info; data, record, tensorfile; derive; space;
 //! numeric, rng, fs, backend; error.
 pub mod arch;
@@ -32,6 +32,7 @@ pub mod search;
 pub mod space;
 pub mod supernet;
 pub mod sweep;
+pub mod tabulate;
 pub mod tensorfile;
 pub mod train;
 

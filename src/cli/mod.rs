@@ -8,6 +8,7 @@ mod flags;
 mod search;
 mod subnet;
 mod sweep;
+mod tabulate;
 mod train;
 
 use crate::inspect::{Architecture, Summary};
@@ -72,6 +73,13 @@ pub enum Command {
     /// Run many searches or trainings over a space of settings (a TOML file): grid,
     /// random or Bayesian (TPE) sampling and ASHA early stopping, all Optuna's; resumable.
     Sweep(sweep::SweepArgs),
+    /// Train every architecture of a small space on its own with K seeds under one short
+    /// budget: a ground-truth table (HDF5) of test accuracies; resumable, in parallel
+    /// worker processes with --jobs.
+    Tabulate(tabulate::TabulateArgs),
+    /// A worker process of `tabulate` (tasks on stdin, results on stdout).
+    #[command(hide = true)]
+    TabulateWorker(tabulate::TabulateWorkerArgs),
     /// Run one search step of a config at a small batch on random data and print the
     /// process's peak resident bytes (used by `search` to predict its memory).
     #[command(hide = true)]
@@ -195,6 +203,11 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
         Command::Evolve(a) => subnet::evolve(a).map(|()| Exit::Done),
         Command::Derive(a) => subnet::derive(a).map(|()| Exit::Done),
         Command::Sweep(a) => sweep::sweep(a).map(|()| Exit::Done),
+        Command::Tabulate(a) => tabulate::tabulate(a).map(|()| Exit::Done),
+        Command::TabulateWorker(a) => {
+            crate::tabulate::serve(&a.plan)?;
+            Ok(Exit::Done)
+        }
         Command::MemoryProbe(a) => {
             let cfg = crate::search::SearchConfig::from_file(&a.config)?;
             if cfg.threads > 0 {

@@ -390,19 +390,22 @@ fn read_table(g: &hdf5::Group, group: &str) -> Result<Table> {
     })
 }
 
-fn unicode(s: &str) -> Result<VarLenUnicode> {
+/// `s` as an HDF5 variable-length string.
+pub fn unicode(s: &str) -> Result<VarLenUnicode> {
     s.parse::<VarLenUnicode>()
         .map_err(|e| Error::Other(format!("string not storable in HDF5: {e}")))
 }
 
-fn str_attr(loc: &hdf5::Location, name: &str, value: &str) -> Result<()> {
+/// Write the string attribute `name`.
+pub fn str_attr(loc: &hdf5::Location, name: &str, value: &str) -> Result<()> {
     loc.new_attr::<VarLenUnicode>()
         .create(name)?
         .write_scalar(&unicode(value)?)?;
     Ok(())
 }
 
-fn read_str_attr(loc: &hdf5::Location, name: &str) -> Result<String> {
+/// Read the string attribute `name`.
+pub fn read_str_attr(loc: &hdf5::Location, name: &str) -> Result<String> {
     Ok(loc
         .attr(name)?
         .read_scalar::<VarLenUnicode>()?

@@ -9,10 +9,10 @@
 //! ([`crate::run::RunDir`]).
 mod data;
 mod h5;
-mod image;
+pub mod image;
 
 pub use data::{derive_run, derive_run_capped, run_file, RunData, ShownGenotype};
-pub use h5::{read_run, tables_to_bytes, to_bytes, write_run};
+pub use h5::{read_run, read_str_attr, str_attr, tables_to_bytes, to_bytes, unicode, write_run};
 
 /// The run file's name inside a run directory.
 pub const RUN_FILE: &str = "run.h5";

@@ -5,7 +5,7 @@ use crate::{Error, Result};
 use std::path::Path;
 
 /// (name, TOML) of every shipped space.
-const SHIPPED: [(&str, &str); 4] = [
+const SHIPPED: [(&str, &str); 5] = [
     ("darts_cnn", include_str!("../../supernets/darts_cnn.toml")),
     ("nb201", include_str!("../../supernets/nb201.toml")),
     (
@@ -13,6 +13,7 @@ const SHIPPED: [(&str, &str); 4] = [
         include_str!("../../supernets/fmnist_small.toml"),
     ),
     ("tiny", include_str!("../../supernets/tiny.toml")),
+    ("micro", include_str!("../../supernets/micro.toml")),
 ];
 
 /// The names `--space` accepts besides files.

@@ -1,5 +1,6 @@
 //! Search spaces and discrete architectures as plain data (no tensors).
 mod builtin;
+mod enumerate;
 mod genotype;
 mod op;
 mod sampling;
@@ -7,6 +8,7 @@ mod size;
 mod spec;
 
 pub use builtin::{is_shipped, shipped_names};
+pub use enumerate::{count_architectures, enumerate};
 pub use genotype::{CellGenotype, GeneEdge, Genotype};
 pub use op::OpKind;
 pub use sampling::{crossover, mutate, uniform_genotype, Sampler};

@@ -237,9 +237,8 @@ impl Job for TrainJob {
     }
 }
 
-/// The data of a training run: its training and test loaders and their input shape.
-fn load_data(cfg: &TrainConfig) -> Result<(Loader, Loader, InputShape)> {
-    let data: DataSets = cfg.data.load()?;
+/// The training and test loaders of a run on `data`, and their input shape.
+fn loaders(cfg: &TrainConfig, data: &DataSets) -> Result<(Loader, Loader, InputShape)> {
     let augment = cfg
         .augment
         .resolve(TrainConfig::augment_default(data.default_augment()));
@@ -258,12 +257,71 @@ fn load_data(cfg: &TrainConfig) -> Result<(Loader, Loader, InputShape)> {
     Ok((train, test, InputShape::of(&data.train)))
 }
 
+/// The job of `cfg`: its network freshly initialised from the seed (or `--init`'s
+/// weights), its optimizer and data.
+fn new_job(
+    cfg: TrainConfig,
+    spec: ModelSpec,
+    (train, test): (Loader, Loader),
+    device: Device,
+) -> Result<TrainJob> {
+    let model_hash = model_hash(&spec);
+    tch::manual_seed(cfg.seed as i64);
+    let model = Model::new(spec, device)?;
+    if let Some(init) = &cfg.init {
+        model.load_weights(&crate::model::locate(init).0)?;
+    }
+    let (names, weights, _) = split_variables(&model.vs);
+    let sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
+    Ok(TrainJob {
+        cfg,
+        model,
+        names,
+        weights,
+        sgd,
+        model_hash,
+        train,
+        test,
+        device,
+        lr: 0.0,
+        drop_path: 0.0,
+        last_test: None,
+    })
+}
+
+/// Train `cfg`'s network on `data` in memory, with no run directory, checkpoint, run file
+/// or export, and score it on the test set after the last epoch: the steps and the score
+/// of [`start`] with the same config (tested), at none of its file costs. For many short
+/// trainings on data loaded once (`supernet tabulate`).
+pub fn fit(cfg: &TrainConfig, data: &DataSets) -> Result<Score> {
+    cfg.validate()?;
+    let device = parse_device(&cfg.device)?;
+    if cfg.threads > 0 {
+        tch::set_num_threads(cfg.threads as i32);
+    }
+    let (train, test, input) = loaders(cfg, data)?;
+    let spec = model_spec(cfg, input)?;
+    let mut job = new_job(cfg.clone(), spec, (train, test), device)?;
+    let mut pos = Position::default();
+    for epoch in 0..cfg.epochs {
+        job.start_epoch(epoch);
+        for batch in job.batches(epoch, 0) {
+            job.step(batch, &pos)?;
+            pos.global_step += 1;
+            pos.step_in_epoch += 1;
+        }
+        pos.epoch += 1;
+        pos.step_in_epoch = 0;
+    }
+    Ok(job.test_score())
+}
+
 fn run(cfg: TrainConfig, dir: &mut RunDir, resuming: bool, quiet: bool) -> Result<Outcome> {
     let device = parse_device(&cfg.device)?;
     if cfg.threads > 0 {
         tch::set_num_threads(cfg.threads as i32);
     }
-    let (train, test, input) = load_data(&cfg)?;
+    let (train, test, input) = loaders(&cfg, &cfg.data.load()?)?;
     let spec = model_spec(&cfg, input)?;
     crate::run::check::fits_in_memory(
         spec.space
@@ -290,28 +348,7 @@ fn run(cfg: TrainConfig, dir: &mut RunDir, resuming: bool, quiet: bool) -> Resul
         classes: input.classes as usize,
     }
     .meta();
-    let model_hash = model_hash(&spec);
-    tch::manual_seed(cfg.seed as i64);
-    let model = Model::new(spec, device)?;
-    if let Some(init) = &cfg.init {
-        model.load_weights(&crate::model::locate(init).0)?;
-    }
-    let (names, weights, _) = split_variables(&model.vs);
-    let sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
-    let mut job = TrainJob {
-        cfg,
-        model,
-        names,
-        weights,
-        sgd,
-        model_hash,
-        train,
-        test,
-        device,
-        lr: 0.0,
-        drop_path: 0.0,
-        last_test: None,
-    };
+    let mut job = new_job(cfg, spec, (train, test), device)?;
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     let stop = StopFlag::install()?;
     let (params, params_main) = job.model.parameter_counts();

@@ -18,5 +18,6 @@ mod search;
 mod space;
 mod supernet;
 mod sweep;
+mod tabulate;
 mod train;
 mod upstream;
