@@ -26,7 +26,7 @@ pub struct TabulateArgs {
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
     /// Training images (class-balanced, seeded by the training's seed).
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 6000)]
     pub subset: usize,
     /// Test images (class-balanced, seeded by the training's seed).
     #[arg(long, default_value_t = 2000)]

@@ -172,7 +172,7 @@ pub fn tabulate(cfg: &TabulateConfig, mut progress: impl FnMut(&Finished)) -> Re
     // Every setting checked once, as each training would check it.
     cfg.plan.train_config(&architectures[0], 0).validate()?;
     let mut table = open_table(cfg, architectures, seeds, space.to_toml())?;
-    let mut pending = table.pending();
+    let pending = table.pending();
     let total = table.accuracy.len();
     let mut done = total - pending.len();
     let mut record = |table: &mut GroundTruth, (i, s): (usize, usize), (acc, secs): (f64, f64)| {
@@ -195,7 +195,7 @@ pub fn tabulate(cfg: &TabulateConfig, mut progress: impl FnMut(&Finished)) -> Re
         // Complete already.
     } else if cfg.jobs == 1 || pending.len() == 1 {
         let data = cfg.plan.data.load()?;
-        for pair in pending.drain(..) {
+        for pair in pending {
             let result = train_pair(
                 &cfg.plan,
                 &data,

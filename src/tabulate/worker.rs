@@ -103,6 +103,7 @@ impl Pool {
                 .stdout(Stdio::piped())
                 .env("OMP_NUM_THREADS", plan.threads.max(1).to_string());
             // A worker dies with the parent: nothing but the parent writes its results.
+            // SAFETY: prctl is async-signal-safe, as code between fork and exec must be.
             unsafe {
                 cmd.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

@@ -46,12 +46,32 @@ fn write_space(dir: &Path) -> std::path::PathBuf {
 }
 
 fn tabulate(space: &Path, out: &Path, seeds: usize, jobs: usize) -> Command {
+    tabulate_with(space, out, seeds, jobs, &[])
+}
+
+/// `tabulate` with some budget flags (`--epochs`, ..., `--lr`) changed.
+fn tabulate_with(
+    space: &Path,
+    out: &Path,
+    seeds: usize,
+    jobs: usize,
+    changed: &[(&str, &str)],
+) -> Command {
+    let mut budget: Vec<(&str, &str)> = BUDGET.chunks(2).map(|p| (p[0], p[1])).collect();
+    budget.push(("--lr", "0.05"));
+    for (flag, value) in changed {
+        let at = budget
+            .iter()
+            .position(|(f, _)| f == flag)
+            .expect("a budget flag");
+        budget[at].1 = value;
+    }
     let mut c = supernet();
     c.args(["tabulate", "--space"])
         .arg(space)
         .args(["--seeds", &seeds.to_string(), "--jobs", &jobs.to_string()])
-        .args(BUDGET)
-        .args(["--lr", "0.05", "--out"])
+        .args(budget.iter().flat_map(|(f, v)| [*f, *v]))
+        .arg("--out")
         .arg(out);
     c
 }
@@ -196,7 +216,10 @@ fn table_is_complete_equals_plain_training_and_survives_a_sigkill() {
     );
 
     // SIGKILLed once some trainings are in the table, then run again.
-    let mut child = tabulate(&space, &c, 2, 2).spawn().unwrap();
+    let mut child = tabulate(&space, &c, 2, 2)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     let before = loop {
         if let Ok(t) = GroundTruth::read(&c) {
@@ -288,20 +311,15 @@ fn too_large_spaces_and_other_tables_are_refused_by_name() {
     let done = ok(tabulate(&space, &out, 2, 2).output().unwrap());
     assert!(String::from_utf8_lossy(&done.stdout).contains("50.00%"));
 
-    let refused = |extra: &[&str], seeds: usize, needles: &[&str]| {
-        fails_with(
-            tabulate(&space, &out, seeds, 1)
-                .args(extra)
-                .output()
-                .unwrap(),
-            needles,
-        )
+    let refused = |changed: &[(&str, &str)], seeds: usize, needles: &[&str]| {
+        let out = tabulate_with(&space, &out, seeds, 1, changed).output();
+        fails_with(out.unwrap(), needles)
     };
-    refused(&["--epochs", "2"], 2, &["epochs = 1", "epochs = 2"]);
-    refused(&["--subset", "256"], 2, &["subset = 128", "subset = 256"]);
-    refused(&["--test-subset", "32"], 2, &["test_subset = 64"]);
-    refused(&["--batch-size", "16"], 2, &["batch_size = 32"]);
-    refused(&["--lr", "0.1"], 2, &["lr = 0.05", "lr = 0.1"]);
+    refused(&[("--epochs", "2")], 2, &["epochs = 1", "epochs = 2"]);
+    refused(&[("--subset", "256")], 2, &["subset = 128", "subset = 256"]);
+    refused(&[("--test-subset", "32")], 2, &["test_subset = 64"]);
+    refused(&[("--batch-size", "16")], 2, &["batch_size = 32"]);
+    refused(&[("--lr", "0.1")], 2, &["lr = 0.05", "lr = 0.1"]);
     refused(&[], 3, &["seeds = [0, 1]", "--seeds 3"]);
     let other = dir.path().join("other.toml");
     std::fs::write(&other, SPACE.replace("channels = 4", "channels = 6")).unwrap();
