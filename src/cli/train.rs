@@ -215,9 +215,17 @@ pub struct RankCheckArgs {
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Train nothing: compare every sample table of the run (or the one of --samples),
+    /// whatever scored it, with this `supernet tabulate` table, next to its seed-vs-seed
+    /// ceiling.
+    #[arg(long, value_name = "TABLE", conflicts_with_all = ["k", "score"])]
+    pub ground_truth: Option<PathBuf>,
 }
 
 pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
+    if let Some(table) = &a.ground_truth {
+        return against_ground_truth(&a, table);
+    }
     let cfg = crate::sample::RankCheckConfig {
         k: a.k,
         samples: a.samples.clone(),
@@ -270,5 +278,36 @@ pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
         println!("{}: {}", p.name(), line(f));
     }
     eprintln!("stored in /{} and {}", report.group, report.csv.display());
+    Ok(())
+}
+
+fn against_ground_truth(a: &RankCheckArgs, table: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = crate::sample::TruthConfig {
+        table: table.to_path_buf(),
+        samples: a.samples.iter().cloned().collect(),
+        top: a.top,
+    };
+    let report = crate::sample::against_ground_truth(&a.run, &cfg)?;
+    let show = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.3}"));
+    for r in &report.rows {
+        let f = &r.fidelity;
+        println!(
+            "{} [{}]: Kendall tau {}  sparse {}  Spearman rho {}  top-{} overlap {}  top-{} tau {}  \
+             ({} architectures; seed-vs-seed ceiling: tau {}, rho {})",
+            r.samples,
+            r.scorer,
+            show(f.kendall_tau),
+            show(f.sparse_kendall_tau),
+            show(f.spearman_rho),
+            a.top,
+            show(f.top_overlap),
+            a.top,
+            show(f.top_kendall_tau),
+            r.architectures,
+            show(r.ceiling.kendall_tau),
+            show(r.ceiling.spearman_rho),
+        );
+    }
+    eprintln!("stored in /fidelity/truth and {}", report.csv.display());
     Ok(())
 }

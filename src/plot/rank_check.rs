@@ -97,10 +97,13 @@ impl Figure for Scatter<'_> {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let attr = |k: &str| self.table.attr(k).unwrap_or("?").to_string();
-        let entries = [(
-            "one sub-network (spread over the sampled score range)".to_string(),
-            Mark::Dot(POINT),
-        )];
+        // A comparison with a `supernet tabulate` table rather than trainings of its own.
+        let truth = self.table.attr("ground_truth");
+        let point = match truth {
+            Some(_) => "one architecture of the sample table",
+            None => "one sub-network (spread over the sampled score range)",
+        };
+        let entries = [(point.to_string(), Mark::Dot(POINT))];
         let (title, x_desc, x_pad) = match &self.proxy {
             None => (
                 "inherited vs stand-alone accuracy".to_string(),
@@ -116,14 +119,30 @@ impl Figure for Scatter<'_> {
                 )
             }
         };
+        let (standalone, y_desc) = match truth {
+            Some(t) => (
+                format!(
+                    "ground truth {t} ({} seeds; seed-vs-seed tau {})",
+                    attr("seeds"),
+                    self.table
+                        .attr("ceiling_kendall_tau")
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .map_or("?".into(), |v| format!("{v:.3}"))
+                ),
+                "stand-alone accuracy, mean over seeds (%)",
+            ),
+            None => (
+                format!("stand-alone: {} epochs", attr("epochs")),
+                "accuracy trained on its own (%)",
+            ),
+        };
         let body = style::frame(
             root,
             &title,
             &format!(
-                "{} sub-networks of /samples/{}; stand-alone: {} epochs; Kendall tau {} (sparse {}), Spearman rho {}, top-{} overlap {}, top-{} tau {}",
+                "{} sub-networks of /samples/{}; {standalone}; Kendall tau {} (sparse {}), Spearman rho {}, top-{} overlap {}, top-{} tau {}",
                 self.points.len(),
                 attr("samples"),
-                attr("epochs"),
                 self.measure("kendall_tau"),
                 self.measure("sparse_kendall_tau"),
                 self.measure("spearman_rho"),
@@ -145,7 +164,7 @@ impl Figure for Scatter<'_> {
         chart
             .configure_mesh()
             .x_desc(x_desc)
-            .y_desc("accuracy trained on its own (%)")
+            .y_desc(y_desc)
             .axis_desc_style(style::font(style::LABEL))
             .label_style(style::font(style::TICK))
             .light_line_style(style::GRID.mix(0.5))

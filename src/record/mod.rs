@@ -129,9 +129,9 @@ pub struct RunLog {
     pub tables: Vec<Table>,
 }
 
-/// Top-level groups that hold [`Table`]s: `/samples/<name>`, `/evolution/<name>` and
-/// `/rank_check/<name>`.
-pub const TABLE_ROOTS: [&str; 3] = ["samples", "evolution", "rank_check"];
+/// Top-level groups that hold [`Table`]s: `/samples/<name>`, `/evolution/<name>`,
+/// `/rank_check/<name>` and `/fidelity/<name>`.
+pub const TABLE_ROOTS: [&str; 4] = ["samples", "evolution", "rank_check", "fidelity"];
 
 /// One column of a [`Table`].
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 //! `supernet sample`, `supernet evolve` and `supernet derive --rule sample-top:K`.
 mod evolve;
 mod extract;
+mod ground_truth;
 pub mod proxy;
 pub mod rank;
 mod rank_check;
@@ -11,6 +12,7 @@ mod scorer;
 pub use crate::space::{crossover, mutate, uniform_genotype, Sampler};
 pub use evolve::{evolve, EvolveConfig, EvolveReport};
 pub use extract::extract;
+pub use ground_truth::{against_ground_truth, Ceiling, TruthConfig, TruthReport, TruthRow};
 pub use proxy::{Proxy, ScoreKind};
 pub use rank_check::{rank_check, spread, RankCheckConfig, RankCheckReport, RankCheckRow};
 pub use scorer::{ArchScore, BnMode, Scorer, DEFAULT_RECALIBRATION_BATCHES};

@@ -199,7 +199,12 @@ fn jacov(model: &Model, images: &Tensor) -> f64 {
     let x = images.detach().copy().set_requires_grad(true);
     let out = model.forward(&x, Pass::new(true)).main;
     out.sum(Kind::Float).backward();
-    let jacobian = x.grad().reshape([n, -1]).to_kind(Kind::Double);
+    // No gradient at all: the logits do not depend on the input (a cell cut off by `none`).
+    let grad = x.grad();
+    if !grad.defined() {
+        return f64::NAN;
+    }
+    let jacobian = grad.reshape([n, -1]).to_kind(Kind::Double);
     if jacobian.abs().max().double_value(&[]) < JACOBIAN_FLOOR {
         return f64::NAN;
     }

@@ -149,15 +149,25 @@ impl Fidelity {
         }
     }
 
+    /// The names of the measures, in the order of [`Fidelity::named`].
+    pub const MEASURES: [&'static str; 5] = [
+        "kendall_tau",
+        "sparse_kendall_tau",
+        "spearman_rho",
+        "top_overlap",
+        "top_kendall_tau",
+    ];
+
     /// (name, value) of each measure, in a fixed order.
     pub fn named(&self) -> [(&'static str, Option<f64>); 5] {
-        [
-            ("kendall_tau", self.kendall_tau),
-            ("sparse_kendall_tau", self.sparse_kendall_tau),
-            ("spearman_rho", self.spearman_rho),
-            ("top_overlap", self.top_overlap),
-            ("top_kendall_tau", self.top_kendall_tau),
-        ]
+        let values = [
+            self.kendall_tau,
+            self.sparse_kendall_tau,
+            self.spearman_rho,
+            self.top_overlap,
+            self.top_kendall_tau,
+        ];
+        std::array::from_fn(|i| (Self::MEASURES[i], values[i]))
     }
 }
 

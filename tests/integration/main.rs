@@ -20,4 +20,5 @@ mod supernet;
 mod sweep;
 mod tabulate;
 mod train;
+mod truth;
 mod upstream;

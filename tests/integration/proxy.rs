@@ -110,6 +110,33 @@ fn proxies_equal_the_pytorch_reference_formulas() {
     );
 }
 
+/// A cell whose output is cut off from its input by `none` leaves the input without any
+/// gradient: jacov is undefined (NaN, ranked last), never a panic; the other proxies still
+/// have their weights' gradients.
+#[test]
+fn proxies_of_a_cell_cut_off_by_none() {
+    let space = SearchSpace::from_file("supernets/micro.toml".as_ref()).unwrap();
+    let genotype = supernet::space::Genotype::parse("|none~0|+|none~0|none~1|").unwrap();
+    let spec = ModelSpec {
+        space_file: "supernets/micro.toml".into(),
+        space,
+        genotype,
+        input: InputShape::parse("1x12x12", 10).unwrap(),
+        style: OpStyle::Standalone,
+        auxiliary: false,
+    };
+    tch::manual_seed(3);
+    let images = Tensor::randn([8, 1, 12, 12], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(10, [8], (Kind::Int64, Device::Cpu));
+    for proxy in Proxy::ALL {
+        let score = proxy_score(proxy, spec.clone(), 17, Device::Cpu, &images, &labels).unwrap();
+        match proxy {
+            Proxy::Jacov => assert!(score.is_nan(), "jacov {score}"),
+            _ => assert!(!score.is_nan(), "{} {score}", proxy.name()),
+        }
+    }
+}
+
 #[test]
 fn score_option_records_the_proxy_and_refuses_inherited_only_flags() {
     let dir = tempfile::tempdir().unwrap();
