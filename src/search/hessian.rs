@@ -102,7 +102,12 @@ fn gaussian(rng: &mut Rng) -> f64 {
 /// running statistics are left as they were, so the search goes on unchanged.
 pub fn dominant_eigenvalue(st: &SearchState, batch: &Batch, epoch: usize) -> Result<f64> {
     let saved = st.save_bn_stats();
-    let alphas: Vec<Tensor> = st.arch.alphas.iter().map(|(_, a)| a.shallow_clone()).collect();
+    let alphas: Vec<Tensor> = st
+        .arch
+        .alphas
+        .iter()
+        .map(|(_, a)| a.shallow_clone())
+        .collect();
     let value = {
         let (loss, _) = st.loss_with(batch, &st.arch.softmax());
         let mut rng = Rng::from_key(&[st.cfg.seed, PURPOSE_HESSIAN, epoch as u64]);

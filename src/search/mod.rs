@@ -357,9 +357,8 @@ fn stop_reason(
     before: &[String],
     epoch: usize,
 ) -> Option<String> {
-    remedies::early_stop(genotype, cfg.stop_at_skips, epoch).or_else(|| {
-        remedies::stable_stop(before, &genotype.to_text(), cfg.stop_when_stable, epoch)
-    })
+    remedies::early_stop(genotype, cfg.stop_at_skips, epoch)
+        .or_else(|| remedies::stable_stop(before, &genotype.to_text(), cfg.stop_when_stable, epoch))
 }
 
 fn run(

@@ -182,7 +182,11 @@ pub fn select(
         .iter()
         .map(|&cell| Projection {
             cell,
-            softmax: t.state.arch.softmax_rows(cell).expect("alphas of every cell type"),
+            softmax: t
+                .state
+                .arch
+                .softmax_rows(cell)
+                .expect("alphas of every cell type"),
             ops: vec![None; edges.len()],
             dropped: vec![false; edges.len()],
             nodes_done: vec![false; spec.nodes],
@@ -202,8 +206,15 @@ pub fn select(
         for c in 0..cells.len() {
             let accuracy = |cells: &[Projection], mask: Mask| -> f64 {
                 let mix = mixture(cells, c, mask, device);
-                evaluate_batches(&t.state.net, &mix, &t.setup.val, device, true, cfg.max_batches)
-                    .accuracy
+                evaluate_batches(
+                    &t.state.net,
+                    &mix,
+                    &t.setup.val,
+                    device,
+                    true,
+                    cfg.max_batches,
+                )
+                .accuracy
             };
             let cell = cells[c].cell;
             let row = |edge: usize, op: usize, base: f64, acc: f64| Perturbation {
@@ -311,9 +322,11 @@ pub fn select(
 /// The mixing weights of every cell type, `mask` applied to cell type number `c`.
 fn mixture(cells: &[Projection], c: usize, mask: Mask, device: tch::Device) -> ArchWeights {
     let w = |t: CellType| {
-        cells.iter().enumerate().find(|(_, p)| p.cell == t).map(|(i, p)| {
-            p.weights(if i == c { mask } else { Mask::Nothing }, device)
-        })
+        cells
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.cell == t)
+            .map(|(i, p)| p.weights(if i == c { mask } else { Mask::Nothing }, device))
     };
     ArchWeights {
         normal: w(CellType::Normal).expect("every space has normal cells"),

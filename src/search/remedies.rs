@@ -110,7 +110,9 @@ impl Remedies {
             on.push(format!("collapse warning above {n} parameter-free ops"));
         }
         if let Some(e) = self.stop_when_stable {
-            on.push(format!("DARTS+ stop when the genotype is stable for {e} epochs"));
+            on.push(format!(
+                "DARTS+ stop when the genotype is stable for {e} epochs"
+            ));
         }
         if self.hessian_every > 0 {
             on.push(format!(
@@ -299,7 +301,10 @@ pub fn stable_stop(
     epoch: usize,
 ) -> Option<String> {
     let e = stable?;
-    let window = earlier.len().checked_sub(e).map(|start| &earlier[start..])?;
+    let window = earlier
+        .len()
+        .checked_sub(e)
+        .map(|start| &earlier[start..])?;
     window.iter().all(|g| g == current).then(|| {
         format!(
             "DARTS+ early stop: the genotype derived after epoch {} is the one derived after each of the {e} epochs before it (stop_when_stable = {e})",
