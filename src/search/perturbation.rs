@@ -201,62 +201,24 @@ pub fn select(
     let mut tuner = Tuner::new(&mut t, total_tune);
     let mut rng = Rng::from_key(&[cfg.seed, PURPOSE_PERTURBATION]);
     let mut out = Vec::new();
-    let device = t.setup.device;
     for round in 0..rounds {
+        let judge = Judge {
+            t: &t,
+            space: &space,
+            edges: &edges,
+            max_batches: cfg.max_batches,
+            round,
+        };
         for c in 0..cells.len() {
-            let accuracy = |cells: &[Projection], mask: Mask| -> f64 {
-                let mix = mixture(cells, c, mask, device);
-                evaluate_batches(
-                    &t.state.net,
-                    &mix,
-                    &t.setup.val,
-                    device,
-                    true,
-                    cfg.max_batches,
-                )
-                .accuracy
-            };
-            let cell = cells[c].cell;
-            let row = |edge: usize, op: usize, base: f64, acc: f64| Perturbation {
-                round,
-                cell,
-                stage: Stage::Op,
-                edge: edges[edge],
-                op: space.ops[op],
-                base_accuracy: base,
-                accuracy: acc,
-                chosen: false,
-            };
             if round < edges.len() {
-                let open: Vec<usize> = (0..edges.len())
-                    .filter(|&e| cells[c].ops[e].is_none())
-                    .collect();
-                let e = open[rng.below(open.len())];
-                let base = accuracy(&cells, Mask::Nothing);
-                let mut best: Option<(usize, f64)> = None;
-                let first = out.len();
-                for &k in &candidates {
-                    let acc = accuracy(&cells, Mask::Op(e, k));
-                    out.push(row(e, k, base, acc));
-                    // The op whose removal hurts most; the first on ties.
-                    if best.is_none_or(|(_, b)| acc < b) {
-                        best = Some((k, acc));
-                    }
-                }
-                let (k, without) = best.expect("a space has candidate ops");
-                for p in &mut out[first..] {
-                    p.chosen = p.op == space.ops[k];
-                }
-                cells[c].ops[e] = Some(k);
-                progress(&format!(
-                    "round {:>2} {} edge {}: keeps {} (accuracy {:.2}%, {:.2}% without it)",
-                    round + 1,
-                    cell.name(),
-                    edges[e].key(),
-                    space.ops[k].name(),
-                    100.0 * base,
-                    100.0 * without
-                ));
+                judge.decide_op(
+                    &mut cells,
+                    c,
+                    &candidates,
+                    &mut rng,
+                    &mut out,
+                    &mut progress,
+                );
             } else {
                 let keep = keep.expect("node rounds only in top-k spaces");
                 let open: Vec<usize> = contested
@@ -265,45 +227,11 @@ pub fn select(
                     .filter(|&i| !cells[c].nodes_done[i])
                     .collect();
                 let node = open[rng.below(open.len())];
-                let mut kept: Vec<usize> = (0..edges.len())
-                    .filter(|&e| edges[e].to == spec.inputs + node)
-                    .collect();
-                while kept.len() > keep {
-                    // Base: the node with the edges dropped so far.
-                    let base = accuracy(&cells, Mask::Nothing);
-                    let mut worst: Option<(usize, f64)> = None;
-                    let first = out.len();
-                    for &e in &kept {
-                        let acc = accuracy(&cells, Mask::Edge(e));
-                        let op = cells[c].ops[e].expect("every edge is decided first");
-                        out.push(Perturbation {
-                            stage: Stage::Edge,
-                            ..row(e, op, base, acc)
-                        });
-                        // The edge whose removal leaves the highest accuracy; the last on ties.
-                        if worst.is_none_or(|(_, w)| acc >= w) {
-                            worst = Some((e, acc));
-                        }
-                    }
-                    let (e, _) = worst.expect("a contested node has edges");
-                    for p in &mut out[first..] {
-                        p.chosen = p.edge == edges[e];
-                    }
-                    cells[c].dropped[e] = true;
-                    kept.retain(|&k| k != e);
-                    progress(&format!(
-                        "round {:>2} {} node {}: drops edge {}",
-                        round + 1,
-                        cell.name(),
-                        spec.inputs + node,
-                        edges[e].key()
-                    ));
-                }
-                cells[c].nodes_done[node] = true;
+                judge.decide_node(&mut cells, c, node, keep, &mut out, &mut progress);
             }
         }
         if round + 1 < rounds && cfg.tune_steps > 0 {
-            let mix = mixture(&cells, 0, Mask::Nothing, device);
+            let mix = mixture(&cells, 0, Mask::Nothing, t.setup.device);
             let loss = tuner.tune(&mut t, &mix, cfg.tune_steps)?;
             progress(&format!(
                 "round {:>2}: fine-tuned {} steps, mean training loss {loss:.4}",
@@ -317,6 +245,131 @@ pub fn select(
         genotype,
         perturbations: out,
     })
+}
+
+/// The decisions of one round, by the supernet's accuracy with a candidate removed.
+struct Judge<'a> {
+    t: &'a TrainedSupernet,
+    space: &'a crate::space::SearchSpace,
+    edges: &'a [EdgeId],
+    max_batches: Option<usize>,
+    round: usize,
+}
+
+impl Judge<'_> {
+    /// Validation accuracy (BN batch statistics) with `mask` applied to cell type `c`.
+    fn accuracy(&self, cells: &[Projection], c: usize, mask: Mask) -> f64 {
+        let device = self.t.setup.device;
+        let mix = mixture(cells, c, mask, device);
+        let (net, val) = (&self.t.state.net, &self.t.setup.val);
+        evaluate_batches(net, &mix, val, device, true, self.max_batches).accuracy
+    }
+
+    fn row(
+        &self,
+        c: &Projection,
+        stage: Stage,
+        e: usize,
+        op: usize,
+        base: f64,
+        acc: f64,
+    ) -> Perturbation {
+        Perturbation {
+            round: self.round,
+            cell: c.cell,
+            stage,
+            edge: self.edges[e],
+            op: self.space.ops[op],
+            base_accuracy: base,
+            accuracy: acc,
+            chosen: false,
+        }
+    }
+
+    /// Fix a random undecided edge of cell type `c` to the op whose removal hurts most
+    /// (the first on ties).
+    fn decide_op(
+        &self,
+        cells: &mut [Projection],
+        c: usize,
+        candidates: &[usize],
+        rng: &mut Rng,
+        out: &mut Vec<Perturbation>,
+        progress: &mut impl FnMut(&str),
+    ) {
+        let open: Vec<usize> = (0..self.edges.len())
+            .filter(|&e| cells[c].ops[e].is_none())
+            .collect();
+        let e = open[rng.below(open.len())];
+        let base = self.accuracy(cells, c, Mask::Nothing);
+        let mut best: Option<(usize, f64)> = None;
+        let first = out.len();
+        for &k in candidates {
+            let acc = self.accuracy(cells, c, Mask::Op(e, k));
+            out.push(self.row(&cells[c], Stage::Op, e, k, base, acc));
+            if best.is_none_or(|(_, b)| acc < b) {
+                best = Some((k, acc));
+            }
+        }
+        let (k, without) = best.expect("a space has candidate ops");
+        for p in &mut out[first..] {
+            p.chosen = p.op == self.space.ops[k];
+        }
+        cells[c].ops[e] = Some(k);
+        progress(&format!(
+            "round {:>2} {} edge {}: keeps {} (accuracy {:.2}%, {:.2}% without it)",
+            self.round + 1,
+            cells[c].cell.name(),
+            self.edges[e].key(),
+            self.space.ops[k].name(),
+            100.0 * base,
+            100.0 * without
+        ));
+    }
+
+    /// Drop, one at a time, the incoming edge of `node` (of cell type `c`) whose removal
+    /// leaves the highest accuracy (the last on ties) until `keep` remain.
+    fn decide_node(
+        &self,
+        cells: &mut [Projection],
+        c: usize,
+        node: usize,
+        keep: usize,
+        out: &mut Vec<Perturbation>,
+        progress: &mut impl FnMut(&str),
+    ) {
+        let to = self.space.cell.inputs + node;
+        let mut kept: Vec<usize> = (0..self.edges.len())
+            .filter(|&e| self.edges[e].to == to)
+            .collect();
+        while kept.len() > keep {
+            // Base: the node with the edges dropped so far.
+            let base = self.accuracy(cells, c, Mask::Nothing);
+            let mut worst: Option<(usize, f64)> = None;
+            let first = out.len();
+            for &e in &kept {
+                let acc = self.accuracy(cells, c, Mask::Edge(e));
+                let op = cells[c].ops[e].expect("every edge is decided first");
+                out.push(self.row(&cells[c], Stage::Edge, e, op, base, acc));
+                if worst.is_none_or(|(_, w)| acc >= w) {
+                    worst = Some((e, acc));
+                }
+            }
+            let (e, _) = worst.expect("a contested node has edges");
+            for p in &mut out[first..] {
+                p.chosen = p.edge == self.edges[e];
+            }
+            cells[c].dropped[e] = true;
+            kept.retain(|&k| k != e);
+            progress(&format!(
+                "round {:>2} {} node {to}: drops edge {}",
+                self.round + 1,
+                cells[c].cell.name(),
+                self.edges[e].key()
+            ));
+        }
+        cells[c].nodes_done[node] = true;
+    }
 }
 
 /// The mixing weights of every cell type, `mask` applied to cell type number `c`.
