@@ -252,3 +252,58 @@ fn darts_pt_flags_are_refused_with_other_rules_and_scorers() {
     );
     assert!(!run.join("genotype-perturbation.txt").exists());
 }
+
+#[test]
+fn darts_pt_in_an_argmax_space_decides_every_edge_with_none_a_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("nb201");
+    ok(supernet()
+        .args([
+            "search",
+            "--space",
+            "supernets/nb201.toml",
+            "--channels",
+            "4",
+        ])
+        .args(["--layers", "1", "--subset", "512", "--batch-size", "32"])
+        .args([
+            "--epochs",
+            "1",
+            "--seed",
+            "5",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap());
+    let g = Genotype::parse(&derive(&run, 0)).unwrap();
+    let t = read_run(&run.join("run.h5"))
+        .unwrap()
+        .table("perturbation/seed0-tune1")
+        .unwrap()
+        .clone();
+    // 6 edges x 5 ops (none included), no edge stage: every edge keeps its op.
+    assert_eq!(texts(&t, "stage").len(), 6 * 5);
+    assert!(texts(&t, "stage").iter().all(|s| s == "op"));
+    assert_eq!(
+        texts(&t, "op")
+            .iter()
+            .filter(|o| *o == OpKind::None.name())
+            .count(),
+        6
+    );
+    let (edge, op, chosen) = (texts(&t, "edge"), texts(&t, "op"), ints(&t, "chosen"));
+    let mut decided = 0;
+    for i in (0..edge.len()).filter(|&i| chosen[i] == 1) {
+        let (to, from) = edge[i].split_once('_').unwrap();
+        let node = &g.normal.nodes[to.parse::<usize>().unwrap() - 1];
+        let e = node.iter().find(|e| e.from.to_string() == from).unwrap();
+        assert_eq!(e.op.name(), op[i]);
+        decided += 1;
+    }
+    assert_eq!(decided, 6);
+    assert_eq!(g.normal.nodes.iter().map(Vec::len).sum::<usize>(), 6);
+}
