@@ -218,6 +218,9 @@ pub enum RuleArg {
     /// ENAS runs: K architectures drawn from the controller, scored, the best (xautodl
     /// `ENAS.py` `get_best_arch`, 100 samples).
     ControllerBest(usize),
+    /// DARTS-PT: ops and then edges selected by how much their removal drops the
+    /// supernet's validation accuracy ([`crate::search::perturbation`]).
+    Perturbation,
 }
 
 impl RuleArg {
@@ -228,6 +231,7 @@ impl RuleArg {
             RuleArg::SampleTop(k) => format!("sample-top{k}"),
             RuleArg::Controller => "controller".into(),
             RuleArg::ControllerBest(k) => format!("controller-best{k}"),
+            RuleArg::Perturbation => "perturbation".into(),
         }
     }
 
@@ -248,7 +252,10 @@ impl RuleArg {
                 Ok(Some(DeriveRule::TopK { keep: 2 }))
             }
             RuleArg::Argmax => Ok(Some(DeriveRule::Argmax)),
-            RuleArg::SampleTop(_) | RuleArg::Controller | RuleArg::ControllerBest(_) => Ok(None),
+            RuleArg::SampleTop(_)
+            | RuleArg::Controller
+            | RuleArg::ControllerBest(_)
+            | RuleArg::Perturbation => Ok(None),
         }
     }
 }
@@ -260,6 +267,7 @@ impl std::str::FromStr for RuleArg {
             "top2" => Ok(RuleArg::Top2),
             "argmax" => Ok(RuleArg::Argmax),
             "controller" => Ok(RuleArg::Controller),
+            "perturbation" => Ok(RuleArg::Perturbation),
             _ => {
                 let k = |prefix: &str| {
                     s.strip_prefix(prefix)
@@ -272,7 +280,7 @@ impl std::str::FromStr for RuleArg {
                     _ => Err(Error::invalid(
                         "--rule",
                         s,
-                        "top2, argmax, sample-top:K, controller or controller-best:K with K >= 1",
+                        "top2, argmax, sample-top:K, controller, controller-best:K with K >= 1, or perturbation",
                     )),
                 }
             }

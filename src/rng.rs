@@ -26,6 +26,10 @@ pub const PURPOSE_SAMPLE: u64 = 0x534D_504C;
 pub const PURPOSE_EVOLVE: u64 = 0x4556_4F4C;
 /// The fresh initialisation of zero-cost proxy networks.
 pub const PURPOSE_PROXY: u64 = 0x5052_5859;
+/// R-DARTS: the start vector of the Hessian power iteration.
+pub const PURPOSE_HESSIAN: u64 = 0x4845_5353;
+/// DARTS-PT: the order in which edges and nodes are decided.
+pub const PURPOSE_PERTURBATION: u64 = 0x5054_5345;
 
 /// The SplitMix64 output function (Steele, Lea, Flood 2014): a strong 64-bit bijective mixer.
 #[inline]

@@ -145,6 +145,10 @@ pub fn rule_parser() -> Forms<crate::derive::RuleArg> {
                 "controller-best:K",
                 "ENAS runs: K architectures drawn from the controller, scored, the best",
             ),
+            (
+                "perturbation",
+                "DARTS-PT: per edge the op whose removal drops the supernet's validation accuracy most, fine-tuning between edges; then per node the top-2 edges alike",
+            ),
         ],
         |s| s.parse().map_err(|e: crate::Error| e.to_string()),
     )

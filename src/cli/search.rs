@@ -204,6 +204,22 @@ pub struct RemedyFlags {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collapse_warn_above: Option<usize>,
+    /// DARTS+ (second rule): end the search after the first epoch whose derived genotype
+    /// is the one derived after each of the E epochs before it.
+    #[arg(long, value_name = "E")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_when_stable: Option<usize>,
+    /// R-DARTS: every N epochs, the dominant eigenvalue of the Hessian of the validation
+    /// loss w.r.t. the alphas (power iteration on one fixed validation batch), recorded
+    /// in /epochs/hessian_eigenvalue and on the epoch line [default: 0, off].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hessian_every: Option<usize>,
+    /// R-DARTS: warn when the eigenvalue exceeds F times the smallest recorded before it
+    /// [default: 4/3, the inverse of R-DARTS's 0.75 stopping ratio].
+    #[arg(long, value_name = "F")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hessian_warn_factor: Option<f64>,
 }
 
 /// The flags `--resume` takes besides itself: how to run, not what.

@@ -181,9 +181,13 @@ pub struct DeriveArgs {
     /// How the run's alphas become one architecture.
     #[arg(long, default_value = "top2", value_parser = rule_parser())]
     pub rule: RuleArg,
-    /// Seed of sample-top:K.
+    /// Seed of sample-top:K, and of the order of DARTS-PT's decisions (perturbation).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// DARTS-PT (--rule perturbation): weight steps of fine-tuning between two rounds of
+    /// decisions (the paper: 5 epochs of the weight half) [default: 10].
+    #[arg(long, value_name = "N")]
+    pub tune_steps: Option<usize>,
     /// P-DARTS: at most N skip connections in the normal cell; the weakest beyond N are
     /// replaced by their edge's next-best op (P-DARTS: 2). With --rule top2 or argmax.
     #[arg(long, value_name = "N")]
@@ -303,9 +307,24 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    if let Some(n) = a.tune_steps.filter(|_| rule != RuleArg::Perturbation) {
+        return Err(crate::Error::invalid(
+            "--tune-steps",
+            n,
+            format!(
+                "left out with --rule {} (fine-tuning between decisions is DARTS-PT's: --rule perturbation)",
+                rule.name()
+            ),
+        )
+        .into());
+    }
+    if rule == RuleArg::Perturbation {
+        refuse_with_perturbation(&a.score)?;
+    }
     let at = a.score.attach()?;
     let dir = &at.dir;
     let genotype = match rule {
+        RuleArg::Perturbation => perturbation(&a, &at)?,
         RuleArg::Controller => {
             let cfg: crate::search::SearchConfig = crate::run::read_config(dir.path())?;
             let space = cfg.validate_with_space()?;
@@ -363,4 +382,92 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
     println!("{}", genotype.to_text());
     eprintln!("written {}, {}", txt.display(), json.display());
     Ok(())
+}
+
+/// Scoring flags that DARTS-PT does not take (it scores the whole supernet by its
+/// accuracy with BN batch statistics, as the paper's code does).
+fn refuse_with_perturbation(score: &ScoreArgs) -> anyhow::Result<()> {
+    let given = [
+        (
+            "--score",
+            (score.score != ScoreKind::Inherited).then(|| score.score.name().to_string()),
+        ),
+        ("--bn", score.bn.map(BnMode::name)),
+    ];
+    if let Some((flag, Some(value))) = given.into_iter().find(|(_, v)| v.is_some()) {
+        return Err(crate::Error::invalid(
+            flag,
+            value,
+            "left out with --rule perturbation (DARTS-PT measures the supernet's validation accuracy with BN batch statistics)",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `derive --rule perturbation`: DARTS-PT on the run's supernet (fine-tuned in memory
+/// only), its measurements stored as `/perturbation/<name>` and `RUN/perturbation-<name>.csv`.
+fn perturbation(a: &DeriveArgs, at: &Attached) -> anyhow::Result<crate::space::Genotype> {
+    use crate::record::{Column, Table};
+    use crate::search::perturbation::{select, PtConfig, DEFAULT_TUNE_STEPS};
+    let cfg = PtConfig {
+        tune_steps: a.tune_steps.unwrap_or(DEFAULT_TUNE_STEPS),
+        seed: a.seed,
+        max_batches: a.score.batches,
+    };
+    let trained = crate::search::load_trained(at.dir.path())?;
+    // The run's own thread setting was applied by the load: the flag overrides it.
+    if let Some(t) = a.score.threads.filter(|&t| t > 0) {
+        tch::set_num_threads(t as i32);
+    }
+    let quiet = a.score.quiet || !at.root();
+    let sel = select(trained, cfg, |line| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })?;
+    let p = &sel.perturbations;
+    let text = |f: &dyn Fn(&crate::search::perturbation::Perturbation) -> String| {
+        Column::Text(p.iter().map(f).collect())
+    };
+    let f64s = |f: fn(&crate::search::perturbation::Perturbation) -> f64| {
+        Column::F64(p.iter().map(f).collect())
+    };
+    let name = format!("seed{}-tune{}", cfg.seed, cfg.tune_steps);
+    let table = Table {
+        group: format!("perturbation/{name}"),
+        attrs: vec![
+            ("rule".into(), "perturbation".into()),
+            ("seed".into(), cfg.seed.to_string()),
+            ("tune_steps".into(), cfg.tune_steps.to_string()),
+            ("genotype".into(), sel.genotype.to_text()),
+        ],
+        columns: vec![
+            (
+                "round".into(),
+                Column::U64(p.iter().map(|r| r.round as u64).collect()),
+            ),
+            ("cell".into(), text(&|r| r.cell.name().to_string())),
+            ("stage".into(), text(&|r| r.stage.name().to_string())),
+            ("edge".into(), text(&|r| r.edge.key())),
+            ("op".into(), text(&|r| r.op.name().to_string())),
+            ("base_accuracy".into(), f64s(|r| r.base_accuracy)),
+            ("accuracy".into(), f64s(|r| r.accuracy)),
+            ("drop".into(), f64s(|r| r.drop())),
+            (
+                "chosen".into(),
+                Column::U64(p.iter().map(|r| u64::from(r.chosen)).collect()),
+            ),
+        ],
+    };
+    if at.root() {
+        let csv = crate::sample::store_table(&at.dir, table, &format!("perturbation-{name}"))?;
+        eprintln!(
+            "{} perturbations: {}/run.h5 /perturbation/{name}, {}",
+            p.len(),
+            a.score.run.display(),
+            csv.display()
+        );
+    }
+    Ok(sel.genotype)
 }

@@ -1,6 +1,7 @@
 //! `collapse`: the usual symptoms of a collapsing DARTS search over training: the mean
 //! entropy of softmax(alpha) per edge, and how many kept edges of the derived genotype are
-//! parameter-free (skip, pooling, none).
+//! parameter-free (skip, pooling, none); with `--hessian-every`, R-DARTS's dominant Hessian
+//! eigenvalue per epoch as a third panel.
 use super::data::{self, ChartData};
 use super::style::{self, Mark};
 use super::{DrawResult, Drawn, Figure, Output};
@@ -37,6 +38,8 @@ struct Series {
 struct Collapse<'a> {
     run: &'a RunData,
     series: Vec<Series>,
+    /// (end step, dominant Hessian eigenvalue) of the epochs that computed one.
+    hessian: Vec<(f64, f64)>,
     last: f64,
 }
 
@@ -93,9 +96,17 @@ impl<'a> Collapse<'a> {
                 }
             })
             .collect();
+        let hessian = run
+            .log
+            .epochs
+            .iter()
+            .filter_map(|e| Some((run.epoch_end(e.epoch), e.hessian_eigenvalue?)))
+            .filter(|(_, v)| v.is_finite())
+            .collect();
         Collapse {
             run,
             series,
+            hessian,
             last: run.last_step(),
         }
     }
@@ -188,9 +199,44 @@ impl<'a> Collapse<'a> {
     }
 }
 
+impl Collapse<'_> {
+    fn hessian_panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let values = self.hessian.iter().map(|p| p.1);
+        let lo = values.clone().fold(f64::INFINITY, f64::min).min(0.0);
+        let hi = values.fold(f64::NEG_INFINITY, f64::max).max(0.0);
+        let pad = ((hi - lo) * 0.1).max(1e-6);
+        let mut chart = style::step_chart(
+            area,
+            "dominant Hessian eigenvalue of the validation loss w.r.t. alpha",
+            style::LABEL + 2.0,
+            96,
+            self.last,
+            (lo - pad, hi + pad),
+        )?;
+        style::step_mesh(
+            &mut chart,
+            Some("eigenvalue"),
+            (None, None),
+            &|y| format!("{y:.2e}"),
+            &self.run.epoch_boundaries(self.last, EPOCH_LINES),
+        )?;
+        let c = RGBColor(110, 50, 160);
+        chart.draw_series(LineSeries::new(
+            self.hessian.iter().copied(),
+            c.stroke_width(3),
+        ))?;
+        chart.draw_series(self.hessian.iter().map(|&p| Circle::new(p, 6, c.filled())))?;
+        Ok(())
+    }
+}
+
 impl Figure for Collapse<'_> {
     fn size(&self) -> (u32, u32) {
-        (1600, 760)
+        if self.hessian.is_empty() {
+            (1600, 760)
+        } else {
+            (2400, 760)
+        }
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
@@ -213,6 +259,12 @@ impl Figure for Collapse<'_> {
             Mark::Dashed(RGBColor(90, 90, 90)),
         ));
         lines.append(&mut entries);
+        if !self.hessian.is_empty() {
+            lines.push((
+                "Hessian eigenvalue (R-DARTS)".into(),
+                Mark::Line(RGBColor(110, 50, 160), 3),
+            ));
+        }
         let body = style::frame(
             root,
             "collapse diagnostics",
@@ -224,8 +276,13 @@ impl Figure for Collapse<'_> {
             LEGEND_H,
             &[&lines],
         )?;
-        let (left, right) = body.split_horizontally(body.dim_in_pixel().0 / 2);
-        self.entropy_panel(&left)?;
-        self.free_panel(&right)
+        let panels = if self.hessian.is_empty() { 2 } else { 3 };
+        let areas = body.split_evenly((1, panels));
+        self.entropy_panel(&areas[0])?;
+        self.free_panel(&areas[1])?;
+        if panels == 3 {
+            self.hessian_panel(&areas[2])?;
+        }
+        Ok(())
     }
 }

@@ -135,6 +135,13 @@ fn fill(file: &hdf5::File, log: &RunLog) -> Result<()> {
         "genotype",
         &ep.iter().map(|r| r.genotype.clone()).collect::<Vec<_>>(),
     )?;
+    if ep.iter().any(|r| r.hessian_eigenvalue.is_some()) {
+        column(
+            &g,
+            "hessian_eigenvalue",
+            ep.iter().map(|r| r.hessian_eigenvalue.unwrap_or(f64::NAN)),
+        )?;
+    }
 
     if let Some((text, json)) = &log.genotype {
         let g = file.create_group("genotype")?;
@@ -284,7 +291,15 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
     .map(|c| col_f64(&format!("epochs/{c}")))
     .collect::<Result<_>>()?;
     let genotypes = read_strings(&need("epochs/genotype")?)?;
-    if ecols.iter().any(|c| c.len() != e_epoch.len()) || genotypes.len() != e_epoch.len() {
+    // Only in runs that computed a Hessian eigenvalue.
+    let hessian = match file.dataset("epochs/hessian_eigenvalue") {
+        Ok(d) => Some(d.read_raw::<f64>()?),
+        Err(_) => None,
+    };
+    if ecols.iter().any(|c| c.len() != e_epoch.len())
+        || genotypes.len() != e_epoch.len()
+        || hessian.as_ref().is_some_and(|h| h.len() != e_epoch.len())
+    {
         return Err(bad("the /epochs datasets have different lengths".into()));
     }
     let epochs = (0..e_epoch.len())
@@ -297,6 +312,7 @@ pub fn read_run(path: &Path) -> Result<RunLog> {
             lr: ecols[4][i],
             seconds: ecols[5][i],
             genotype: genotypes[i].clone(),
+            hessian_eigenvalue: hessian.as_ref().map(|h| h[i]).filter(|v| !v.is_nan()),
         })
         .collect();
     let (genotype, stop_reason) = match file.group("genotype") {

@@ -87,6 +87,11 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// The genotype the alphas derived to at the end of the epoch (text form).
     pub genotype: String,
+    /// R-DARTS: the dominant eigenvalue of the Hessian of the validation loss w.r.t. the
+    /// alphas after the epoch (`/epochs/hessian_eigenvalue`, NaN where not computed; the
+    /// dataset exists only in runs that computed one).
+    #[serde(default)]
+    pub hessian_eigenvalue: Option<f64>,
 }
 
 /// Root attributes: what produced the run.
@@ -130,8 +135,15 @@ pub struct RunLog {
 }
 
 /// Top-level groups that hold [`Table`]s: `/samples/<name>`, `/evolution/<name>`,
-/// `/rank_check/<name>` and `/fidelity/<name>`.
-pub const TABLE_ROOTS: [&str; 4] = ["samples", "evolution", "rank_check", "fidelity"];
+/// `/rank_check/<name>`, `/fidelity/<name>` and `/perturbation/<name>` (DARTS-PT's
+/// measurements).
+pub const TABLE_ROOTS: [&str; 5] = [
+    "samples",
+    "evolution",
+    "rank_check",
+    "fidelity",
+    "perturbation",
+];
 
 /// One column of a [`Table`].
 #[derive(Debug, Clone, PartialEq)]
@@ -234,6 +246,7 @@ impl RunLog {
             lr,
             seconds: steps.iter().map(|r| r.seconds).sum::<f64>() + extra_seconds,
             genotype: genotype.to_string(),
+            hessian_eigenvalue: None,
         }
     }
 

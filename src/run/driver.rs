@@ -54,6 +54,8 @@ pub struct EpochEnd {
     /// The job is done after this epoch although the schedule has more (an early stop):
     /// the loop checkpoints it and returns as at the schedule's end.
     pub finish: bool,
+    /// The epoch's Hessian eigenvalue (R-DARTS), when the job computed one.
+    pub hessian_eigenvalue: Option<f64>,
 }
 
 /// A run the loop can drive.
@@ -210,13 +212,14 @@ pub fn drive<J: Job>(
         let eval_start = Instant::now();
         let end = job.end_epoch(epoch)?;
         let finish = end.finish;
-        let record = log.epoch_summary(
+        let mut record = log.epoch_summary(
             epoch as u32,
             lr,
             (end.loss, end.accuracy),
             eval_start.elapsed().as_secs_f64(),
             &end.genotype,
         );
+        record.hessian_eigenvalue = end.hessian_eigenvalue;
         let note = if end.note.is_empty() {
             String::new()
         } else {

@@ -128,7 +128,7 @@ pub struct SearchConfig {
     /// ENAS controller settings (used by the enas strategy only).
     #[serde(default)]
     pub enas: super::controller::EnasSettings,
-    /// Collapse remedies (beta-DARTS, SDARTS-RS, DARTS-); all off by default, and the table
+    /// Collapse remedies and signals (beta-DARTS, SDARTS-RS, DARTS-, DARTS+, R-DARTS); all off by default, and the table
     /// is left out of the config file then.
     #[serde(default, skip_serializing_if = "super::remedies::Remedies::is_off")]
     pub remedies: super::remedies::Remedies,

@@ -5,7 +5,9 @@ mod checkpoint;
 mod config;
 pub mod controller;
 pub mod enas;
+pub mod hessian;
 mod parallel;
+pub mod perturbation;
 pub mod preset;
 mod recompute;
 pub mod remedies;
@@ -210,6 +212,10 @@ struct SearchJob {
     /// Parameter-free ops of the normal cell derived after the last epoch (for the
     /// collapse warning; unknown at a start or resume).
     free_ops: Option<usize>,
+    /// The genotype (text) derived after each epoch so far (DARTS+'s stability rule).
+    genotypes: Vec<String>,
+    /// The Hessian eigenvalues recorded so far (R-DARTS's warning).
+    eigenvalues: Vec<f64>,
 }
 
 impl SearchJob {
@@ -269,13 +275,32 @@ impl Job for SearchJob {
     fn end_epoch(&mut self, epoch: usize) -> Result<EpochEnd> {
         // The supernet on the architecture half, and what its alphas derive to.
         let genotype = self.strategy.genotype(&self.st)?;
+        let text = genotype.to_text();
         let cfg = &self.st.cfg.remedies;
         // After the last epoch the search ends anyway: not an early stop.
-        self.early_stop = remedies::early_stop(&genotype, cfg.stop_at_skips, epoch)
+        self.early_stop = stop_reason(cfg, &genotype, &self.genotypes, epoch)
             .filter(|_| epoch + 1 < self.st.cfg.epochs);
-        let note = remedies::collapse_warning(&genotype, cfg.collapse_warn_above, self.free_ops)
-            .unwrap_or_default();
+        let mut notes: Vec<String> =
+            remedies::collapse_warning(&genotype, cfg.collapse_warn_above, self.free_ops)
+                .into_iter()
+                .collect();
         self.free_ops = Some(remedies::parameter_free(&genotype.normal).0);
+        self.genotypes.push(text.clone());
+        let hessian = if cfg.hessian_due(epoch) {
+            let factor = cfg.warn_factor();
+            let first = self.val.epoch(0, 0).next().ok_or_else(|| {
+                Error::Other("the architecture half has no batch for the Hessian".into())
+            })?;
+            let batch = Batch::to_device(&first, self.st.device);
+            let value = hessian::dominant_eigenvalue(&self.st, &batch, epoch)?;
+            notes.push(format!("hessian {value:.4e}"));
+            notes.extend(remedies::hessian_warning(&self.eigenvalues, value, factor));
+            self.eigenvalues.push(value);
+            Some(value)
+        } else {
+            None
+        };
+        let note = notes.join("  ");
         let st = &self.st;
         let score = evaluate(
             &st.net,
@@ -287,10 +312,11 @@ impl Job for SearchJob {
         Ok(EpochEnd {
             loss: score.loss,
             accuracy: score.accuracy,
-            genotype: genotype.to_text(),
+            genotype: text,
             note,
             show_genotype: true,
             finish: self.early_stop.is_some(),
+            hessian_eigenvalue: hessian,
         })
     }
 
@@ -321,6 +347,18 @@ impl Job for SearchJob {
             None => Ok(requested),
         }
     }
+}
+
+/// Why the search stops after `epoch` with the derived `genotype` (DARTS+'s skip count,
+/// then its stability rule against the genotypes of the epochs `before`).
+fn stop_reason(
+    cfg: &remedies::Remedies,
+    genotype: &Genotype,
+    before: &[String],
+    epoch: usize,
+) -> Option<String> {
+    remedies::early_stop(genotype, cfg.stop_at_skips, epoch)
+        .or_else(|| remedies::stable_stop(before, &genotype.to_text(), cfg.stop_when_stable, epoch))
 }
 
 fn run(
@@ -371,8 +409,17 @@ fn run(
         val: s.val,
         early_stop: None,
         free_ops: None,
+        genotypes: Vec::new(),
+        eigenvalues: Vec::new(),
     };
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
+    // What the stop rules and warnings compare with: the epochs before a resume.
+    job.genotypes = log.epochs.iter().map(|e| e.genotype.clone()).collect();
+    job.eigenvalues = log
+        .epochs
+        .iter()
+        .filter_map(|e| e.hessian_eigenvalue)
+        .collect();
     if let Some(g) = &group {
         parallel::broadcast_state(&job.st, g)?;
         progress.line(&format!(
@@ -416,8 +463,8 @@ fn run(
     // genotype was written, or resumed after it) is finished: it does not train on.
     if pos.step_in_epoch == 0 && (1..cfg.epochs).contains(&pos.epoch) {
         let genotype = job.strategy.genotype(&job.st)?;
-        let stop_at = cfg.remedies.stop_at_skips;
-        job.early_stop = remedies::early_stop(&genotype, stop_at, pos.epoch - 1);
+        let before = &job.genotypes[..job.genotypes.len().saturating_sub(1)];
+        job.early_stop = stop_reason(&cfg.remedies, &genotype, before, pos.epoch - 1);
     }
     let stopped = if job.early_stop.is_some() {
         None

@@ -34,7 +34,28 @@ pub struct Remedies {
     /// its kept edges). A warning only: the search goes on unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collapse_warn_above: Option<usize>,
+    /// DARTS+ (Liang et al. 2019) second rule: the search ends after the first epoch whose
+    /// derived genotype is the one derived after each of the `E` epochs before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_when_stable: Option<usize>,
+    /// R-DARTS (Zela et al. 2020): every this many epochs (0: never) the dominant
+    /// eigenvalue of the Hessian of the validation loss w.r.t. the alphas
+    /// ([`super::hessian`]), recorded per epoch.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub hessian_every: usize,
+    /// The epoch line warns when the eigenvalue exceeds this factor times the smallest one
+    /// recorded before it in the run (default 4/3: R-DARTS stops when the ratio of its
+    /// windowed averages, earlier over current, falls below 0.75).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hessian_warn_factor: Option<f64>,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The default of [`Remedies::hessian_warn_factor`]: 1 / 0.75, R-DARTS's ratio.
+pub const HESSIAN_WARN_FACTOR: f64 = 4.0 / 3.0;
 
 impl Default for Remedies {
     fn default() -> Self {
@@ -46,6 +67,9 @@ impl Default for Remedies {
             aux_skip: false,
             stop_at_skips: None,
             collapse_warn_above: None,
+            stop_when_stable: None,
+            hessian_every: 0,
+            hessian_warn_factor: None,
         }
     }
 }
@@ -85,6 +109,18 @@ impl Remedies {
         if let Some(n) = self.collapse_warn_above {
             on.push(format!("collapse warning above {n} parameter-free ops"));
         }
+        if let Some(e) = self.stop_when_stable {
+            on.push(format!(
+                "DARTS+ stop when the genotype is stable for {e} epochs"
+            ));
+        }
+        if self.hessian_every > 0 {
+            on.push(format!(
+                "R-DARTS Hessian eigenvalue every {} epochs (warns above {} x its running minimum)",
+                self.hessian_every,
+                self.warn_factor()
+            ));
+        }
         on.join(", ")
     }
 
@@ -109,6 +145,17 @@ impl Remedies {
         self.aux_skip.then(|| 1.0 - progress(epoch, epochs))
     }
 
+    /// The Hessian warning factor in force.
+    pub fn warn_factor(&self) -> f64 {
+        self.hessian_warn_factor.unwrap_or(HESSIAN_WARN_FACTOR)
+    }
+
+    /// Whether the Hessian eigenvalue is computed after `epoch` (0-based): after every
+    /// `hessian_every`-th epoch.
+    pub fn hessian_due(&self, epoch: usize) -> bool {
+        self.hessian_every > 0 && (epoch + 1).is_multiple_of(self.hessian_every)
+    }
+
     /// Reject negative or non-finite values and remedies that do not apply to `strategy`
     /// (all three change the softmax relaxation, which only first-order and second-order
     /// DARTS use) or to partial channels (DARTS-), naming the field and the reason.
@@ -124,6 +171,25 @@ impl Remedies {
         }
         if let Some(n) = self.stop_at_skips {
             crate::run::check::at_least_one("remedies.stop_at_skips", n)?;
+        }
+        if let Some(e) = self.stop_when_stable {
+            crate::run::check::at_least_one("remedies.stop_when_stable", e)?;
+        }
+        if let Some(f) = self.hessian_warn_factor {
+            if self.hessian_every == 0 {
+                return Err(Error::invalid(
+                    "remedies.hessian_warn_factor",
+                    f,
+                    "left out without remedies.hessian_every (the warning compares Hessian eigenvalues, which only hessian_every >= 1 computes)",
+                ));
+            }
+            if !(f.is_finite() && f >= 1.0) {
+                return Err(Error::invalid(
+                    "remedies.hessian_warn_factor",
+                    f,
+                    "a finite number >= 1 (a factor over the running minimum)",
+                ));
+            }
         }
         if self.beta_decay > 0.0 && self.beta_decay_min > self.beta_decay {
             return Err(Error::invalid(
@@ -175,6 +241,16 @@ impl Remedies {
                 ));
             }
         }
+        if self.hessian_every > 0 && !darts {
+            return Err(Error::invalid(
+                "remedies.hessian_every",
+                self.hessian_every,
+                format!(
+                    "0 with the {} strategy (R-DARTS's Hessian is that of the validation loss under the softmax relaxation of the alphas, which only the first-order and second-order strategies use)",
+                    strategy.name()
+                ),
+            ));
+        }
         if self.aux_skip && partial_channels > 1 {
             return Err(Error::invalid(
                 "remedies.aux_skip",
@@ -213,6 +289,39 @@ pub fn early_stop(genotype: &Genotype, stop_at: Option<usize>, epoch: usize) -> 
         "DARTS+ early stop: the normal cell derived after epoch {} holds {n} skip connections (stop_at_skips = {stop_at})",
         epoch + 1
     ))
+}
+
+/// DARTS+'s second rule: why the search stops after `epoch` (0-based), if the genotype
+/// derived after it (`current`, text form) is the one derived after each of the
+/// `stable` epochs before it (`earlier`: the genotypes of the epochs before, oldest first).
+pub fn stable_stop(
+    earlier: &[String],
+    current: &str,
+    stable: Option<usize>,
+    epoch: usize,
+) -> Option<String> {
+    let e = stable?;
+    let window = earlier
+        .len()
+        .checked_sub(e)
+        .map(|start| &earlier[start..])?;
+    window.iter().all(|g| g == current).then(|| {
+        format!(
+            "DARTS+ early stop: the genotype derived after epoch {} is the one derived after each of the {e} epochs before it (stop_when_stable = {e})",
+            epoch + 1
+        )
+    })
+}
+
+/// R-DARTS-style warning for the Hessian eigenvalue `value` when it exceeds `factor`
+/// times the smallest of the `earlier` ones.
+pub fn hessian_warning(earlier: &[f64], value: f64, factor: f64) -> Option<String> {
+    let min = earlier.iter().copied().fold(f64::INFINITY, f64::min);
+    (min.is_finite() && value > factor * min).then(|| {
+        format!(
+            "WARNING Hessian: dominant eigenvalue {value:.4e} > {factor} x its running minimum {min:.4e}"
+        )
+    })
 }
 
 /// The kept edges of a cell and how many of them carry a parameter-free op.

@@ -211,6 +211,7 @@ impl Job for TrainJob {
             note: format!("drop-path {:.3}", self.drop_path),
             show_genotype: false,
             finish: false,
+            hessian_eigenvalue: None,
         })
     }
 

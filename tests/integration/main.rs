@@ -1,10 +1,12 @@
 //! One integration test binary (every test binary links libtorch).
+mod curvature;
 mod data;
 mod device;
 mod distrib;
 mod enas;
 mod layers;
 mod pcdarts;
+mod perturbation;
 mod plot;
 mod precision;
 mod preset;
