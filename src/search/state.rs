@@ -86,7 +86,8 @@ impl SearchState {
         super::speed::configure(cfg, device)?;
         tch::manual_seed(cfg.seed as i64);
         let vs = nn::VarStore::new(device);
-        let net = Supernet::search(&vs.root(), space, input, cfg.partial())?;
+        let split = cfg.few_shot.as_ref().map(|f| f.split);
+        let net = Supernet::search_split(&vs.root(), space, input, cfg.partial(), split)?;
         let arch = ArchParams::with_edge_betas(space, device, cfg.edge_normalisation());
         let (weight_names, weights, buffers) = split_variables(&vs);
         let mut sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);

@@ -5,12 +5,14 @@ mod op;
 mod sampling;
 mod size;
 mod spec;
+mod split;
 
 pub use builtin::{is_shipped, shipped_names};
 pub use genotype::{CellGenotype, GeneEdge, Genotype};
 pub use op::OpKind;
 pub use sampling::{crossover, mutate, uniform_genotype, Sampler};
 pub use size::SizeBound;
+pub use split::{check_split_edge, op_on_edge, split_ops, uniform_genotype_in, EdgeSplit};
 pub use spec::{
     CellSpec, CellType, DeriveRule, EdgeId, NetworkOverrides, NetworkSpec, SearchSpace,
 };
