@@ -257,8 +257,11 @@ pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
             let seeds = match r.per_seed.len() {
                 1 => String::new(),
                 _ => {
-                    let each: Vec<String> =
-                        r.per_seed.iter().map(|a| format!("{:.2}", 100.0 * a)).collect();
+                    let each: Vec<String> = r
+                        .per_seed
+                        .iter()
+                        .map(|a| format!("{:.2}", 100.0 * a))
+                        .collect();
                     format!(" (mean of {}%)", each.join(", "))
                 }
             };

@@ -53,8 +53,10 @@ impl FewShotSet {
             None if names.len() == 1 => names[0].clone(),
             _ => {
                 let what = match (name, names.is_empty()) {
-                    (_, true) => "no few-shot set: run `supernet few-shot --run DIR --steps N` first"
-                        .to_string(),
+                    (_, true) => {
+                        "no few-shot set: run `supernet few-shot --run DIR --steps N` first"
+                            .to_string()
+                    }
                     (Some(n), _) => format!("no few-shot set '{n}' (it has: {})", names.join(", ")),
                     (None, _) => format!(
                         "several few-shot sets, choose one with --few-shot ({})",

@@ -134,7 +134,11 @@ pub fn score_attrs(scorer: &Scorer) -> Vec<(String, String)> {
     if scorer.score.proxy().is_none() {
         attrs.push(("bn".into(), scorer.bn.name()));
     }
-    if let Some(set) = scorer.few_shot.as_ref().filter(|_| scorer.score == ScoreKind::FewShot) {
+    if let Some(set) = scorer
+        .few_shot
+        .as_ref()
+        .filter(|_| scorer.score == ScoreKind::FewShot)
+    {
         attrs.push(("few_shot".into(), set.name.clone()));
         attrs.push(("few_shot_edge".into(), set.edge.to_string()));
     }

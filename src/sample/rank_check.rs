@@ -93,10 +93,7 @@ pub fn spread(scores: &[f64], k: usize) -> Vec<usize> {
 
 /// The sample table `name` (or the run's only one) as (architecture, accuracy) columns.
 /// Also the BN mode it was scored with.
-fn sample_table(
-    dir: &Path,
-    name: Option<&str>,
-) -> Result<(String, Vec<String>, Vec<f64>, BnMode)> {
+fn sample_table(dir: &Path, name: Option<&str>) -> Result<(String, Vec<String>, Vec<f64>, BnMode)> {
     let path = dir.join(RUN_FILE);
     let log = read_run(&path)?;
     let samples: Vec<&Table> = log
@@ -372,7 +369,9 @@ fn parse_rows(dir: &Path, rows: &[RankCheckRow], scorer: &Scorer) -> Result<Vec<
         .map(|r| {
             Genotype::parse(&r.architecture)
                 .and_then(|g| g.validate(&scorer.space).map(|()| g))
-                .map_err(|e| Error::bad_file(dir.join(RUN_FILE), format!("{}: {e}", r.architecture)))
+                .map_err(|e| {
+                    Error::bad_file(dir.join(RUN_FILE), format!("{}: {e}", r.architecture))
+                })
         })
         .collect()
 }

@@ -280,14 +280,7 @@ impl Scorer {
     fn inherited(&self, st: &SearchState, saved_bn: &[Tensor], g: &Genotype) -> Result<ArchScore> {
         let w = ArchWeights::from_genotype(g, &self.space, self.device)?;
         let eval = |train: bool| {
-            evaluate_batches(
-                &st.net,
-                &w,
-                &self.val,
-                self.device,
-                train,
-                self.max_batches,
-            )
+            evaluate_batches(&st.net, &w, &self.val, self.device, train, self.max_batches)
         };
         let score = match self.bn {
             BnMode::Running => Ok(eval(false)),

@@ -159,13 +159,7 @@ pub fn few_shot(dir: &Path, cfg: &FewShotConfig, opts: &RunOptions) -> Result<Fe
             }
             resume(&sub, None, opts)?
         } else {
-            let sub_cfg = SearchConfig {
-                epochs: 1,
-                lr: parent_cfg.lr_min,
-                arch_warmup_epochs: 0,
-                few_shot: Some(fine_tune),
-                ..parent_cfg.clone()
-            };
+            let sub_cfg = sub_config(&parent_cfg, fine_tune);
             std::fs::create_dir_all(sub.parent().expect("a sub-directory"))
                 .map_err(|e| Error::io(&sub, e))?;
             start(sub_cfg, &sub, opts)?
@@ -179,10 +173,22 @@ pub fn few_shot(dir: &Path, cfg: &FewShotConfig, opts: &RunOptions) -> Result<Fe
     Ok(FewShotOutcome::Finished(subs))
 }
 
+/// The config of the sub-supernet `f` of a run with config `parent`: one epoch of
+/// `f.steps` steps at the parent's final learning rate, no alpha warm-up.
+pub fn sub_config(parent: &SearchConfig, f: FineTune) -> SearchConfig {
+    SearchConfig {
+        epochs: 1,
+        lr: parent.lr_min,
+        arch_warmup_epochs: 0,
+        few_shot: Some(f),
+        ..parent.clone()
+    }
+}
+
 /// The parent's state handed to a fresh sub-supernet `st` (whose tensors are a subset of
 /// the parent's, under the same names), refused when the parent has trained on since the
 /// split was made.
-pub(super) fn inherit(st: &mut super::SearchState, f: &FineTune) -> Result<()> {
+pub fn inherit(st: &mut super::SearchState, f: &FineTune) -> Result<()> {
     let pos = super::checkpoint::load(st, Vec::new(), &f.parent)?;
     if pos.global_step != f.parent_step {
         return Err(Error::bad_file(

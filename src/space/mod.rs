@@ -12,7 +12,7 @@ pub use genotype::{CellGenotype, GeneEdge, Genotype};
 pub use op::OpKind;
 pub use sampling::{crossover, mutate, uniform_genotype, Sampler};
 pub use size::SizeBound;
-pub use split::{check_split_edge, op_on_edge, split_ops, uniform_genotype_in, EdgeSplit};
 pub use spec::{
     CellSpec, CellType, DeriveRule, EdgeId, NetworkOverrides, NetworkSpec, SearchSpace,
 };
+pub use split::{check_split_edge, op_on_edge, split_ops, uniform_genotype_in, EdgeSplit};
