@@ -124,11 +124,15 @@ fn sample_table(dir: &Path, name: Option<&str>) -> Result<(String, Vec<String>, 
         )
     })?;
     if let Some(score) = table.attr("score").filter(|s| *s != "inherited") {
+        let by = match score {
+            "few-shot" => "few-shot sub-supernets".to_string(),
+            proxy => format!("the proxy '{proxy}'"),
+        };
         return Err(Error::bad_file(
             &path,
             format!(
-                "{} was scored by '{score}': rank-check starts from an inherited-weight \
-                 sample table (other scores are compared with `rank-check --score {score}`)",
+                "{} was scored by {by}: rank-check starts from an inherited-weight sample \
+                 table (other scores are compared with `rank-check --score {score}`)",
                 table.group
             ),
         ));
