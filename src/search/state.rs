@@ -88,7 +88,8 @@ impl SearchState {
         let vs = nn::VarStore::new(device);
         let split = cfg.few_shot.as_ref().map(|f| f.split);
         let net = Supernet::search_split(&vs.root(), space, input, cfg.partial(), split)?;
-        let arch = ArchParams::with_edge_betas(space, device, cfg.edge_normalisation());
+        let mut arch = ArchParams::with_edge_betas(space, device, cfg.edge_normalisation());
+        arch.set_split(split);
         let (weight_names, weights, buffers) = split_variables(&vs);
         let mut sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
         sgd.nesterov = cfg.nesterov;

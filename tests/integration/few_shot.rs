@@ -149,6 +149,10 @@ fn sub_supernets_inherit_the_parent_and_score_their_architectures() {
                     .collect();
                 assert_eq!(held, expected, "{op}: cell {cell}");
             }
+            // Its derived genotype has the fixed op on the split edge.
+            let derived = std::fs::read_to_string(sub.join("genotype.txt")).unwrap();
+            let derived = Genotype::parse(&derived).unwrap();
+            assert_eq!(op_on_edge(&derived, &space, edge).unwrap(), op);
             let removed: Vec<&String> = parent_keys.difference(&keys).collect();
             for k in removed {
                 let on_edge = normal_cells
