@@ -105,6 +105,7 @@ pub fn sub_dir(run: &Path, name: &str, op: OpKind) -> PathBuf {
 /// Split the run in `dir` and fine-tune each sub-supernet, or continue an earlier call
 /// (which must have had the same edge and steps, from the same parent step).
 pub fn few_shot(dir: &Path, cfg: &FewShotConfig, opts: &RunOptions) -> Result<FewShotOutcome> {
+    crate::run::check::at_least_one("--steps", cfg.steps)?;
     // Held throughout: the parent must not train on while it is split.
     let parent = RunDir::attach(dir)?;
     let parent_cfg: SearchConfig = parent.read_config()?;
