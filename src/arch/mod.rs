@@ -2,7 +2,7 @@
 //! so that the network optimizer never sees them, and their relaxation into mixing weights.
 use crate::derive::{derive_raw, RawCell};
 use crate::rng::Rng;
-use crate::space::{CellSpec, CellType, Genotype, NetworkSpec, SearchSpace};
+use crate::space::{CellSpec, CellType, EdgeSplit, Genotype, NetworkSpec, SearchSpace};
 use crate::supernet::{ArchWeights, MixWeights};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -22,6 +22,9 @@ pub struct ArchParams {
     /// DARTS-: an auxiliary skip connection on every stride-1 edge, added to the softmax
     /// relaxations outside the softmax (see [`Self::set_aux_skip`]).
     aux_skip: Option<AuxSkip>,
+    /// A few-shot sub-supernet's split: derivation sees its edge as the network computes
+    /// it, the fixed op at weight 1 ([`Self::set_split`]).
+    split: Option<EdgeSplit>,
 }
 
 /// DARTS-'s auxiliary skip connection: weight `beta` added to the op column `column`
@@ -71,6 +74,7 @@ impl ArchParams {
             cell: space.cell.clone(),
             gdas_left_out_sum: matches!(space.network, NetworkSpec::Nb201 { .. }),
             aux_skip: None,
+            split: None,
         }
     }
 
@@ -122,6 +126,12 @@ impl ArchParams {
             },
             detach,
         )
+    }
+
+    /// Derive genotypes with the normal cell's edge `split.edge` fixed to `split.op` (a
+    /// few-shot sub-supernet, whose network ignores that edge's alphas).
+    pub fn set_split(&mut self, split: Option<EdgeSplit>) {
+        self.split = split;
     }
 
     /// Set (or with `None` clear) DARTS-'s auxiliary skip connection: from now on the
@@ -313,7 +323,18 @@ impl ArchParams {
             }
         }
         let raw = |t: CellType| self.raw(t).map(|a| (a, self.raw_betas(t)));
-        let normal = raw(CellType::Normal).expect("every space has normal alphas");
+        let mut normal = raw(CellType::Normal).expect("every space has normal alphas");
+        if let Some(split) = self.split {
+            // Softmax of this row: 1 on the fixed op, 0 (in float32) elsewhere.
+            let k = space.index_of(split.op).expect("checked with the config");
+            let n_ops = space.ops.len();
+            for (j, a) in normal.0[split.edge * n_ops..][..n_ops]
+                .iter_mut()
+                .enumerate()
+            {
+                *a = if j == k { 0.0 } else { -1e30 };
+            }
+        }
         let reduce = raw(CellType::Reduce);
         derive_raw(space, cell(&normal), reduce.as_ref().map(cell))
     }

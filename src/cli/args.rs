@@ -94,13 +94,17 @@ pub fn bn_parser() -> Forms<crate::sample::BnMode> {
     )
 }
 
-/// `--score inherited|synflow|naswot|grad-norm|snip|jacov`.
+/// `--score inherited|few-shot|synflow|naswot|grad-norm|snip|jacov`.
 pub fn score_parser() -> Forms<crate::sample::ScoreKind> {
     forms(
         &[
             (
                 "inherited",
                 "validation accuracy with inherited weights (see --bn)",
+            ),
+            (
+                "few-shot",
+                "inherited weights from the few-shot sub-supernet of the architecture's op on the split edge",
             ),
             (
                 "synflow",

@@ -4,6 +4,7 @@
 //! for Ctrl-C) after checkpointing.
 mod args;
 mod device;
+mod few_shot;
 mod flags;
 mod search;
 mod subnet;
@@ -70,6 +71,10 @@ pub enum Command {
     Evolve(subnet::EvolveArgs),
     /// Derive one architecture from a run by a chosen rule.
     Derive(subnet::DeriveArgs),
+    /// Few-shot supernets: split a trained supernet on one edge of its normal cell into
+    /// one sub-supernet per op of that edge, each starting from the parent's weights and
+    /// fine-tuned for a few steps (score with `--score few-shot`).
+    FewShot(few_shot::FewShotArgs),
     /// Run many searches or trainings over a space of settings (a TOML file): grid,
     /// random or Bayesian (TPE) sampling and ASHA early stopping, all Optuna's; resumable.
     Sweep(sweep::SweepArgs),
@@ -202,6 +207,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
         Command::Sample(a) => subnet::sample(a).map(|()| Exit::Done),
         Command::Evolve(a) => subnet::evolve(a).map(|()| Exit::Done),
         Command::Derive(a) => subnet::derive(a).map(|()| Exit::Done),
+        Command::FewShot(a) => few_shot::few_shot(a),
         Command::Sweep(a) => sweep::sweep(a).map(|()| Exit::Done),
         Command::Tabulate(a) => tabulate::tabulate(a).map(|()| Exit::Done),
         Command::TabulateWorker(a) => {

@@ -31,6 +31,10 @@ pub struct ScoreArgs {
     /// a zero-cost proxy of a freshly initialised stand-alone network on one training batch.
     #[arg(long, default_value = "inherited", value_parser = score_parser())]
     pub score: ScoreKind,
+    /// The few-shot set (`supernet few-shot --name`) `--score few-shot` inherits from;
+    /// implies `--score few-shot` [default: the run's only set].
+    #[arg(long, value_name = "NAME")]
+    pub few_shot: Option<String>,
     /// BN statistics the sub-networks are evaluated with (`--score inherited` only)
     /// [default: recalibrate:10].
     #[arg(long, value_parser = bn_parser())]
@@ -82,9 +86,21 @@ impl ScoreArgs {
                 .into());
             }
         }
+        if let (Some(proxy), Some(name)) = (self.score.proxy(), &self.few_shot) {
+            return Err(crate::Error::invalid(
+                "--few-shot",
+                name,
+                format!("no --few-shot with --score {}", proxy.name()),
+            )
+            .into());
+        }
         let bn = self.bn.unwrap_or_default();
         let scorer = Scorer::open(at.dir.path(), bn, self.batches)?;
-        let mut scorer = scorer.with_score(self.score);
+        let mut scorer = if self.score == ScoreKind::FewShot || self.few_shot.is_some() {
+            scorer.with_few_shot(at.dir.path(), self.few_shot.as_deref())?
+        } else {
+            scorer.with_score(self.score)
+        };
         scorer.st.dist = at.group.clone();
         if let Some(t) = self.threads.filter(|&t| t > 0) {
             tch::set_num_threads(t as i32);

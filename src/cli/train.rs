@@ -212,6 +212,14 @@ pub struct RankCheckArgs {
     /// stand-alone accuracy (repeatable; `inherited`, the sample table's scores, always is).
     #[arg(long, value_parser = super::args::score_parser())]
     pub score: Vec<crate::sample::ScoreKind>,
+    /// The few-shot set `--score few-shot` uses (implies it) [default: the run's only set].
+    #[arg(long, value_name = "NAME")]
+    pub few_shot: Option<String>,
+    /// Stand-alone trainings per sub-network (seeds SEED, SEED + 1, ...): their mean
+    /// accuracy is the truth, and with 2 or more their seed-vs-seed Kendall tau and
+    /// Spearman rho (mean over seed pairs) are reported as the ceiling.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -248,11 +256,25 @@ pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
                 }
                 v
             }),
+        few_shot: (a.few_shot.is_some() || a.score.contains(&crate::sample::ScoreKind::FewShot))
+            .then(|| a.few_shot.clone()),
+        seeds: a.seeds,
     };
     let report = crate::sample::rank_check(&a.run, &cfg, |i, r| {
         if !a.quiet {
+            let seeds = match r.per_seed.len() {
+                1 => String::new(),
+                _ => {
+                    let each: Vec<String> = r
+                        .per_seed
+                        .iter()
+                        .map(|a| format!("{:.2}", 100.0 * a))
+                        .collect();
+                    format!(" (mean of {}%)", each.join(", "))
+                }
+            };
             eprintln!(
-                "{i:>3}  inherited {:6.2}%  stand-alone {:6.2}%  {}",
+                "{i:>3}  inherited {:6.2}%  stand-alone {:6.2}%{seeds}  {}",
                 100.0 * r.inherited,
                 100.0 * r.standalone,
                 r.architecture
@@ -260,12 +282,21 @@ pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
         }
     })?;
     let show = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.3}"));
+    // The seed-vs-seed ceiling beside each scorer's tau and rho.
+    let ceiling = |v: fn(&crate::sample::rank::Ceiling) -> Option<f64>| {
+        report
+            .ceiling
+            .as_ref()
+            .map_or(String::new(), |c| format!(" (ceiling {})", show(v(c))))
+    };
     let line = |f: &crate::sample::rank::Fidelity| {
         format!(
-            "Kendall tau {}  sparse Kendall tau {}  Spearman rho {}  top-{} overlap {}  top-{} Kendall tau {}  ({} sub-networks)",
+            "Kendall tau {}{}  sparse Kendall tau {}  Spearman rho {}{}  top-{} overlap {}  top-{} Kendall tau {}  ({} sub-networks)",
             show(f.kendall_tau),
+            ceiling(|c| c.kendall_tau),
             show(f.sparse_kendall_tau),
             show(f.spearman_rho),
+            ceiling(|c| c.spearman_rho),
             a.top,
             show(f.top_overlap),
             a.top,
@@ -274,8 +305,19 @@ pub fn rank_check(a: RankCheckArgs) -> anyhow::Result<()> {
         )
     };
     println!("{}", line(&report.inherited));
+    if let Some((_, f)) = &report.few_shot {
+        println!("few-shot: {}", line(f));
+    }
     for (p, _, f) in &report.proxies {
         println!("{}: {}", p.name(), line(f));
+    }
+    if let Some(c) = &report.ceiling {
+        println!(
+            "seed-vs-seed ceiling ({} seeds): Kendall tau {}  Spearman rho {}",
+            a.seeds,
+            show(c.kendall_tau),
+            show(c.spearman_rho)
+        );
     }
     eprintln!("stored in /{} and {}", report.group, report.csv.display());
     Ok(())

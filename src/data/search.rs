@@ -56,4 +56,20 @@ impl SearchLoaders {
             Some(steps - start),
         )
     }
+
+    /// Overall steps `start..end` as a run of its own: overall step s is step
+    /// `s % steps_per_epoch` of epoch `s / steps_per_epoch`, so the span crosses epoch
+    /// boundaries (a few-shot fine-tuning continues its parent's data order this way).
+    pub fn span(&self, start: usize, end: usize) -> PairIter {
+        let steps = self.steps_per_epoch().max(1);
+        let mut w = self.weights.cursor();
+        let mut a = self.arch.cursor();
+        let end = end.max(start);
+        let iter = (start..end).map(move |s| (w.batch(s / steps, s % steps), a.step(s)));
+        Prefetch::new(
+            Box::new(iter),
+            self.weights.config().prefetch,
+            Some(end - start),
+        )
+    }
 }

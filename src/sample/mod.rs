@@ -4,6 +4,7 @@
 mod evolve;
 mod extract;
 mod ground_truth;
+pub mod few_shot;
 pub mod proxy;
 pub mod rank;
 mod rank_check;
@@ -132,8 +133,16 @@ pub fn score_columns(scores: &[&ArchScore], kind: ScoreKind) -> Vec<(String, Col
 /// or the proxy), and `bn` for inherited weights.
 pub fn score_attrs(scorer: &Scorer) -> Vec<(String, String)> {
     let mut attrs = vec![("score".to_string(), scorer.score.name().to_string())];
-    if scorer.score == ScoreKind::Inherited {
+    if scorer.score.proxy().is_none() {
         attrs.push(("bn".into(), scorer.bn.name()));
+    }
+    if let Some(set) = scorer
+        .few_shot
+        .as_ref()
+        .filter(|_| scorer.score == ScoreKind::FewShot)
+    {
+        attrs.push(("few_shot".into(), set.name.clone()));
+        attrs.push(("few_shot_edge".into(), set.edge.to_string()));
     }
     attrs
 }
@@ -235,6 +244,7 @@ pub fn sample(
     let name = cfg.name.clone().unwrap_or_else(|| {
         let how = match scorer.score {
             ScoreKind::Inherited => scorer.bn.name().replace(':', ""),
+            ScoreKind::FewShot => format!("few-shot-{}", scorer.bn.name().replace(':', "")),
             proxy => proxy.name().to_string(),
         };
         format!("{}-{how}-seed{}", cfg.from.name(), cfg.seed)

@@ -45,6 +45,9 @@ pub enum ScoreKind {
     #[default]
     Inherited,
     Proxy(Proxy),
+    /// Inherited weights (with `--bn`) from the few-shot sub-supernet whose fixed op the
+    /// architecture has on the split edge (`supernet few-shot`).
+    FewShot,
 }
 
 impl Proxy {
@@ -77,13 +80,14 @@ impl ScoreKind {
     pub fn name(self) -> &'static str {
         match self {
             ScoreKind::Inherited => "inherited",
+            ScoreKind::FewShot => "few-shot",
             ScoreKind::Proxy(p) => p.name(),
         }
     }
 
     pub fn proxy(self) -> Option<Proxy> {
         match self {
-            ScoreKind::Inherited => None,
+            ScoreKind::Inherited | ScoreKind::FewShot => None,
             ScoreKind::Proxy(p) => Some(p),
         }
     }
@@ -92,8 +96,10 @@ impl ScoreKind {
 impl std::str::FromStr for ScoreKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        if s == "inherited" {
-            return Ok(ScoreKind::Inherited);
+        match s {
+            "inherited" => return Ok(ScoreKind::Inherited),
+            "few-shot" => return Ok(ScoreKind::FewShot),
+            _ => {}
         }
         Proxy::ALL
             .into_iter()
@@ -101,7 +107,11 @@ impl std::str::FromStr for ScoreKind {
             .map(ScoreKind::Proxy)
             .ok_or_else(|| {
                 let names: Vec<&str> = Proxy::ALL.iter().map(|p| p.name()).collect();
-                Error::invalid("--score", s, format!("inherited, {}", names.join(", ")))
+                Error::invalid(
+                    "--score",
+                    s,
+                    format!("inherited, few-shot, {}", names.join(", ")),
+                )
             })
     }
 }

@@ -218,3 +218,35 @@ pub fn placement(accuracy: &[f64], loss: &[f64], i: usize) -> Option<Placement> 
         worse,
     })
 }
+
+/// The seed-vs-seed ceiling of a rank check: the same architectures trained stand-alone
+/// with different seeds rank them this consistently, so no cheap scorer can be expected to
+/// agree with stand-alone accuracy more. Mean over all pairs of seeds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ceiling {
+    pub kendall_tau: Option<f64>,
+    pub spearman_rho: Option<f64>,
+}
+
+impl Ceiling {
+    /// From one accuracy column per seed (at least two); a measure is `None` when it is
+    /// undefined for any pair.
+    pub fn new(seeds: &[Vec<f64>]) -> Option<Self> {
+        if seeds.len() < 2 {
+            return None;
+        }
+        let mean = |f: fn(&[f64], &[f64]) -> Option<f64>| {
+            let mut values = Vec::new();
+            for a in 0..seeds.len() {
+                for b in a + 1..seeds.len() {
+                    values.push(f(&seeds[a], &seeds[b])?);
+                }
+            }
+            Some(values.iter().sum::<f64>() / values.len() as f64)
+        };
+        Some(Ceiling {
+            kendall_tau: mean(kendall_tau_b),
+            spearman_rho: mean(spearman_rho),
+        })
+    }
+}

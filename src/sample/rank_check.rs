@@ -4,9 +4,12 @@
 //! top-k Kendall tau (over the best k stand-alone) between the two accuracies go into the run file (`/rank_check/<name>`) and a CSV.
 //!
 //! Each stand-alone training is an ordinary `supernet train` run in
-//! `DIR/rank-check/<name>/<i>`, so an interrupted rank-check continues where it stopped.
+//! `DIR/rank-check/<name>/<i>` (seed s > 0 of `--seeds`: `<i>-seed<s>`), so an
+//! interrupted rank-check continues where it stopped. With several seeds the stand-alone
+//! accuracy is their mean, and the seed-vs-seed agreement ([`Ceiling`]) bounds what any
+//! scorer can reach.
 use super::proxy::{Proxy, ScoreKind};
-use super::rank::Fidelity;
+use super::rank::{Ceiling, Fidelity};
 use super::scorer::{BnMode, Scorer};
 use super::{check_name, store_table};
 use crate::record::{read_run, Column, Table, RUN_FILE};
@@ -38,13 +41,23 @@ pub struct RankCheckConfig {
     pub threads: usize,
     /// Zero-cost proxies also scored on the checked sub-networks and compared (`--score`).
     pub proxies: Vec<Proxy>,
+    /// Also score the checked sub-networks with a few-shot set (`--score few-shot`): its
+    /// name, or `Some(None)` for the run's only one.
+    pub few_shot: Option<Option<String>>,
+    /// Stand-alone trainings per sub-network, with seeds `seed, seed + 1, ...`; their mean
+    /// accuracy is compared with the scores, and with 2 or more the seed-vs-seed rank
+    /// agreement is the ceiling reported beside them.
+    pub seeds: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankCheckRow {
     pub architecture: String,
     pub inherited: f64,
+    /// The mean of `per_seed`.
     pub standalone: f64,
+    /// Stand-alone accuracy of each seed.
+    pub per_seed: Vec<f64>,
 }
 
 #[derive(Debug)]
@@ -54,6 +67,10 @@ pub struct RankCheckReport {
     pub inherited: Fidelity,
     /// Each proxy of `cfg.proxies`: its values on the rows, and against stand-alone accuracy.
     pub proxies: Vec<(Proxy, Vec<f64>, Fidelity)>,
+    /// Few-shot accuracy on the rows (`cfg.few_shot`), and against stand-alone accuracy.
+    pub few_shot: Option<(Vec<f64>, Fidelity)>,
+    /// Seed-vs-seed rank agreement of the stand-alone accuracies (2 or more seeds).
+    pub ceiling: Option<Ceiling>,
     pub group: String,
     pub csv: PathBuf,
 }
@@ -75,7 +92,8 @@ pub fn spread(scores: &[f64], k: usize) -> Vec<usize> {
 }
 
 /// The sample table `name` (or the run's only one) as (architecture, accuracy) columns.
-fn sample_table(dir: &Path, name: Option<&str>) -> Result<(String, Vec<String>, Vec<f64>)> {
+/// Also the BN mode it was scored with.
+fn sample_table(dir: &Path, name: Option<&str>) -> Result<(String, Vec<String>, Vec<f64>, BnMode)> {
     let path = dir.join(RUN_FILE);
     let log = read_run(&path)?;
     let samples: Vec<&Table> = log
@@ -106,15 +124,25 @@ fn sample_table(dir: &Path, name: Option<&str>) -> Result<(String, Vec<String>, 
         )
     })?;
     if let Some(score) = table.attr("score").filter(|s| *s != "inherited") {
+        let by = match score {
+            "few-shot" => "few-shot sub-supernets".to_string(),
+            proxy => format!("the proxy '{proxy}'"),
+        };
         return Err(Error::bad_file(
             &path,
             format!(
-                "{} was scored by the proxy '{score}': rank-check starts from an inherited-weight \
-                 sample table (proxies are compared with `rank-check --score {score}`)",
+                "{} was scored by {by}: rank-check starts from an inherited-weight sample \
+                 table (other scores are compared with `rank-check --score {score}`)",
                 table.group
             ),
         ));
     }
+    let bn = match table.attr("bn") {
+        Some(b) => b
+            .parse()
+            .map_err(|e| Error::bad_file(&path, format!("{} attribute bn: {e}", table.group)))?,
+        None => BnMode::default(),
+    };
     let (Some(Column::Text(archs)), Some(Column::F64(acc))) =
         (table.column("architecture"), table.column("accuracy"))
     else {
@@ -124,7 +152,7 @@ fn sample_table(dir: &Path, name: Option<&str>) -> Result<(String, Vec<String>, 
         ));
     };
     let short = table.group["samples/".len()..].to_string();
-    Ok((short, archs.clone(), acc.clone()))
+    Ok((short, archs.clone(), acc.clone(), bn))
 }
 
 /// Train `architecture` on its own in `dir` (or finish or reuse an earlier attempt there);
@@ -168,7 +196,10 @@ pub fn rank_check(
     if cfg.top == 0 || cfg.top > cfg.k {
         return Err(Error::invalid("--top", cfg.top, format!("1..={}", cfg.k)));
     }
-    let (samples, archs, inherited) = sample_table(dir, cfg.samples.as_deref())?;
+    if cfg.seeds == 0 {
+        return Err(Error::invalid("--seeds", 0, "at least 1"));
+    }
+    let (samples, archs, inherited, bn) = sample_table(dir, cfg.samples.as_deref())?;
     if archs.len() < cfg.k {
         return Err(Error::invalid(
             "--k",
@@ -189,7 +220,7 @@ pub fn rank_check(
     let mut rows = Vec::new();
     for (i, idx) in spread(&inherited, cfg.k).into_iter().enumerate() {
         // A short plain training: no auxiliary head, drop-path or cutout.
-        let train_cfg = TrainConfig {
+        let train_cfg = |seed: u64| TrainConfig {
             genotype: archs[idx].clone(),
             space: search.space.clone(),
             network,
@@ -206,15 +237,26 @@ pub fn rank_check(
             drop_path: 0.0,
             epochs: cfg.epochs,
             batch_size: cfg.batch_size,
-            seed: cfg.seed,
+            seed,
             threads: cfg.threads,
             ..TrainConfig::default()
         };
-        let run_dir = dir.join("rank-check").join(&name).join(i.to_string());
+        let runs = dir.join("rank-check").join(&name);
+        let per_seed = (0..cfg.seeds)
+            .map(|s| {
+                // Seed 0's run keeps the name a one-seed check gives it.
+                let run_dir = match s {
+                    0 => runs.join(i.to_string()),
+                    s => runs.join(format!("{i}-seed{s}")),
+                };
+                standalone_accuracy(&run_dir, train_cfg(cfg.seed + s as u64))
+            })
+            .collect::<Result<Vec<f64>>>()?;
         let row = RankCheckRow {
             architecture: archs[idx].clone(),
             inherited: inherited[idx],
-            standalone: standalone_accuracy(&run_dir, train_cfg)?,
+            standalone: per_seed.iter().sum::<f64>() / per_seed.len() as f64,
+            per_seed,
         };
         progress(i, &row);
         rows.push(row);
@@ -229,6 +271,18 @@ pub fn rank_check(
             (p, v, f)
         })
         .collect::<Vec<_>>();
+    let few_shot = match &cfg.few_shot {
+        None => None,
+        Some(set) => {
+            let v = few_shot_scores(dir, &rows, set.as_deref(), bn)?;
+            let f = Fidelity::new(&v, &y, cfg.top, true);
+            Some((v, f))
+        }
+    };
+    let seed_columns: Vec<Vec<f64>> = (0..cfg.seeds)
+        .map(|s| rows.iter().map(|r| r.per_seed[s]).collect())
+        .collect();
+    let ceiling = Ceiling::new(&seed_columns);
     let show = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.6}"));
     let group = format!("rank_check/{name}");
     let mut attrs = vec![("samples".to_string(), samples)];
@@ -243,6 +297,15 @@ pub fn rank_check(
         let names: Vec<&str> = proxies.iter().map(|(p, _, _)| p.name()).collect();
         attrs.push(("proxies".into(), names.join(",")));
     }
+    if let Some((_, f)) = &few_shot {
+        let measures = f.named().into_iter();
+        attrs.extend(measures.map(|(m, v)| (format!("few_shot_{m}"), show(v))));
+    }
+    attrs.push(("seeds".into(), cfg.seeds.to_string()));
+    if let Some(c) = &ceiling {
+        attrs.push(("ceiling_kendall_tau".into(), show(c.kendall_tau)));
+        attrs.push(("ceiling_spearman_rho".into(), show(c.spearman_rho)));
+    }
     let mut columns = vec![
         (
             "architecture".to_string(),
@@ -253,6 +316,14 @@ pub fn rank_check(
     ];
     for (p, v, _) in &proxies {
         columns.push((p.column(), Column::F64(v.clone())));
+    }
+    if let Some((v, _)) = &few_shot {
+        columns.push(("few_shot_accuracy".into(), Column::F64(v.clone())));
+    }
+    if cfg.seeds > 1 {
+        for (s, c) in seed_columns.into_iter().enumerate() {
+            columns.push((format!("standalone_seed{s}"), Column::F64(c)));
+        }
     }
     let table = Table {
         group: group.clone(),
@@ -274,9 +345,39 @@ pub fn rank_check(
         rows,
         inherited,
         proxies,
+        few_shot,
+        ceiling,
         group,
         csv,
     })
+}
+
+/// Few-shot accuracy of the architectures of `rows` from set `set` of the run in `dir`,
+/// with the BN mode of the sample table.
+fn few_shot_scores(
+    dir: &Path,
+    rows: &[RankCheckRow],
+    set: Option<&str>,
+    bn: BnMode,
+) -> Result<Vec<f64>> {
+    let scorer = Scorer::open(dir, bn, None)?.with_few_shot(dir, set)?;
+    parse_rows(dir, rows, &scorer)?
+        .iter()
+        .map(|g| Ok(scorer.score(g)?.accuracy))
+        .collect()
+}
+
+/// The architectures of `rows`, checked against the space of `scorer`.
+fn parse_rows(dir: &Path, rows: &[RankCheckRow], scorer: &Scorer) -> Result<Vec<Genotype>> {
+    rows.iter()
+        .map(|r| {
+            Genotype::parse(&r.architecture)
+                .and_then(|g| g.validate(&scorer.space).map(|()| g))
+                .map_err(|e| {
+                    Error::bad_file(dir.join(RUN_FILE), format!("{}: {e}", r.architecture))
+                })
+        })
+        .collect()
 }
 
 /// Each of `proxies` on the architectures of `rows`, computed as `supernet sample --score`
@@ -290,16 +391,7 @@ fn proxy_scores(
         return Ok(Vec::new());
     }
     let mut scorer = Scorer::open(dir, BnMode::default(), None)?;
-    let genotypes = rows
-        .iter()
-        .map(|r| {
-            Genotype::parse(&r.architecture)
-                .and_then(|g| g.validate(&scorer.space).map(|()| g))
-                .map_err(|e| {
-                    Error::bad_file(dir.join(RUN_FILE), format!("{}: {e}", r.architecture))
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let genotypes = parse_rows(dir, rows, &scorer)?;
     let mut out = Vec::new();
     for &p in proxies {
         scorer = scorer.with_score(ScoreKind::Proxy(p));

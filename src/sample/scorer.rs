@@ -2,6 +2,7 @@
 //! one-hot mixing weights ([`ArchWeights::from_genotype`]) so that only the sampled path
 //! runs, on the run's architecture (validation) half, with a choice of BN statistics; or
 //! with a zero-cost proxy ([`super::proxy`], `--score`) on a fresh stand-alone network.
+use super::few_shot::FewShotSet;
 use super::proxy::{proxy_score, Proxy, ScoreKind};
 use crate::data::Loader;
 use crate::evaluate::evaluate_batches;
@@ -110,20 +111,37 @@ pub struct Scorer {
     pub score: ScoreKind,
     /// BN running statistics as the supernet holds them (restored after every score).
     saved_bn: Vec<Tensor>,
+    /// The sub-supernets of `--score few-shot` ([`Self::with_few_shot`]).
+    pub few_shot: Option<FewShotSet>,
+    /// Steps the supernet's checkpoint has seen (a few-shot set must be split from it).
+    global_step: u64,
 }
 
 impl Scorer {
     /// The supernet of the run in `dir`: its config, data split and last checkpoint.
     pub fn open(dir: &Path, bn: BnMode, max_batches: Option<usize>) -> Result<Self> {
         let t = load_trained(dir)?;
-        Self::new(
+        let global_step = t.global_step;
+        let mut scorer = Self::new(
             t.state,
             t.cfg,
             t.setup.val,
             t.setup.loaders.weights,
             bn,
             max_batches,
-        )
+        )?;
+        scorer.global_step = global_step;
+        Ok(scorer)
+    }
+
+    /// Score with the few-shot set `name` (the run's only one when `None`) of the run in
+    /// `dir`, which this scorer's supernet must be.
+    pub fn with_few_shot(mut self, dir: &Path, name: Option<&str>) -> Result<Self> {
+        let at = (self.input, self.device);
+        let set = FewShotSet::open(dir, name, &self.space, at, self.global_step)?;
+        self.few_shot = Some(set);
+        self.score = ScoreKind::FewShot;
+        Ok(self)
     }
 
     /// A scorer over a state built elsewhere (benchmarks, tests).
@@ -152,6 +170,8 @@ impl Scorer {
             max_batches,
             score: ScoreKind::Inherited,
             saved_bn,
+            few_shot: None,
+            global_step: 0,
         })
     }
 
@@ -242,30 +262,36 @@ impl Scorer {
     /// Accuracy and loss of `g` with inherited weights, its parameters and multiply-adds.
     /// The supernet is left exactly as it was.
     pub fn score(&self, g: &Genotype) -> Result<ArchScore> {
-        if let ScoreKind::Proxy(p) = self.score {
-            return self.proxy_score(p, g);
+        match self.score {
+            ScoreKind::Proxy(p) => self.proxy_score(p, g),
+            ScoreKind::Inherited => self.inherited(&self.st, &self.saved_bn, g),
+            ScoreKind::FewShot => {
+                let set = self.few_shot.as_ref().ok_or_else(|| {
+                    Error::Other("--score few-shot without a few-shot set loaded".into())
+                })?;
+                let sub = set.sub_for(g, &self.space)?;
+                self.inherited(&sub.st, &sub.saved_bn, g)
+            }
         }
+    }
+
+    /// [`Self::score`] with the weights inherited from `st`, whose BN statistics `saved_bn`
+    /// are restored afterwards.
+    fn inherited(&self, st: &SearchState, saved_bn: &[Tensor], g: &Genotype) -> Result<ArchScore> {
         let w = ArchWeights::from_genotype(g, &self.space, self.device)?;
         let eval = |train: bool| {
-            evaluate_batches(
-                &self.st.net,
-                &w,
-                &self.val,
-                self.device,
-                train,
-                self.max_batches,
-            )
+            evaluate_batches(&st.net, &w, &self.val, self.device, train, self.max_batches)
         };
         let score = match self.bn {
             BnMode::Running => Ok(eval(false)),
             BnMode::Batch => Ok(eval(true)),
             BnMode::Recalibrate(k) => {
-                let done = self.recalibrate(&w, k);
+                let done = self.recalibrate(st, &w, k);
                 let score = eval(false);
                 done.map(|()| score)
             }
         };
-        self.st.restore_bn_stats(&self.saved_bn);
+        st.restore_bn_stats(saved_bn);
         let score = score?;
         let (parameters, macs) = self.cost(g)?;
         Ok(ArchScore {
@@ -320,9 +346,9 @@ impl Scorer {
     /// Running statistics := the plain average of the train-mode batch statistics over `k`
     /// training batches. libtorch's update is `r = (1 - m) r + m s`; starting each batch
     /// from `r = 0` leaves `m s`, which is summed and divided by `k m`.
-    fn recalibrate(&self, w: &ArchWeights, k: usize) -> Result<()> {
+    fn recalibrate(&self, st: &SearchState, w: &ArchWeights, k: usize) -> Result<()> {
         let m = nn::BatchNormConfig::default().momentum;
-        let bufs = &self.st.buffers;
+        let bufs = &st.buffers;
         let mut sums: Vec<Tensor> = bufs.iter().map(|b| b.zeros_like()).collect();
         let batches = self.train.batches_per_epoch().max(1);
         tch::no_grad(|| {
@@ -332,8 +358,7 @@ impl Scorer {
                 }
                 // Epoch 0's batches in order, wrapping around a small weight half.
                 let batch = self.train.batch(i / batches, i % batches)?;
-                let _ = self
-                    .st
+                let _ = st
                     .net
                     .forward_t(&batch.images.to_device(self.device), w, true);
                 for (s, b) in sums.iter_mut().zip(bufs) {

@@ -132,6 +132,9 @@ pub struct SearchConfig {
     /// is left out of the config file then.
     #[serde(default, skip_serializing_if = "super::remedies::Remedies::is_off")]
     pub remedies: super::remedies::Remedies,
+    /// A few-shot sub-supernet's fine-tuning (`supernet few-shot`): its split and budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub few_shot: Option<super::few_shot::FineTune>,
     /// The preset these settings started from (`Preset::apply`), for the record; the values
     /// themselves are the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +180,7 @@ impl Default for SearchConfig {
             bn_groups: None,
             enas: Default::default(),
             remedies: Default::default(),
+            few_shot: None,
             preset: None,
         }
     }
@@ -252,6 +256,9 @@ impl SearchConfig {
         let space = SearchSpace::load(&self.space)?.with_overrides(self.network)?;
         self.partial().check_space(&space)?;
         self.remedies.check_space(&space)?;
+        if let Some(f) = &self.few_shot {
+            f.check_space(&space)?;
+        }
         Ok(space)
     }
 
@@ -322,7 +329,11 @@ impl SearchConfig {
             self.partial_channels,
             1,
             "partial channels work with",
-        )
+        )?;
+        match &self.few_shot {
+            Some(f) => f.validate(self),
+            None => Ok(()),
+        }
     }
 }
 

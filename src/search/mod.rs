@@ -6,6 +6,7 @@ mod config;
 pub mod controller;
 pub mod enas;
 pub mod hessian;
+pub mod few_shot;
 mod parallel;
 pub mod perturbation;
 pub mod preset;
@@ -16,6 +17,7 @@ mod state;
 mod strategy;
 
 pub use config::{SearchConfig, StrategyKind};
+pub use few_shot::{few_shot, FewShotConfig, FewShotOutcome, FineTune, FEW_SHOT_DIR};
 pub use state::{Batch, SearchState};
 pub use strategy::{
     finite_difference_hvp, FirstOrder, Gdas, SecondOrder, Spos, StepStats, Strategy,
@@ -138,8 +140,7 @@ pub fn load_trained(dir: &Path) -> Result<TrainedSupernet> {
     let mut cfg: SearchConfig = crate::run::read_config(dir)?;
     let space = cfg.validate_with_space()?;
     let setup = setup(&mut cfg, space)?;
-    let mut state = SearchState::new(&setup.space, setup.input, &cfg, setup.device)?;
-    let pos = checkpoint::load(&mut state, Vec::new(), dir)?;
+    let (state, pos) = load_state(&cfg, &setup.space, setup.input, setup.device, dir)?;
     Ok(TrainedSupernet {
         cfg,
         state,
@@ -147,6 +148,49 @@ pub fn load_trained(dir: &Path) -> Result<TrainedSupernet> {
         global_step: pos.global_step,
         epoch: pos.epoch,
     })
+}
+
+/// The state of the run in `dir` with config `cfg` as its last checkpoint holds it.
+fn load_state(
+    cfg: &SearchConfig,
+    space: &SearchSpace,
+    input: InputShape,
+    device: Device,
+    dir: &Path,
+) -> Result<(SearchState, Position)> {
+    let mut state = SearchState::new(space, input, cfg, device)?;
+    let pos = checkpoint::load(&mut state, Vec::new(), dir)?;
+    Ok((state, pos))
+}
+
+/// A few-shot sub-supernet of a run whose data is already loaded (`input`, `device`): its
+/// config and its state after its fine-tuning, refused while that is unfinished.
+pub fn load_sub_supernet(
+    dir: &Path,
+    input: InputShape,
+    device: Device,
+) -> Result<(SearchConfig, SearchState)> {
+    let cfg: SearchConfig = crate::run::read_config(dir)?;
+    let space = cfg
+        .validate_with_space()
+        .map_err(|e| Error::bad_file(dir.join(crate::run::CONFIG_FILE), e.to_string()))?;
+    let Some(f) = &cfg.few_shot else {
+        return Err(Error::bad_file(
+            dir.join(crate::run::CONFIG_FILE),
+            "not a few-shot sub-supernet (no [few_shot] table)",
+        ));
+    };
+    let (state, pos) = load_state(&cfg, &space, input, device, dir)?;
+    if pos.epoch < cfg.epochs {
+        return Err(Error::bad_file(
+            dir.join(crate::run::CHECKPOINT_FILE),
+            format!(
+                "its fine-tuning has not finished (step {} of {}); run `supernet few-shot` again to finish it",
+                pos.global_step, f.steps
+            ),
+        ));
+    }
+    Ok((cfg, state))
 }
 
 /// Everything fixed for the duration of a run.
@@ -216,6 +260,8 @@ struct SearchJob {
     genotypes: Vec<String>,
     /// The Hessian eigenvalues recorded so far (R-DARTS's warning).
     eigenvalues: Vec<f64>,
+    /// A few-shot fine-tuning: its one epoch is the overall data steps `first..first + n`.
+    span: Option<(usize, usize)>,
 }
 
 impl SearchJob {
@@ -241,7 +287,10 @@ impl Job for SearchJob {
     type Batches = PairIter;
 
     fn batches(&self, epoch: usize, start: usize) -> PairIter {
-        self.loaders.epoch(epoch, start)
+        match self.span {
+            Some((first, n)) => self.loaders.span(first + start, first + n),
+            None => self.loaders.epoch(epoch, start),
+        }
     }
 
     fn start_epoch(&mut self, epoch: usize) -> f64 {
@@ -388,7 +437,11 @@ fn run(
     if let Some(preflight) = opts.preflight.filter(|_| !opts.follower()) {
         progress.line(&preflight(&cfg, &s.space, s.input, s.device)?);
     }
-    let steps = s.loaders.steps_per_epoch();
+    let span = cfg
+        .few_shot
+        .as_ref()
+        .map(|f| (f.parent_step as usize, f.steps));
+    let steps = span.map_or(s.loaders.steps_per_epoch(), |(_, n)| n);
     let meta = MetaSource {
         kind: "search",
         config: cfg.to_toml(),
@@ -402,6 +455,9 @@ fn run(
     let mut st = SearchState::new(&s.space, s.input, &cfg, s.device)?;
     st.dist = group.clone();
     st.bn_chunks = bn_chunks;
+    if let Some(f) = cfg.few_shot.as_ref().filter(|_| !resuming) {
+        few_shot::inherit(&mut st, f)?;
+    }
     let mut job = SearchJob {
         strategy: strategy(cfg.strategy, &mut st)?,
         st,
@@ -411,6 +467,7 @@ fn run(
         free_ops: None,
         genotypes: Vec::new(),
         eigenvalues: Vec::new(),
+        span,
     };
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     // What the stop rules and warnings compare with: the epochs before a resume.

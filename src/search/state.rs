@@ -86,8 +86,10 @@ impl SearchState {
         super::speed::configure(cfg, device)?;
         tch::manual_seed(cfg.seed as i64);
         let vs = nn::VarStore::new(device);
-        let net = Supernet::search(&vs.root(), space, input, cfg.partial())?;
-        let arch = ArchParams::with_edge_betas(space, device, cfg.edge_normalisation());
+        let split = cfg.few_shot.as_ref().map(|f| f.split);
+        let net = Supernet::search_split(&vs.root(), space, input, cfg.partial(), split)?;
+        let mut arch = ArchParams::with_edge_betas(space, device, cfg.edge_normalisation());
+        arch.set_split(split);
         let (weight_names, weights, buffers) = split_variables(&vs);
         let mut sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
         sgd.nesterov = cfg.nesterov;

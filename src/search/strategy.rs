@@ -148,7 +148,12 @@ impl Strategy for Spos {
     }
 
     fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats> {
-        let genotype = crate::space::uniform_genotype(&st.space, &mut st.step_rng(PURPOSE_SPOS));
+        let rng = &mut st.step_rng(PURPOSE_SPOS);
+        // A few-shot sub-supernet trains the paths through its fixed op only.
+        let genotype = match &st.cfg.few_shot {
+            Some(f) => crate::space::uniform_genotype_in(&st.space, f.split, rng),
+            None => crate::space::uniform_genotype(&st.space, rng),
+        };
         let path = ArchWeights::from_genotype(&genotype, &st.space, st.device)?;
         // The validation batch only measures the path (BN statistics left as they were).
         let bn = st.save_bn_stats();

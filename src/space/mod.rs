@@ -6,6 +6,7 @@ mod op;
 mod sampling;
 mod size;
 mod spec;
+mod split;
 
 pub use builtin::{is_shipped, shipped_names};
 pub use enumerate::{count_architectures, enumerate};
@@ -16,3 +17,4 @@ pub use size::SizeBound;
 pub use spec::{
     CellSpec, CellType, DeriveRule, EdgeId, NetworkOverrides, NetworkSpec, SearchSpace,
 };
+pub use split::{check_split_edge, op_on_edge, split_ops, uniform_genotype_in, EdgeSplit};

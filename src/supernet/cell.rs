@@ -53,6 +53,8 @@ pub struct CellPlan<'a> {
     pub preprocess: bool,
     /// PC-DARTS partial channel connections on every edge (`OFF` outside a search).
     pub partial: PartialChannels,
+    /// Few-shot split: (edge, op column) fixed in this cell (its `keep` is that column).
+    pub fixed: Option<(usize, usize)>,
 }
 
 #[derive(Debug)]
@@ -91,20 +93,25 @@ impl SearchCell {
             .edges()
             .iter()
             .zip(&plan.keep)
-            .map(|(e, keep)| {
+            .enumerate()
+            .map(|(i, (e, keep))| {
                 let stride = if reduction && e.from < plan.spec.inputs {
                     2
                 } else {
                     1
                 };
-                MixedOp::new(
+                let edge = MixedOp::new(
                     &(p / "edges" / e.key()),
                     plan.ops,
                     keep,
                     (plan.c, stride),
                     plan.cfg,
                     plan.partial,
-                )
+                );
+                match plan.fixed {
+                    Some((fixed, k)) if fixed == i => edge.fixed_to(k),
+                    _ => edge,
+                }
             })
             .collect();
         SearchCell {

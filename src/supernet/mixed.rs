@@ -14,6 +14,9 @@ pub struct MixedOp {
     pub stride: i64,
     /// PC-DARTS: the ops hold `C/K` channels and see only those.
     partial: PartialChannels,
+    /// Few-shot split: the edge holds only this op column and outputs it with weight 1,
+    /// whatever the mixing weights say (`none`: the edge adds nothing).
+    fixed: Option<usize>,
 }
 
 impl MixedOp {
@@ -41,6 +44,16 @@ impl MixedOp {
             ops,
             stride,
             partial,
+            fixed: None,
+        }
+    }
+
+    /// The edge of a few-shot sub-supernet: only op column `k` (its only op, built with
+    /// `keep = [k]`), at weight 1 under any mixing weights.
+    pub fn fixed_to(self, k: usize) -> Self {
+        MixedOp {
+            fixed: Some(k),
+            ..self
         }
     }
 
@@ -58,6 +71,15 @@ impl MixedOp {
         e: usize,
         pass: Pass,
     ) {
+        if let Some(k) = self.fixed {
+            if let Some(y) = self.fixed_output(input, k, pass) {
+                *node = Some(match node.take() {
+                    None => y,
+                    Some(a) => a + y,
+                });
+            }
+            return;
+        }
         if Self::accumulates_in_place(w) && !self.partial.is_on() {
             let row = w.weights.get(e as i64);
             let mut edge: Option<Tensor> = None;
@@ -83,6 +105,17 @@ impl MixedOp {
                 Some(a) => a + y,
             });
         }
+    }
+
+    /// The output of the fixed op `k` (drop-path as for any op); `None` for `none`.
+    fn fixed_output(&self, input: &SharedInput, k: usize, pass: Pass) -> Option<Tensor> {
+        let op = self.ops[k].as_ref().filter(|_| !self.kinds[k].is_none())?;
+        let y = op.forward_shared(input, pass.train);
+        Some(if pass.drops_path() && !matches!(op, Operation::Identity) {
+            drop_path(&y, pass.drop_path)
+        } else {
+            y
+        })
     }
 
     /// Whether the mixture of `w` can be summed into a node buffer in place.

@@ -9,7 +9,7 @@ use super::weights::{edge_choice, ArchWeights};
 use crate::ops::{
     batch_norm, channels_last, relu_conv_bn, Affine, Chain, Conv, ConvShape, LayerSpec, OpConfig,
 };
-use crate::space::{CellType, Genotype, NetworkSpec, SearchSpace};
+use crate::space::{CellType, EdgeSplit, Genotype, NetworkSpec, SearchSpace};
 use crate::{Error, Result};
 use tch::{nn, Tensor};
 
@@ -191,6 +191,13 @@ pub struct Supernet {
     auxiliary: Option<(usize, AuxiliaryHead)>,
 }
 
+/// What [`Supernet::build`] builds: a sub-network's ops only (`genotype`), or every op
+/// with an optional few-shot (edge, op column) fixed in the normal cells.
+struct Build<'a> {
+    genotype: Option<&'a Genotype>,
+    fixed: Option<(usize, usize)>,
+}
+
 impl Supernet {
     /// The full supernet of `space`: every candidate op on every edge.
     pub fn new(p: &nn::Path, space: &SearchSpace, input: InputShape) -> Result<Self> {
@@ -205,7 +212,39 @@ impl Supernet {
         input: InputShape,
         partial: PartialChannels,
     ) -> Result<Self> {
-        Self::build(p, space, input, None, (OpStyle::Inherited, partial), false)
+        Self::search_split(p, space, input, partial, None)
+    }
+
+    /// [`Self::search`] with a few-shot split: the split edge of every normal cell holds
+    /// only the split's op and outputs it at weight 1 under any mixing weights.
+    pub fn search_split(
+        p: &nn::Path,
+        space: &SearchSpace,
+        input: InputShape,
+        partial: PartialChannels,
+        split: Option<EdgeSplit>,
+    ) -> Result<Self> {
+        let fixed = match split {
+            None => None,
+            Some(s) => {
+                crate::space::check_split_edge(space, s.edge)?;
+                let k = space.index_of(s.op).ok_or_else(|| {
+                    Error::invalid("split operation", s.op, "an operation of the space")
+                })?;
+                Some((s.edge, k))
+            }
+        };
+        Self::build(
+            p,
+            space,
+            input,
+            Build {
+                genotype: None,
+                fixed,
+            },
+            (OpStyle::Inherited, partial),
+            false,
+        )
     }
 
     /// Only the operations of `genotype`, with the same parameter names as in the
@@ -234,7 +273,10 @@ impl Supernet {
             p,
             space,
             input,
-            Some(genotype),
+            Build {
+                genotype: Some(genotype),
+                fixed: None,
+            },
             (style, PartialChannels::OFF),
             auxiliary,
         )
@@ -244,7 +286,7 @@ impl Supernet {
         p: &nn::Path,
         space: &SearchSpace,
         input: InputShape,
-        genotype: Option<&Genotype>,
+        Build { genotype, fixed }: Build,
         (style, partial): (OpStyle, PartialChannels),
         auxiliary: bool,
     ) -> Result<Self> {
@@ -256,7 +298,13 @@ impl Supernet {
         let n_ops = space.ops.len();
         let keep_for = |t: CellType| -> Result<Vec<Vec<usize>>> {
             match genotype {
-                None => Ok(vec![(0..n_ops).collect(); space.cell.num_edges()]),
+                None => {
+                    let mut keep = vec![(0..n_ops).collect(); space.cell.num_edges()];
+                    if let Some((e, k)) = fixed.filter(|_| t == CellType::Normal) {
+                        keep[e] = vec![k];
+                    }
+                    Ok(keep)
+                }
                 Some(g) => {
                     let cell = g.cell(t).expect("validated genotype");
                     Ok(edge_choice(cell, &space.cell, space)?
@@ -323,6 +371,7 @@ impl Supernet {
                         cfg: search_cfg,
                         preprocess: true,
                         partial,
+                        fixed: fixed.filter(|_| cell_type == CellType::Normal),
                     };
                     blocks.push(Block::Cell(SearchCell::new(&(p / "cells" / i), plan)));
                     let c_out = c * space.cell.concat.len() as i64;
@@ -373,6 +422,7 @@ impl Supernet {
                             cfg: search_cfg,
                             preprocess: false,
                             partial,
+                            fixed,
                         };
                         blocks.push(Block::Cell(SearchCell::new(&(p / "cells" / index), plan)));
                         index += 1;

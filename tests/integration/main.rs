@@ -4,6 +4,7 @@ mod data;
 mod device;
 mod distrib;
 mod enas;
+mod few_shot;
 mod layers;
 mod pcdarts;
 mod perturbation;
