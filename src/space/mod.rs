@@ -1,12 +1,13 @@
 //! Search spaces and discrete architectures as plain data (no tensors).
 mod builtin;
+pub mod chain;
 mod genotype;
 mod op;
 mod sampling;
 mod size;
 mod spec;
 
-pub use builtin::{is_shipped, shipped_names};
+pub use builtin::{is_chain_toml, is_shipped, shipped_names, Space};
 pub use genotype::{CellGenotype, GeneEdge, Genotype};
 pub use op::OpKind;
 pub use sampling::{crossover, mutate, uniform_genotype, Sampler};

@@ -235,6 +235,12 @@ impl SearchSpace {
     }
 
     pub fn from_toml(text: &str) -> Result<Self> {
+        if super::builtin::is_chain_toml(text) {
+            return Err(Error::bad_file(
+                "<space>",
+                "a chain space ([network] kind = \"chain\"): this command takes cell spaces (DARTS, NAS-Bench-201); chain spaces work with inspect and search",
+            ));
+        }
         let space: SearchSpace =
             toml::from_str(text).map_err(|e| Error::bad_file("<space>", e.to_string()))?;
         space.validate()?;

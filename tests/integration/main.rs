@@ -1,4 +1,5 @@
 //! One integration test binary (every test binary links libtorch).
+mod chain;
 mod data;
 mod device;
 mod distrib;

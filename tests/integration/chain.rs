@@ -1,0 +1,190 @@
+//! Chain spaces (MobileNet-style MBConv stages): exact costs of known networks, the
+//! supernet with separate weights per choice, refused files.
+use supernet::inspect::count_parameters;
+use supernet::space::chain::{
+    arch_cost, num_architectures, supernet_cost, ChainArch, ChainSpace, Choice, ImageShape,
+};
+use supernet::supernet::{image_shape, ChainNet, InputShape, MixWeights};
+use tch::{nn, Device, Kind, Tensor};
+
+pub fn chain_space(name: &str) -> ChainSpace {
+    ChainSpace::from_file(format!("supernets/{name}.toml").as_ref()).unwrap()
+}
+
+const IMAGENET: InputShape = InputShape {
+    channels: 3,
+    height: 224,
+    width: 224,
+    classes: 1000,
+};
+
+const FMNIST: InputShape = InputShape {
+    channels: 1,
+    height: 28,
+    width: 28,
+    classes: 10,
+};
+
+fn mobilenet_v2() -> (ChainSpace, ChainArch) {
+    let space = chain_space("mobilenet_v2");
+    let k3e6 = Choice::MbConv {
+        kernel: 3,
+        expand: 6,
+    };
+    let arch = ChainArch::uniform(&space, k3e6).unwrap();
+    (space, arch)
+}
+
+#[test]
+fn mobilenet_v2_has_torchvisions_parameter_count() {
+    let (space, arch) = mobilenet_v2();
+    assert_eq!(arch.layers.len(), 16);
+    // torchvision.models.mobilenet_v2(): sum(p.numel() for p in m.parameters()).
+    let cost = arch_cost(&space, &arch, image_shape(IMAGENET));
+    assert_eq!(cost.params, 3_504_872);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = ChainNet::of_arch(&vs.root(), &space, IMAGENET, &arch).unwrap();
+    assert_eq!(count_parameters(&vs).0, 3_504_872);
+    let logits = tch::no_grad(|| {
+        net.forward_t(
+            &Tensor::randn([1, 3, 224, 224], (Kind::Float, Device::Cpu)),
+            &MixWeights::one_hot_rows(&arch.columns(&space), space.choices().len(), Device::Cpu),
+            false,
+        )
+    });
+    assert_eq!(logits.size(), [1, 1000]);
+}
+
+#[test]
+fn counted_costs_equal_the_built_networks() {
+    for (name, input) in [
+        ("mbv3_chain", FMNIST),
+        (
+            "mbv3_chain",
+            InputShape {
+                channels: 3,
+                height: 32,
+                width: 32,
+                classes: 100,
+            },
+        ),
+        ("mbv3_chain_imagenet", IMAGENET),
+    ] {
+        let space = chain_space(name);
+        let image: ImageShape = image_shape(input);
+        let vs = nn::VarStore::new(Device::Cpu);
+        ChainNet::supernet(&vs.root(), &space, input).unwrap();
+        assert_eq!(
+            count_parameters(&vs).0 as u64,
+            supernet_cost(&space, image).params,
+            "{name} supernet"
+        );
+        // A mixed architecture: choices cycle through each layer's allowed list.
+        let plan = space.plan(image.hw);
+        let layers = plan
+            .iter()
+            .filter(|l| l.searchable.is_some())
+            .enumerate()
+            .map(|(i, l)| l.choices[(i * 5 + 2) % l.choices.len()])
+            .collect();
+        let arch = ChainArch { layers };
+        let vs = nn::VarStore::new(Device::Cpu);
+        ChainNet::of_arch(&vs.root(), &space, input, &arch).unwrap();
+        assert_eq!(
+            count_parameters(&vs).0 as u64,
+            arch_cost(&space, &arch, image).params,
+            "{name} {arch}"
+        );
+    }
+    // OFA's MobileNetV3 space: 5 stages of 2-4 layers, 9 blocks each: sum over depths of 9^d
+    // per stage, to the fifth power.
+    let per_stage: u128 = 9u128.pow(2) + 9u128.pow(3) + 9u128.pow(4);
+    // Depth search by independent skips gives each of the last two layers 10 choices.
+    let ours: u128 = 9u128.pow(2) * 10u128.pow(2);
+    assert!(ours > per_stage);
+    assert_eq!(
+        num_architectures(&chain_space("mbv3_chain_imagenet")),
+        Some(ours.pow(5))
+    );
+}
+
+#[test]
+fn an_architecture_inherits_the_supernets_outputs() {
+    let space = chain_space("mbv3_chain");
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let supernet = ChainNet::supernet(&vs.root(), &space, FMNIST).unwrap();
+    let arch =
+        ChainArch::parse("mbconv_k5_e4,skip,mbconv_k7_e3,mbconv_k3_e6,mbconv_k3_e3,skip").unwrap();
+    let mut sub_vs = nn::VarStore::new(Device::Cpu);
+    let sub = ChainNet::of_arch(&sub_vs.root(), &space, FMNIST, &arch).unwrap();
+    sub_vs.copy(&vs).unwrap();
+    let xs = Tensor::randn([4, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let one_hot =
+        MixWeights::one_hot_rows(&arch.columns(&space), space.choices().len(), Device::Cpu);
+    let (a, b) = tch::no_grad(|| {
+        (
+            supernet.forward_t(&xs, &one_hot, true),
+            sub.forward_t(&xs, &one_hot, true),
+        )
+    });
+    assert_eq!(a.size(), [4, 10]);
+    assert!(a.equal(&b));
+    // A dense mixture runs every choice and differs from the path (training-mode BN: at
+    // initialisation, evaluation-mode logits are nearly the classifier's bias alone).
+    let n = space.choices().len() as i64;
+    let rows = space.num_searchable() as i64;
+    let dense = MixWeights::dense(Tensor::full(
+        [rows, n],
+        1.0 / n as f64,
+        (Kind::Float, Device::Cpu),
+    ));
+    let mixed = tch::no_grad(|| supernet.forward_t(&xs, &dense, true));
+    assert!(!mixed.allclose(&a, 1e-3, 1e-3, false));
+}
+
+#[test]
+fn bad_chain_files_are_refused_with_file_field_and_value() {
+    let dir = std::env::temp_dir().join(format!("chain-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string("supernets/mbv3_chain.toml").unwrap();
+    for (from, to, field, value) in [
+        ("kernels = [3, 5, 7]", "kernels = [3, 4, 7]", "kernels", "4"),
+        (
+            "expansions = [3, 4, 6]",
+            "expansions = [3, 0, 6]",
+            "expansions",
+            "0",
+        ),
+        (
+            "fixed = \"mbconv_k3_e1\"",
+            "fixed = \"mbconv_k9x_e1\"",
+            "fixed",
+            "mbconv_k9x_e1",
+        ),
+        (
+            "skippable = 1",
+            "skippable = 2",
+            "network.stages[1].skippable",
+            "2",
+        ),
+        ("act = \"relu\"", "act = \"gelu\"", "act", "gelu"),
+    ] {
+        assert!(good.contains(from), "{from}");
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
+        let e = supernet::space::Space::load(&path).unwrap_err().to_string();
+        for part in [path.to_str().unwrap(), field, value] {
+            assert!(e.contains(part), "{e:?} should name {part:?}");
+        }
+    }
+    // A chain file given where a cell space is needed says so.
+    let e = supernet::space::SearchSpace::load("supernets/mbv3_chain.toml".as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("supernets/mbv3_chain.toml") && e.contains("chain space"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
