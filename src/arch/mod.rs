@@ -1,5 +1,9 @@
 //! Architecture parameters (the alphas, and PC-DARTS's edge betas), in a store of their own
 //! so that the network optimizer never sees them, and their relaxation into mixing weights.
+mod chain;
+
+pub use chain::ChainAlphas;
+
 use crate::derive::{derive_raw, RawCell};
 use crate::rng::Rng;
 use crate::space::{CellSpec, CellType, Genotype, NetworkSpec, SearchSpace};

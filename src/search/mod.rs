@@ -1,6 +1,7 @@
 //! `supernet search`: the DARTS family of search strategies, as a [`Job`] of the run loop.
 //! The loop (in [`crate::run`]) owns epochs, checkpoints, signals and the run file; the
 //! [`Strategy`] owns what one step does to the weights and the alphas.
+pub mod chain;
 mod checkpoint;
 mod config;
 pub mod controller;

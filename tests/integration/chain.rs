@@ -188,3 +188,86 @@ fn bad_chain_files_are_refused_with_file_field_and_value() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn batch(seed: i64) -> supernet::search::Batch {
+    tch::manual_seed(seed);
+    supernet::search::Batch {
+        images: Tensor::randn([8, 1, 28, 28], (Kind::Float, Device::Cpu)),
+        labels: Tensor::randint(10, [8], (Kind::Int64, Device::Cpu)),
+    }
+}
+
+fn chain_search() -> supernet::search::chain::ChainSearch {
+    let cfg = supernet::search::SearchConfig {
+        arch_lr: 3e-2,
+        ..Default::default()
+    };
+    supernet::search::chain::ChainSearch::new(&chain_space("mbv3_chain"), FMNIST, &cfg, Device::Cpu)
+        .unwrap()
+}
+
+fn snapshot(ts: &[Tensor]) -> Vec<Tensor> {
+    ts.iter().map(|t| t.detach().copy()).collect()
+}
+
+#[test]
+fn darts_relaxation_steps_are_reproducible_and_derive_a_valid_architecture() {
+    let run = || {
+        let mut s = chain_search();
+        let init = s.arch.alphas.detach().copy();
+        for step in 0..2 {
+            let r = s
+                .darts_step(&batch(10 + step), &batch(20 + step), 0.025)
+                .unwrap();
+            assert!(r.train_loss.is_finite() && r.val_loss.unwrap().is_finite());
+        }
+        assert!(!s.arch.alphas.equal(&init), "the alphas moved");
+        // Rows are probabilities over the allowed choices only.
+        let space = &s.space;
+        let plan = space.plan((28, 28));
+        let columns = space.choices();
+        let searched: Vec<_> = plan.iter().filter(|l| l.searchable.is_some()).collect();
+        for (row, layer) in s.arch.probabilities().iter().zip(&searched) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            for (p, c) in row.iter().zip(&columns) {
+                assert_eq!(*p == 0.0, !layer.choices.contains(c), "{c} in {layer:?}");
+            }
+        }
+        let arch = s.derive();
+        arch.validate(space).unwrap();
+        (s.arch.alphas.detach().copy(), snapshot(&s.weights), arch)
+    };
+    let (a1, w1, arch1) = run();
+    let (a2, w2, arch2) = run();
+    assert!(a1.equal(&a2));
+    assert!(w1.iter().zip(&w2).all(|(x, y)| x.equal(y)));
+    assert_eq!(arch1, arch2);
+}
+
+#[test]
+fn a_spos_step_trains_only_its_path() {
+    let mut s = chain_search();
+    let before = snapshot(&s.weights);
+    let alphas = s.arch.alphas.detach().copy();
+    let (arch, r) = s.spos_step(&batch(5), 0.1).unwrap();
+    assert!(r.train_loss.is_finite());
+    arch.validate(&s.space).unwrap();
+    let off = s.off_path(&arch);
+    assert!(!off.is_empty());
+    let mut moved = 0;
+    for ((name, w), b) in s.weight_names.iter().zip(&s.weights).zip(&before) {
+        let is_off = off.iter().any(|p| name.starts_with(p));
+        if is_off {
+            assert!(w.equal(b), "{name} is off the path {arch} but changed");
+        } else if !w.equal(b) {
+            moved += 1;
+        }
+    }
+    assert!(moved > 10, "only {moved} on-path weights moved");
+    assert!(s.arch.alphas.equal(&alphas), "SPOS leaves the alphas alone");
+    // The next step draws from (seed, step 1): another path, the same on every run.
+    let (next, _) = s.spos_step(&batch(6), 0.1).unwrap();
+    let mut again = chain_search();
+    again.spos_step(&batch(5), 0.1).unwrap();
+    assert_eq!(again.spos_step(&batch(6), 0.1).unwrap().0, next);
+}

@@ -3,6 +3,7 @@
 mod arch;
 mod choice;
 mod cost;
+mod sampling;
 mod spec;
 
 pub use arch::ChainArch;
@@ -11,6 +12,7 @@ pub use cost::{
     arch_cost, extreme_arch, fixed_cost, layer_cost, make_divisible, num_architectures,
     se_channels, supernet_cost, Cost, ImageShape,
 };
+pub use sampling::uniform_arch;
 pub use spec::{
     conv_out, ChainKind, ChainNetwork, ChainSpace, HeadSpec, LayerPlan, StageSpec, StemSpec,
 };
