@@ -8,6 +8,7 @@ use crate::arch::ChainAlphas;
 use crate::evaluate::accuracy;
 use crate::optim::{clip_grad_norm, split_variables, zero_grad, Adam, Sgd};
 use crate::rng::{Rng, PURPOSE_SPOS};
+use crate::run::StepStats;
 use crate::space::chain::{ChainArch, ChainSpace};
 use crate::supernet::{ChainNet, InputShape, MixWeights};
 use crate::{Error, Result};
@@ -26,14 +27,6 @@ pub struct ChainSearch {
     pub cfg: SearchConfig,
     /// Steps completed; SPOS paths are drawn from (seed, step).
     pub global_step: u64,
-}
-
-/// Losses and accuracies of one step (validation: the DARTS alpha step only).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ChainStep {
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub val_loss: Option<f64>,
 }
 
 impl ChainSearch {
@@ -96,7 +89,7 @@ impl ChainSearch {
         mix: &MixWeights,
         lr: f64,
         active: impl Fn(&str) -> bool,
-    ) -> Result<(f64, f64)> {
+    ) -> Result<StepStats> {
         zero_grad(&self.weights);
         let (loss, acc) = self.loss(train, mix);
         loss.backward();
@@ -107,15 +100,21 @@ impl ChainSearch {
         let names = &self.weight_names;
         self.sgd
             .step_where(&self.weights, lr, |i| active(&names[i]));
-        Ok((value, acc))
+        Ok(StepStats {
+            train_loss: value,
+            train_acc: acc,
+            val_loss: f64::NAN,
+            val_acc: f64::NAN,
+            grad_norm: norm,
+        })
     }
 
     /// DARTS first order: Adam on the alphas from the validation loss under the softmax,
     /// then SGD on every weight from the training loss under the (constant) softmax.
-    pub fn darts_step(&mut self, train: &Batch, val: &Batch, lr: f64) -> Result<ChainStep> {
+    pub fn darts_step(&mut self, train: &Batch, val: &Batch, lr: f64) -> Result<StepStats> {
         let alphas = [self.arch.alphas.shallow_clone()];
         zero_grad(&alphas);
-        let (val_loss, _) = self.loss(val, &self.arch.softmax());
+        let (val_loss, val_acc) = self.loss(val, &self.arch.softmax());
         val_loss.backward();
         let val_loss = self.finite(val_loss.double_value(&[]), "validation loss")?;
         self.finite(
@@ -124,34 +123,27 @@ impl ChainSearch {
         )?;
         self.adam.step(&alphas, self.cfg.arch_lr);
         let mix = self.arch.softmax_detached();
-        let (train_loss, train_acc) = self.weight_step(train, &mix, lr, |_| true)?;
+        let stats = self.weight_step(train, &mix, lr, |_| true)?;
         self.global_step += 1;
-        Ok(ChainStep {
-            train_loss,
-            train_acc,
-            val_loss: Some(val_loss),
+        Ok(StepStats {
+            val_loss,
+            val_acc,
+            ..stats
         })
     }
 
     /// SPOS: one path drawn uniformly from (seed, step); only its blocks are computed and
     /// updated (the others keep their weights and momentum, as PyTorch leaves a parameter
-    /// without a gradient). The alphas are not touched.
-    pub fn spos_step(&mut self, train: &Batch, lr: f64) -> Result<(ChainArch, ChainStep)> {
+    /// without a gradient). The alphas are not touched; there is no validation half.
+    pub fn spos_step(&mut self, train: &Batch, lr: f64) -> Result<(ChainArch, StepStats)> {
         let mut rng = Rng::from_key(&[self.cfg.seed, PURPOSE_SPOS, self.global_step]);
         let (arch, mix) = ChainAlphas::uniform_path(&self.space, &mut rng, self.vs.device());
         let off = self.off_path(&arch);
-        let (train_loss, train_acc) = self.weight_step(train, &mix, lr, |name| {
+        let stats = self.weight_step(train, &mix, lr, |name| {
             !off.iter().any(|p| name.starts_with(p))
         })?;
         self.global_step += 1;
-        Ok((
-            arch,
-            ChainStep {
-                train_loss,
-                train_acc,
-                val_loss: None,
-            },
-        ))
+        Ok((arch, stats))
     }
 
     /// Parameter-name prefixes of the blocks `arch` does not use.
