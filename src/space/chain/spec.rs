@@ -2,6 +2,7 @@
 //! expansion (or to be skipped), a head. Read from `supernets/*.toml` (`[network] kind =
 //! "chain"`), validated once, then trusted everywhere.
 use super::choice::{Activation, Choice};
+use crate::space::spec::in_range;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -248,11 +249,7 @@ impl ChainSpace {
 
     /// A stable 64-bit fingerprint (FNV-1a of the TOML form), as for cell spaces.
     pub fn fingerprint(&self) -> u64 {
-        self.to_toml()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-            })
+        crate::space::spec::fnv1a(&self.to_toml())
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -365,16 +362,4 @@ fn check_kernel(field: &str, k: usize) -> Result<()> {
 
 fn check_expansion(field: &str, e: usize) -> Result<()> {
     in_range(field, e, MAX_EXPANSION)
-}
-
-fn in_range(field: &str, v: usize, max: usize) -> Result<()> {
-    if v == 0 || v > max {
-        Err(Error::invalid(
-            field,
-            v,
-            format!("a positive number at most {max}"),
-        ))
-    } else {
-        Ok(())
-    }
 }
