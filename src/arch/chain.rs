@@ -101,6 +101,47 @@ impl ChainAlphas {
         ChainArch { layers }
     }
 
+    /// GDAS / FBNet relaxation: per layer a hard one-hot sample of the Gumbel-softmax
+    /// `softmax((log_softmax(alpha) + g) / tau)` over the allowed choices (noise `g` drawn from
+    /// `rng` row by row), as `one_hot - p.detach() + p` so that only the sampled block runs and
+    /// the gradient reaches the alphas straight through `p`; with `detach` the plain one-hot
+    /// constants. Also the sampled architecture.
+    pub fn gumbel_hard(
+        &self,
+        space: &ChainSpace,
+        tau: f64,
+        rng: &mut Rng,
+        detach: bool,
+    ) -> (ChainArch, MixWeights) {
+        let noise: Vec<f32> = (0..self.alphas.numel())
+            .map(|_| super::gumbel(rng))
+            .collect();
+        let g = Tensor::from_slice(&noise)
+            .view_(self.alphas.size())
+            .to_device(self.alphas.device());
+        let a = if detach {
+            self.alphas.detach()
+        } else {
+            self.alphas.shallow_clone()
+        };
+        let probs =
+            (((a + &self.mask).log_softmax(-1, Kind::Float) + g) / tau).softmax(-1, Kind::Float);
+        let index = probs.argmax(-1, true);
+        let one_hot = probs.zeros_like().scatter_value(-1, &index, 1.0);
+        let columns = space.choices();
+        let picked = Vec::<i64>::try_from(index.flatten(0, -1).to_device(Device::Cpu))
+            .expect("an index per layer");
+        let arch = ChainArch {
+            layers: picked.iter().map(|&k| columns[k as usize]).collect(),
+        };
+        let w = if detach {
+            MixWeights::sparse(one_hot)
+        } else {
+            MixWeights::sparse(one_hot - probs.detach() + probs)
+        };
+        (arch, w)
+    }
+
     /// SPOS: one uniformly drawn path as one-hot weights, and the architecture.
     pub fn uniform_path(
         space: &ChainSpace,

@@ -10,6 +10,13 @@ use crate::space::{CellSpec, CellType, Genotype, NetworkSpec, SearchSpace};
 use crate::supernet::{ArchWeights, MixWeights};
 use tch::{nn, Device, Kind, Tensor};
 
+/// One standard Gumbel sample `-log(-log u)` from `rng`.
+pub fn gumbel(rng: &mut Rng) -> f32 {
+    // u in (0, 1): never 0, so the Gumbel sample is finite.
+    let u = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -(-u.ln()).ln() as f32
+}
+
 pub struct ArchParams {
     pub vs: nn::VarStore,
     /// One `[edges, ops]` tensor per cell type of the space, in `cell_types()` order.
@@ -265,13 +272,7 @@ impl ArchParams {
         self.alphas
             .iter()
             .map(|(t, a)| {
-                let noise: Vec<f32> = (0..a.numel())
-                    .map(|_| {
-                        // u in (0, 1): never 0, so the Gumbel sample is finite.
-                        let u = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-                        -(-u.ln()).ln() as f32
-                    })
-                    .collect();
+                let noise: Vec<f32> = (0..a.numel()).map(|_| gumbel(rng)).collect();
                 let g = Tensor::from_slice(&noise)
                     .view_(a.size())
                     .to_device(a.device());

@@ -7,7 +7,7 @@ use super::state::Batch;
 use crate::arch::ChainAlphas;
 use crate::evaluate::accuracy;
 use crate::optim::{clip_grad_norm, split_variables, zero_grad, Adam, Sgd};
-use crate::rng::{Rng, PURPOSE_SPOS};
+use crate::rng::{Rng, PURPOSE_GDAS_ARCH, PURPOSE_GDAS_WEIGHTS, PURPOSE_SPOS};
 use crate::run::StepStats;
 use crate::space::chain::{ChainArch, ChainSpace};
 use crate::supernet::{ChainNet, InputShape, MixWeights};
@@ -144,6 +144,43 @@ impl ChainSearch {
         })?;
         self.global_step += 1;
         Ok((arch, stats))
+    }
+
+    /// GDAS (FBNet's Gumbel sampling, hard): SGD on the blocks of one path sampled from the
+    /// Gumbel-softmax of the alphas at temperature `tau` (constants), then Adam on the alphas
+    /// from the validation loss of a fresh sample with the straight-through gradient. The
+    /// noise is a pure function of (seed, step), as in the cell GDAS strategy.
+    pub fn gdas_step(
+        &mut self,
+        train: &Batch,
+        val: &Batch,
+        lr: f64,
+        tau: f64,
+    ) -> Result<StepStats> {
+        let key = |purpose| Rng::from_key(&[self.cfg.seed, purpose, self.global_step]);
+        let (mut rng_w, mut rng_a) = (key(PURPOSE_GDAS_WEIGHTS), key(PURPOSE_GDAS_ARCH));
+        let (arch, sample) = self.arch.gumbel_hard(&self.space, tau, &mut rng_w, true);
+        let off = self.off_path(&arch);
+        let stats = self.weight_step(train, &sample, lr, |name| {
+            !off.iter().any(|p| name.starts_with(p))
+        })?;
+        let alphas = [self.arch.alphas.shallow_clone()];
+        zero_grad(&alphas);
+        let (_, relaxed) = self.arch.gumbel_hard(&self.space, tau, &mut rng_a, false);
+        let (val_loss, val_acc) = self.loss(val, &relaxed);
+        val_loss.backward();
+        let val_loss = self.finite(val_loss.double_value(&[]), "validation loss")?;
+        self.finite(
+            alphas[0].grad().abs().max().double_value(&[]),
+            "architecture gradient",
+        )?;
+        self.adam.step(&alphas, self.cfg.arch_lr);
+        self.global_step += 1;
+        Ok(StepStats {
+            val_loss,
+            val_acc,
+            ..stats
+        })
     }
 
     /// Parameter-name prefixes of the blocks `arch` does not use.

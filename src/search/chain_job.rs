@@ -23,11 +23,14 @@ use tch::Tensor;
 
 /// What a chain search refuses: the strategies and settings that have no chain form yet.
 pub fn check_config(cfg: &SearchConfig, opts: &RunOptions) -> Result<()> {
-    if !matches!(cfg.strategy, StrategyKind::FirstOrder | StrategyKind::Spos) {
+    if !matches!(
+        cfg.strategy,
+        StrategyKind::FirstOrder | StrategyKind::Spos | StrategyKind::Gdas
+    ) {
         return Err(Error::invalid(
             "strategy",
             cfg.strategy.name(),
-            "first-order or spos for a chain space",
+            "first-order, gdas or spos for a chain space",
         ));
     }
     if cfg.network.layers.is_some() || cfg.network.channels.is_some() {
@@ -52,6 +55,8 @@ struct ChainJob {
     loaders: SearchLoaders,
     val: Loader,
     lr: f64,
+    /// GDAS temperature of the current epoch.
+    tau: f64,
 }
 
 impl ChainJob {
@@ -108,6 +113,7 @@ impl Job for ChainJob {
     fn start_epoch(&mut self, epoch: usize) -> f64 {
         let cfg = &self.s.cfg;
         self.lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs);
+        self.tau = cfg.tau(epoch);
         self.lr
     }
 
@@ -117,6 +123,10 @@ impl Job for ChainJob {
         let train = Batch::to_device(&wb, device);
         match self.s.cfg.strategy {
             StrategyKind::Spos => Ok(self.s.spos_step(&train, self.lr)?.1),
+            StrategyKind::Gdas => {
+                let val = Batch::to_device(&ab, device);
+                self.s.gdas_step(&train, &val, self.lr, self.tau)
+            }
             _ => {
                 let val = Batch::to_device(&ab, device);
                 self.s.darts_step(&train, &val, self.lr)
@@ -230,6 +240,7 @@ pub fn run(
         loaders,
         val,
         lr: cfg.lr,
+        tau: cfg.tau_max,
     };
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     let stop = StopFlag::install()?;

@@ -303,7 +303,7 @@ fn chain_run(out: &std::path::Path, extra: &[&str]) -> std::process::Command {
 fn chain_searches_resume_bit_exactly_after_sigkill_and_record_their_alphas() {
     use super::search::{checkpoint_bits, ok, search_killed_and_resumed};
     let dir = tempfile::tempdir().unwrap();
-    for strategy in ["first-order", "spos"] {
+    for strategy in ["first-order", "gdas", "spos"] {
         let (a, c) = (
             dir.path().join(strategy),
             dir.path().join(format!("{strategy}-c")),
@@ -335,15 +335,56 @@ fn chain_searches_resume_bit_exactly_after_sigkill_and_record_their_alphas() {
         let moved = run.alphas.first().unwrap().normal != run.alphas.last().unwrap().normal;
         assert_eq!(
             moved,
-            strategy == "first-order",
+            strategy != "spos",
             "{strategy}: alphas moved = {moved}"
         );
     }
     // Strategies without a chain form are refused by name.
-    let out = chain_run(&dir.path().join("gdas"), &["--strategy", "gdas"])
+    let out = chain_run(&dir.path().join("enas"), &["--strategy", "enas"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("strategy") && err.contains("gdas"), "{err}");
+    assert!(err.contains("strategy") && err.contains("enas"), "{err}");
+}
+
+#[test]
+fn gumbel_samples_stay_on_allowed_choices_and_pass_a_gradient_straight_through() {
+    let mut s = chain_search();
+    let space = s.space.clone();
+    let columns = space.choices();
+    let allowed: Vec<Vec<bool>> = space
+        .plan((1, 1))
+        .iter()
+        .filter(|l| l.searchable.is_some())
+        .map(|l| columns.iter().map(|c| l.choices.contains(c)).collect())
+        .collect();
+    let mut skips = 0;
+    for seed in 0..50u64 {
+        let mut rng = supernet::rng::Rng::from_key(&[seed]);
+        let (arch, _) = s.arch.gumbel_hard(&space, 1.0, &mut rng, true);
+        arch.validate(&space).unwrap();
+        skips += arch.layers.iter().filter(|c| c.is_skip()).count();
+    }
+    assert!(skips > 0, "skip is drawn where allowed");
+    let mut rng = supernet::rng::Rng::from_key(&[7]);
+    let (arch, w) = s.arch.gumbel_hard(&space, 0.5, &mut rng, false);
+    let xs = batch(1);
+    let loss = s
+        .net
+        .forward_t(&xs.images, &w, true)
+        .cross_entropy_for_logits(&xs.labels);
+    loss.backward();
+    let g = Vec::<Vec<f32>>::try_from(s.arch.alphas.grad()).unwrap();
+    for (r, row) in g.iter().enumerate() {
+        for (k, v) in row.iter().enumerate() {
+            assert!(v.is_finite());
+            if !allowed[r][k] {
+                assert_eq!(*v, 0.0, "masked column {k} of layer {r}");
+            }
+        }
+        assert!(row.iter().any(|v| *v != 0.0), "layer {r} gets a gradient");
+    }
+    arch.validate(&space).unwrap();
+    s.gdas_step(&batch(2), &batch(3), 0.025, 5.0).unwrap();
 }
