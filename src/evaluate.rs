@@ -31,6 +31,22 @@ pub fn evaluate_batches(
     train: bool,
     max_batches: Option<usize>,
 ) -> Score {
+    evaluate_with(
+        |xs| net.forward_t(xs, weights, train),
+        loader,
+        device,
+        max_batches,
+    )
+}
+
+/// Loss and accuracy of the logits `forward` gives for the first `max_batches` batches of
+/// `loader` (all when `None`), without gradients: any network's evaluation.
+pub fn evaluate_with(
+    forward: impl Fn(&Tensor) -> Tensor,
+    loader: &Loader,
+    device: Device,
+    max_batches: Option<usize>,
+) -> Score {
     let mut loss_sum = 0.0;
     let mut correct = 0i64;
     let mut samples = 0usize;
@@ -38,7 +54,7 @@ pub fn evaluate_batches(
         for batch in loader.epoch(0, 0).take(max_batches.unwrap_or(usize::MAX)) {
             let xs = batch.images.to_device(device);
             let ys = batch.labels.to_device(device);
-            let logits = net.forward_t(&xs, weights, train);
+            let logits = forward(&xs);
             let n = ys.size()[0];
             let loss =
                 logits.cross_entropy_loss::<Tensor>(&ys, None, tch::Reduction::Sum, -100, 0.0);

@@ -1,10 +1,21 @@
 //! Architecture parameters (the alphas, and PC-DARTS's edge betas), in a store of their own
 //! so that the network optimizer never sees them, and their relaxation into mixing weights.
+mod chain;
+
+pub use chain::ChainAlphas;
+
 use crate::derive::{derive_raw, RawCell};
 use crate::rng::Rng;
 use crate::space::{CellSpec, CellType, EdgeSplit, Genotype, NetworkSpec, SearchSpace};
 use crate::supernet::{ArchWeights, MixWeights};
 use tch::{nn, Device, Kind, Tensor};
+
+/// One standard Gumbel sample `-log(-log u)` from `rng`.
+pub fn gumbel(rng: &mut Rng) -> f32 {
+    // u in (0, 1): never 0, so the Gumbel sample is finite.
+    let u = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -(-u.ln()).ln() as f32
+}
 
 pub struct ArchParams {
     pub vs: nn::VarStore,
@@ -271,13 +282,7 @@ impl ArchParams {
         self.alphas
             .iter()
             .map(|(t, a)| {
-                let noise: Vec<f32> = (0..a.numel())
-                    .map(|_| {
-                        // u in (0, 1): never 0, so the Gumbel sample is finite.
-                        let u = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-                        -(-u.ln()).ln() as f32
-                    })
-                    .collect();
+                let noise: Vec<f32> = (0..a.numel()).map(|_| gumbel(rng)).collect();
                 let g = Tensor::from_slice(&noise)
                     .view_(a.size())
                     .to_device(a.device());

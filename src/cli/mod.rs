@@ -323,7 +323,8 @@ pub struct InspectArgs {
     pub channels: Option<usize>,
     /// Describe the network of this genotype (a file, or the DARTS / NAS-Bench-201 /
     /// JSON text itself); DARTS networks then default to the evaluation size (20 cells,
-    /// 36 channels, auxiliary head), as `train` builds them.
+    /// 36 channels, auxiliary head), as `train` builds them. For a chain space: one
+    /// choice per searchable layer, comma-separated (`mbconv_k3_e6,skip,...`).
     #[arg(long)]
     pub genotype: Option<String>,
     /// With --genotype: how the network's operations are built.
@@ -336,6 +337,9 @@ pub struct InspectArgs {
 }
 
 fn inspect(a: InspectArgs) -> anyhow::Result<()> {
+    if let crate::space::Space::Chain(space) = crate::space::Space::load(&a.space)? {
+        return inspect_chain(a, space);
+    }
     let mut network = NetworkOverrides {
         layers: a.layers,
         channels: a.channels,
@@ -370,6 +374,44 @@ fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     };
     crate::run::check::fits_in_memory(bound, &what, 0, None)?;
     println!("{}", Summary::new(&space, input, architecture.as_ref())?);
+    Ok(())
+}
+
+/// `inspect` of a chain space: the cost model's description (see [`ChainSummary`]).
+fn inspect_chain(a: InspectArgs, space: crate::space::chain::ChainSpace) -> anyhow::Result<()> {
+    for (flag, given) in [
+        ("--layers", a.layers.is_some()),
+        ("--channels", a.channels.is_some()),
+        ("--auxiliary-weight", a.auxiliary_weight.is_some()),
+    ] {
+        if given {
+            anyhow::bail!(
+                "{flag} applies to cell spaces; '{}' is a chain space (edit its stages instead)",
+                space.name
+            );
+        }
+    }
+    let input = InputShape::parse(&a.input, a.classes)?;
+    let architecture = match &a.genotype {
+        None => None,
+        Some(text) => {
+            let path = std::path::Path::new(text);
+            let text = if path.is_file() {
+                std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?
+            } else {
+                text.clone()
+            };
+            let arch = crate::space::chain::ChainArch::parse(text.trim())?;
+            arch.validate(&space)?;
+            Some(arch)
+        }
+    };
+    let summary = crate::inspect::ChainSummary {
+        space,
+        input: crate::supernet::image_shape(input),
+        architecture,
+    };
+    println!("{summary}");
     Ok(())
 }
 

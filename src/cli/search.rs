@@ -280,6 +280,15 @@ pub fn search(a: SearchArgs, matches: &clap::ArgMatches) -> anyhow::Result<Exit>
             );
             Exit::Done
         }
+        Outcome::FinishedChain { .. } if !root => Exit::Done,
+        Outcome::FinishedChain { arch, dir } => {
+            println!("{arch}");
+            eprintln!(
+                "search finished: {0}/run.h5, {0}/genotype.txt, {0}/genotype.json",
+                dir.display()
+            );
+            Exit::Done
+        }
         Outcome::Interrupted(stopped) => Exit::interrupted("search", stopped),
     })
 }

@@ -2,6 +2,7 @@
 //! Semantics follow the DARTS and NAS-Bench-201 reference implementations exactly.
 mod factorized;
 mod layers;
+mod mbconv;
 mod record;
 
 pub use factorized::FactorizedReduce;
@@ -10,6 +11,7 @@ pub use layers::{
     Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
 };
 
+pub use mbconv::{activate, ConvBnAct, MbConv};
 pub(crate) use record::note_relu;
 pub use record::record_relus;
 

@@ -3,8 +3,8 @@
 //! `supernet sample`, `supernet evolve` and `supernet derive --rule sample-top:K`.
 mod evolve;
 mod extract;
-mod ground_truth;
 pub mod few_shot;
+mod ground_truth;
 pub mod proxy;
 pub mod rank;
 mod rank_check;

@@ -168,6 +168,14 @@ pub fn few_shot(dir: &Path, cfg: &FewShotConfig, opts: &RunOptions) -> Result<Fe
         match outcome {
             Outcome::Finished { dir, .. } => subs.push((op, dir)),
             Outcome::Interrupted(s) => return Ok(FewShotOutcome::Interrupted(s)),
+            // validate_with_space above admits cell spaces only.
+            Outcome::FinishedChain { .. } => {
+                return Err(Error::invalid(
+                    "--run",
+                    dir.display(),
+                    "a cell-space search (chain spaces are not split)",
+                ))
+            }
         }
     }
     drop(parent);

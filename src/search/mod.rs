@@ -1,12 +1,14 @@
 //! `supernet search`: the DARTS family of search strategies, as a [`Job`] of the run loop.
 //! The loop (in [`crate::run`]) owns epochs, checkpoints, signals and the run file; the
 //! [`Strategy`] owns what one step does to the weights and the alphas.
+pub mod chain;
+mod chain_job;
 mod checkpoint;
 mod config;
 pub mod controller;
 pub mod enas;
-pub mod hessian;
 pub mod few_shot;
+pub mod hessian;
 mod parallel;
 pub mod perturbation;
 pub mod preset;
@@ -32,7 +34,8 @@ use crate::run::{
     begin, device_name, drive, parse_device, EpochEnd, Job, MetaSource, Position, Progress, RunDir,
     Schedule, StopFlag, Stopped,
 };
-use crate::space::{CellType, Genotype, SearchSpace};
+use crate::space::chain::ChainArch;
+use crate::space::{CellType, Genotype, SearchSpace, Space};
 use crate::supernet::InputShape;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -48,6 +51,8 @@ pub enum Outcome {
         /// Why it ended before its last epoch (DARTS+ early stopping).
         stop_reason: Option<String>,
     },
+    /// A chain-space search finished with this derived architecture.
+    FinishedChain { arch: ChainArch, dir: PathBuf },
     /// Stopped by SIGINT/SIGTERM after checkpointing.
     Interrupted(Stopped),
 }
@@ -85,6 +90,11 @@ impl RunOptions<'_> {
 /// Start a new search writing into `dir` (which must not hold a run yet). A start that
 /// fails leaves nothing behind.
 pub fn start(cfg: SearchConfig, dir: &Path, opts: &RunOptions) -> Result<Outcome> {
+    if let Some(space) = chain_space(&cfg)? {
+        chain_job::check_config(&cfg, opts)?;
+        let mut dir = RunDir::create(dir)?;
+        return chain_job::run(cfg, space, &mut dir, false, opts);
+    }
     let space = cfg.validate_with_space()?;
     let mut dir = if opts.follower() {
         RunDir::follower(dir)?
@@ -103,6 +113,22 @@ pub fn resume(dir: &Path, space: Option<&Path>, opts: &RunOptions) -> Result<Out
         RunDir::resume(dir)?
     };
     let cfg: SearchConfig = dir.read_config()?;
+    let chain = chain_space(&cfg)
+        .map_err(|e| Error::bad_file(dir.config_file(), format!("the run's config: {e}")))?;
+    if let Some(run_space) = chain {
+        if let Some(space) = space {
+            if crate::space::chain::ChainSpace::load(space)?.fingerprint()
+                != run_space.fingerprint()
+            {
+                return Err(Error::invalid(
+                    "--space",
+                    space.display(),
+                    format!("the space of the run in {}", dir.path().display()),
+                ));
+            }
+        }
+        return chain_job::run(cfg, run_space, &mut dir, true, opts);
+    }
     let run_space = cfg
         .validate_with_space()
         .map_err(|e| Error::bad_file(dir.config_file(), format!("the run's config: {e}")))?;
@@ -121,6 +147,17 @@ pub fn resume(dir: &Path, space: Option<&Path>, opts: &RunOptions) -> Result<Out
         }
     }
     run(cfg, run_space, &mut dir, true, opts)
+}
+
+/// The config's space when it is a chain space (validated, with the config).
+fn chain_space(cfg: &SearchConfig) -> Result<Option<crate::space::chain::ChainSpace>> {
+    match Space::load(&cfg.space)? {
+        Space::Chain(space) => {
+            cfg.validate()?;
+            Ok(Some(space))
+        }
+        Space::Cell(_) => Ok(None),
+    }
 }
 
 /// The supernet of a finished (or interrupted) search as its last checkpoint holds it,
@@ -203,8 +240,9 @@ pub struct Setup {
     pub device: Device,
 }
 
-/// Load the data for `space`; fills in what the config left to the data (augmentation).
-fn setup(cfg: &mut SearchConfig, space: SearchSpace) -> Result<Setup> {
+/// The device, threads and data of a search of either space kind: the two halves' loaders,
+/// the architecture half for evaluation, the input shape.
+fn data_setup(cfg: &mut SearchConfig) -> Result<(SearchLoaders, Loader, InputShape, Device)> {
     let device = parse_device(&cfg.device)?;
     if cfg.threads > 0 {
         tch::set_num_threads(cfg.threads as i32);
@@ -218,7 +256,12 @@ fn setup(cfg: &mut SearchConfig, space: SearchSpace) -> Result<Setup> {
         LoaderConfig::train(cfg.batch_size, augment, cfg.seed),
     )?;
     let val = Loader::eval(split.arch.clone(), cfg.batch_size.max(256))?;
-    let input = InputShape::of(&data.train);
+    Ok((loaders, val, InputShape::of(&data.train), device))
+}
+
+/// Load the data for `space`; fills in what the config left to the data (augmentation).
+fn setup(cfg: &mut SearchConfig, space: SearchSpace) -> Result<Setup> {
+    let (loaders, val, input, device) = data_setup(cfg)?;
     crate::run::check::fits_in_memory(
         space.size_bound(input.height as usize, input.width as usize),
         &format!("the supernet of '{}' on {input}", space.name),

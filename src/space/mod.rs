@@ -1,5 +1,6 @@
 //! Search spaces and discrete architectures as plain data (no tensors).
 mod builtin;
+pub mod chain;
 mod enumerate;
 mod genotype;
 mod op;
@@ -8,7 +9,7 @@ mod size;
 mod spec;
 mod split;
 
-pub use builtin::{is_shipped, shipped_names};
+pub use builtin::{is_chain_toml, is_shipped, shipped_names, Space};
 pub use enumerate::{count_architectures, enumerate};
 pub use genotype::{CellGenotype, GeneEdge, Genotype};
 pub use op::OpKind;

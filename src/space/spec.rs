@@ -235,6 +235,12 @@ impl SearchSpace {
     }
 
     pub fn from_toml(text: &str) -> Result<Self> {
+        if super::builtin::is_chain_toml(text) {
+            return Err(Error::bad_file(
+                "<space>",
+                "a chain space ([network] kind = \"chain\"): this command takes cell spaces (DARTS, NAS-Bench-201); chain spaces work with inspect and search",
+            ));
+        }
         let space: SearchSpace =
             toml::from_str(text).map_err(|e| Error::bad_file("<space>", e.to_string()))?;
         space.validate()?;
@@ -256,11 +262,7 @@ impl SearchSpace {
     /// A stable 64-bit fingerprint of the resolved space (FNV-1a of its TOML form), to
     /// recognise checkpoints and run files made with another space.
     pub fn fingerprint(&self) -> u64 {
-        self.to_toml()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-            })
+        fnv1a(&self.to_toml())
     }
 
     pub fn index_of(&self, op: OpKind) -> Option<usize> {
@@ -382,7 +384,14 @@ pub const MAX_CELLS: usize = 10_000;
 pub const MAX_CHANNELS: usize = 1 << 20;
 pub const MAX_NODES: usize = 64;
 
-fn in_range(field: &str, v: usize, max: usize) -> Result<()> {
+/// FNV-1a of `text`: the fingerprint of a space's TOML form.
+pub(crate) fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+pub(crate) fn in_range(field: &str, v: usize, max: usize) -> Result<()> {
     if v == 0 {
         Err(Error::invalid(field, v, "a positive number"))
     } else if v > max {

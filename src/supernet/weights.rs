@@ -160,6 +160,27 @@ impl MixWeights {
     }
 }
 
+impl MixWeights {
+    /// One-hot weights with a 1 in column `columns[r]` of each row `r` (a discrete chain
+    /// architecture: one choice per searchable layer).
+    pub fn one_hot_rows(columns: &[usize], num_columns: usize, device: Device) -> Self {
+        let mut data = vec![0f32; columns.len() * num_columns];
+        for (r, &k) in columns.iter().enumerate() {
+            data[r * num_columns + k] = 1.0;
+        }
+        let weights = Tensor::from_slice(&data)
+            .view([columns.len() as i64, num_columns as i64])
+            .to_device(device);
+        MixWeights {
+            weights,
+            active: Some(columns.iter().map(|&k| vec![k]).collect()),
+            unit: true,
+            straight_through: false,
+            edges: None,
+        }
+    }
+}
+
 /// The chosen op column of every edge of a discrete cell (`None` for dropped edges).
 pub fn edge_choice(
     cell: &CellGenotype,

@@ -1,4 +1,5 @@
 //! One integration test binary (every test binary links libtorch).
+mod chain;
 mod curvature;
 mod data;
 mod device;

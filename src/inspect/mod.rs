@@ -1,5 +1,9 @@
 //! `supernet inspect`: what a space builds into, before anything is trained: the supernet,
 //! or the network of one genotype (stand-alone, or as the supernet's inherited sub-network).
+mod chain;
+
+pub use chain::ChainSummary;
+
 use crate::model::{Model, ModelSpec};
 use crate::space::{Genotype, SearchSpace};
 use crate::supernet::{InputShape, OpStyle, Supernet};

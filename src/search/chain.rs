@@ -1,0 +1,206 @@
+//! One-shot search on a chain space with separate weights per choice: DARTS-style
+//! relaxation (first order: the alphas on the validation batch, then the weights on the
+//! training batch) and SPOS (one uniformly drawn path trained per step). The same SGD and
+//! Adam, configuration fields and (seed, step) keyed sampling as the cell strategies.
+use super::config::SearchConfig;
+use super::state::Batch;
+use crate::arch::ChainAlphas;
+use crate::evaluate::accuracy;
+use crate::optim::{clip_grad_norm, split_variables, zero_grad, Adam, Sgd};
+use crate::rng::{Rng, PURPOSE_GDAS_ARCH, PURPOSE_GDAS_WEIGHTS, PURPOSE_SPOS};
+use crate::run::StepStats;
+use crate::space::chain::{ChainArch, ChainSpace};
+use crate::supernet::{ChainNet, InputShape, MixWeights};
+use crate::{Error, Result};
+use tch::{nn, Device, Tensor};
+
+pub struct ChainSearch {
+    pub space: ChainSpace,
+    pub vs: nn::VarStore,
+    pub net: ChainNet,
+    /// Trainable network weights and their names, sorted by name.
+    pub weights: Vec<Tensor>,
+    pub weight_names: Vec<String>,
+    pub arch: ChainAlphas,
+    pub sgd: Sgd,
+    pub adam: Adam,
+    pub cfg: SearchConfig,
+    /// Steps completed; SPOS paths are drawn from (seed, step).
+    pub global_step: u64,
+}
+
+impl ChainSearch {
+    /// libtorch's generator is seeded with `cfg.seed`, then the weights and the alphas are
+    /// initialised, in that order (as [`super::SearchState::new`]).
+    pub fn new(
+        space: &ChainSpace,
+        input: InputShape,
+        cfg: &SearchConfig,
+        device: Device,
+    ) -> Result<Self> {
+        tch::manual_seed(cfg.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let net = ChainNet::supernet(&vs.root(), space, input)?;
+        let arch = ChainAlphas::new(space, device);
+        let (weight_names, weights, _) = split_variables(&vs);
+        let mut sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
+        sgd.nesterov = cfg.nesterov;
+        let adam = Adam::new(
+            &[arch.alphas.shallow_clone()],
+            (cfg.arch_beta1, cfg.arch_beta2),
+            cfg.arch_weight_decay,
+        );
+        Ok(ChainSearch {
+            space: space.clone(),
+            vs,
+            net,
+            weights,
+            weight_names,
+            arch,
+            sgd,
+            adam,
+            cfg: cfg.clone(),
+            global_step: 0,
+        })
+    }
+
+    fn loss(&self, batch: &Batch, mix: &MixWeights) -> (Tensor, f64) {
+        let logits = self.net.forward_t(&batch.images, mix, true);
+        let acc = accuracy(&logits, &batch.labels);
+        (logits.cross_entropy_for_logits(&batch.labels), acc)
+    }
+
+    fn finite(&self, v: f64, what: &str) -> Result<f64> {
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(Error::NonFinite {
+                what: what.to_string(),
+                epoch: 0,
+                step: self.global_step as usize,
+            })
+        }
+    }
+
+    /// Backward of `mix` on `train`, clipping, and SGD on the weights `active` accepts.
+    fn weight_step(
+        &mut self,
+        train: &Batch,
+        mix: &MixWeights,
+        lr: f64,
+        active: impl Fn(&str) -> bool,
+    ) -> Result<StepStats> {
+        zero_grad(&self.weights);
+        let (loss, acc) = self.loss(train, mix);
+        loss.backward();
+        let value = self.finite(loss.double_value(&[]), "training loss")?;
+        drop(loss);
+        let norm = clip_grad_norm(&self.weights, self.cfg.grad_clip);
+        self.finite(norm, "weight gradient")?;
+        let names = &self.weight_names;
+        self.sgd
+            .step_where(&self.weights, lr, |i| active(&names[i]));
+        Ok(StepStats {
+            train_loss: value,
+            train_acc: acc,
+            val_loss: f64::NAN,
+            val_acc: f64::NAN,
+            grad_norm: norm,
+        })
+    }
+
+    /// DARTS first order: Adam on the alphas from the validation loss under the softmax,
+    /// then SGD on every weight from the training loss under the (constant) softmax.
+    pub fn darts_step(&mut self, train: &Batch, val: &Batch, lr: f64) -> Result<StepStats> {
+        let alphas = [self.arch.alphas.shallow_clone()];
+        zero_grad(&alphas);
+        let (val_loss, val_acc) = self.loss(val, &self.arch.softmax());
+        val_loss.backward();
+        let val_loss = self.finite(val_loss.double_value(&[]), "validation loss")?;
+        self.finite(
+            alphas[0].grad().abs().max().double_value(&[]),
+            "architecture gradient",
+        )?;
+        self.adam.step(&alphas, self.cfg.arch_lr);
+        let mix = self.arch.softmax_detached();
+        let stats = self.weight_step(train, &mix, lr, |_| true)?;
+        self.global_step += 1;
+        Ok(StepStats {
+            val_loss,
+            val_acc,
+            ..stats
+        })
+    }
+
+    /// SPOS: one path drawn uniformly from (seed, step); only its blocks are computed and
+    /// updated (the others keep their weights and momentum, as PyTorch leaves a parameter
+    /// without a gradient). The alphas are not touched; there is no validation half.
+    pub fn spos_step(&mut self, train: &Batch, lr: f64) -> Result<(ChainArch, StepStats)> {
+        let mut rng = Rng::from_key(&[self.cfg.seed, PURPOSE_SPOS, self.global_step]);
+        let (arch, mix) = ChainAlphas::uniform_path(&self.space, &mut rng, self.vs.device());
+        let off = self.off_path(&arch);
+        let stats = self.weight_step(train, &mix, lr, |name| {
+            !off.iter().any(|p| name.starts_with(p))
+        })?;
+        self.global_step += 1;
+        Ok((arch, stats))
+    }
+
+    /// GDAS (FBNet's Gumbel sampling, hard): SGD on the blocks of one path sampled from the
+    /// Gumbel-softmax of the alphas at temperature `tau` (constants), then Adam on the alphas
+    /// from the validation loss of a fresh sample with the straight-through gradient. The
+    /// noise is a pure function of (seed, step), as in the cell GDAS strategy.
+    pub fn gdas_step(
+        &mut self,
+        train: &Batch,
+        val: &Batch,
+        lr: f64,
+        tau: f64,
+    ) -> Result<StepStats> {
+        let key = |purpose| Rng::from_key(&[self.cfg.seed, purpose, self.global_step]);
+        let (mut rng_w, mut rng_a) = (key(PURPOSE_GDAS_WEIGHTS), key(PURPOSE_GDAS_ARCH));
+        let (arch, sample) = self.arch.gumbel_hard(&self.space, tau, &mut rng_w, true);
+        let off = self.off_path(&arch);
+        let stats = self.weight_step(train, &sample, lr, |name| {
+            !off.iter().any(|p| name.starts_with(p))
+        })?;
+        let alphas = [self.arch.alphas.shallow_clone()];
+        zero_grad(&alphas);
+        let (_, relaxed) = self.arch.gumbel_hard(&self.space, tau, &mut rng_a, false);
+        let (val_loss, val_acc) = self.loss(val, &relaxed);
+        val_loss.backward();
+        let val_loss = self.finite(val_loss.double_value(&[]), "validation loss")?;
+        self.finite(
+            alphas[0].grad().abs().max().double_value(&[]),
+            "architecture gradient",
+        )?;
+        self.adam.step(&alphas, self.cfg.arch_lr);
+        self.global_step += 1;
+        Ok(StepStats {
+            val_loss,
+            val_acc,
+            ..stats
+        })
+    }
+
+    /// Parameter-name prefixes of the blocks `arch` does not use.
+    pub fn off_path(&self, arch: &ChainArch) -> Vec<String> {
+        self.space
+            .plan((1, 1))
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.searchable.map(|r| (i, r, l)))
+            .flat_map(|(i, r, l)| {
+                l.choices
+                    .iter()
+                    .filter(move |&&c| c != arch.layers[r])
+                    .map(move |c| format!("layers.{i}.{c}."))
+            })
+            .collect()
+    }
+
+    /// The derived architecture: per layer the argmax of its allowed choices.
+    pub fn derive(&self) -> ChainArch {
+        self.arch.derive(&self.space)
+    }
+}

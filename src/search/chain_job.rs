@@ -1,0 +1,293 @@
+//! `supernet search` on a chain space: the [`ChainSearch`] steps driven by the same run loop
+//! as cell searches (epochs, cosine learning rate, checkpoints, SIGKILL-exact resume, signals,
+//! NaN guard, the HDF5 run file). The alphas are recorded as a cell space's normal-cell
+//! alphas are: one `[searchable layers, choices]` matrix per record, rows named `layer_{i}`,
+//! columns by choice.
+use super::chain::ChainSearch;
+use super::checkpoint::SearchPosition;
+use super::config::{SearchConfig, StrategyKind};
+use super::state::Batch;
+use super::{data_setup, Outcome, RunOptions};
+use crate::data::{Loader, PairIter, SearchLoaders};
+use crate::evaluate::evaluate_with;
+use crate::optim::cosine_lr;
+use crate::record::{AlphaRecord, RunLog, RunMeta};
+use crate::run::{
+    begin, checkpoint, device_name, drive, EpochEnd, Job, Position, Progress, RunDir, Schedule,
+    StepStats, StopFlag,
+};
+use crate::space::chain::{ChainArch, ChainSpace};
+use crate::{Error, Result};
+use std::path::Path;
+use tch::Tensor;
+
+/// What a chain search refuses: the strategies and settings that have no chain form yet.
+pub fn check_config(cfg: &SearchConfig, opts: &RunOptions) -> Result<()> {
+    if !matches!(
+        cfg.strategy,
+        StrategyKind::FirstOrder | StrategyKind::Spos | StrategyKind::Gdas
+    ) {
+        return Err(Error::invalid(
+            "strategy",
+            cfg.strategy.name(),
+            "first-order, gdas or spos for a chain space",
+        ));
+    }
+    if cfg.network.layers.is_some() || cfg.network.channels.is_some() {
+        return Err(Error::invalid(
+            "network",
+            "--layers/--channels",
+            "nothing for a chain space (edit its stages instead)",
+        ));
+    }
+    if opts.dist.is_some() {
+        return Err(Error::invalid(
+            "launch",
+            "data-parallel",
+            "one process for a chain space",
+        ));
+    }
+    if !cfg.remedies.is_off() {
+        return Err(Error::invalid(
+            "remedies",
+            "a collapse remedy or diagnostic (--beta-decay, --sdarts-epsilon, --aux-skip, --stop-*, --hessian-every, ...)",
+            "none for a chain space (they are defined on cells)",
+        ));
+    }
+    Ok(())
+}
+
+struct ChainJob {
+    s: ChainSearch,
+    loaders: SearchLoaders,
+    val: Loader,
+    lr: f64,
+    /// GDAS temperature of the current epoch.
+    tau: f64,
+}
+
+impl ChainJob {
+    fn tensors(&self) -> Vec<(String, Tensor)> {
+        let mut named: Vec<(String, Tensor)> = self
+            .s
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (format!("net.{k}"), v))
+            .collect();
+        named.push(("arch.chain".into(), self.s.arch.alphas.shallow_clone()));
+        for (name, buf) in self.s.weight_names.iter().zip(&self.s.sgd.buffers) {
+            named.push((format!("sgd.{name}"), buf.shallow_clone()));
+        }
+        named.push((
+            "adam.m.chain".into(),
+            self.s.adam.exp_avg[0].shallow_clone(),
+        ));
+        named.push((
+            "adam.v.chain".into(),
+            self.s.adam.exp_avg_sq[0].shallow_clone(),
+        ));
+        named
+    }
+
+    fn alpha_record(&self, step: u64, epoch: usize) -> AlphaRecord {
+        let a = self
+            .s
+            .arch
+            .alphas
+            .detach()
+            .flatten(0, -1)
+            .to_device(tch::Device::Cpu);
+        AlphaRecord {
+            step,
+            epoch: epoch as u32,
+            normal: Vec::<f32>::try_from(a).expect("float alphas"),
+            reduce: None,
+            normal_betas: None,
+            reduce_betas: None,
+        }
+    }
+}
+
+impl Job for ChainJob {
+    type Batch = (crate::data::Batch, crate::data::Batch);
+    type Batches = PairIter;
+
+    fn batches(&self, epoch: usize, start: usize) -> PairIter {
+        self.loaders.epoch(epoch, start)
+    }
+
+    fn start_epoch(&mut self, epoch: usize) -> f64 {
+        let cfg = &self.s.cfg;
+        self.lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs);
+        self.tau = cfg.tau(epoch);
+        self.lr
+    }
+
+    fn step(&mut self, (wb, ab): Self::Batch, at: &Position) -> Result<StepStats> {
+        let device = self.s.vs.device();
+        self.s.global_step = at.global_step;
+        let train = Batch::to_device(&wb, device);
+        match self.s.cfg.strategy {
+            StrategyKind::Spos => Ok(self.s.spos_step(&train, self.lr)?.1),
+            StrategyKind::Gdas => {
+                let val = Batch::to_device(&ab, device);
+                self.s.gdas_step(&train, &val, self.lr, self.tau)
+            }
+            _ => {
+                let val = Batch::to_device(&ab, device);
+                self.s.darts_step(&train, &val, self.lr)
+            }
+        }
+    }
+
+    fn end_epoch(&mut self, _epoch: usize) -> Result<EpochEnd> {
+        let mix = self.s.arch.softmax_detached();
+        let device = self.s.vs.device();
+        let score = evaluate_with(
+            |xs| self.s.net.forward_t(xs, &mix, false),
+            &self.val,
+            device,
+            None,
+        );
+        Ok(EpochEnd {
+            loss: score.loss,
+            accuracy: score.accuracy,
+            genotype: self.s.derive().to_text(),
+            note: String::new(),
+            show_genotype: true,
+            finish: false,
+            hessian_eigenvalue: None,
+        })
+    }
+
+    fn record(&self, log: &mut RunLog, pos: &Position, epoch_end: bool) {
+        if epoch_end {
+            log.alphas
+                .push(self.alpha_record(pos.global_step, pos.epoch - 1));
+        } else if pos
+            .global_step
+            .is_multiple_of(self.s.cfg.alpha_every as u64)
+        {
+            log.alphas
+                .push(self.alpha_record(pos.global_step, pos.epoch));
+        }
+    }
+
+    fn save(&self, dir: &RunDir, pos: &Position) -> Result<()> {
+        let record = SearchPosition {
+            pos: *pos,
+            adam_step: self.s.adam.step,
+            space_hash: self.s.space.fingerprint(),
+        };
+        checkpoint::save(dir, self.tensors(), &record)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<Position> {
+        let mut map = checkpoint::open(dir)?;
+        let record: SearchPosition = checkpoint::decode_record(&mut map)?;
+        if record.space_hash != self.s.space.fingerprint() {
+            return Err(
+                map.error("this checkpoint was written for a different chain space than the run's")
+            );
+        }
+        for (key, dst) in self.tensors() {
+            map.copy_into(&key, &dst)?;
+        }
+        self.s.adam.step = record.adam_step;
+        Ok(record.pos)
+    }
+}
+
+/// The run-file attributes of a chain search.
+fn meta(
+    cfg: &SearchConfig,
+    space: &ChainSpace,
+    device: tch::Device,
+    steps: usize,
+    classes: usize,
+) -> RunMeta {
+    let (a, b, c) = hdf5::library_version();
+    RunMeta {
+        kind: "search".into(),
+        config: cfg.to_toml(),
+        space: space.to_toml(),
+        seed: cfg.seed,
+        device: device_name(device),
+        supernet_version: env!("CARGO_PKG_VERSION").into(),
+        libtorch_version: crate::info::LIBTORCH_VERSION.into(),
+        hdf5_version: format!("{a}.{b}.{c}"),
+        ops: space.choices().iter().map(|c| c.name()).collect(),
+        edges: (0..space.num_searchable())
+            .map(|i| format!("layer_{i}"))
+            .collect(),
+        cell_types: vec!["normal".into()],
+        steps_per_epoch: steps as u64,
+        classes: classes as u64,
+    }
+}
+
+pub fn run(
+    mut cfg: SearchConfig,
+    space: ChainSpace,
+    dir: &mut RunDir,
+    resuming: bool,
+    opts: &RunOptions,
+) -> Result<Outcome> {
+    check_config(&cfg, opts)?;
+    let (loaders, val, input, device) = data_setup(&mut cfg)?;
+    let progress = Progress::new(opts.quiet);
+    if let Some(note) = dir.stale_note() {
+        progress.line(&note);
+    }
+    let steps = loaders.steps_per_epoch();
+    let meta = meta(&cfg, &space, device, steps, input.classes as usize);
+    let s = ChainSearch::new(&space, input, &cfg, device)?;
+    let mut job = ChainJob {
+        s,
+        loaders,
+        val,
+        lr: cfg.lr,
+        tau: cfg.tau_max,
+    };
+    let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
+    let stop = StopFlag::install()?;
+    progress.line(&format!(
+        "search: chain space '{}' ({} searchable layers, {} choices), {} strategy, {} epochs x {steps} steps, batch {}, {} classes, device {}, run dir {}",
+        space.name,
+        space.num_searchable(),
+        space.choices().len(),
+        cfg.strategy.name(),
+        cfg.epochs,
+        cfg.batch_size,
+        input.classes,
+        device_name(device),
+        dir.path().display()
+    ));
+    let schedule = Schedule {
+        epochs: cfg.epochs,
+        steps_per_epoch: steps,
+        checkpoint_every: cfg.checkpoint_every,
+        eval_name: "val",
+    };
+    if let Some(stopped) = drive(&mut job, schedule, dir, &mut log, pos, &progress, &stop)? {
+        return Ok(Outcome::Interrupted(stopped));
+    }
+    let arch = job.s.derive();
+    finish(dir, &mut log, &arch)?;
+    Ok(Outcome::FinishedChain {
+        arch,
+        dir: dir.path().to_path_buf(),
+    })
+}
+
+/// `genotype.txt` and `genotype.json` (the choice per searchable layer), then the run file.
+fn finish(dir: &RunDir, log: &mut RunLog, arch: &ChainArch) -> Result<()> {
+    let text = arch.to_text();
+    let json = serde_json::to_string(&arch.layers.iter().map(|c| c.name()).collect::<Vec<_>>())
+        .expect("strings serialise");
+    dir.write("genotype.json", json.as_bytes())?;
+    dir.write("genotype.txt", format!("{text}\n").as_bytes())?;
+    log.genotype = Some((text, json));
+    dir.write_run(log)
+}
