@@ -8,7 +8,9 @@
 //! - `cell_<cell>`: the derived cell as a diagram;
 //! - `samples-<name>`: the scores of a `sample` table, best first, the derived genotype marked;
 //! - `rank_check-<name>`: inherited vs stand-alone accuracy of a `rank-check`, and
-//!   `rank_check-<name>-<proxy>` for each zero-cost proxy it compared (`--score`).
+//!   `rank_check-<name>-<proxy>` for each zero-cost proxy it compared (`--score`);
+//! - `fidelity-<name>`: every scorer's Kendall tau and Spearman rho against a ground-truth
+//!   table (`rank-check --ground-truth`), with the seed-vs-seed ceiling.
 //!
 //! Each chart family is one entry of [`CHARTS`]: a function from the run to the files it
 //! wrote, or to why it drew nothing. [`watch`] redraws whenever the run file changes.
@@ -17,6 +19,7 @@ mod betas;
 mod cell;
 mod collapse;
 mod data;
+mod fidelity;
 mod heatmap;
 mod rank_check;
 mod samples;
@@ -195,6 +198,11 @@ const CHARTS: &[Chart] = &[
         name: "rank_check",
         hint: "inherited-weight against stand-alone accuracy: points along a rising line (Kendall tau near 1) mean inherited scores rank architectures well",
         draw: rank_check::draw,
+    },
+    Chart {
+        name: "fidelity",
+        hint: "every scorer's agreement with a ground-truth table: bars that reach the dashed seed-vs-seed line rank architectures as well as another training seed does",
+        draw: fidelity::draw,
     },
 ];
 

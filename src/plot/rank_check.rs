@@ -122,7 +122,10 @@ impl Figure for Scatter<'_> {
         let (standalone, y_desc) = match truth {
             Some(t) => (
                 format!(
-                    "ground truth {t} ({} seeds; seed-vs-seed tau {})",
+                    "ground truth {} ({} seeds, seed-vs-seed tau {})",
+                    std::path::Path::new(t)
+                        .file_name()
+                        .map_or(t.into(), |f| f.to_string_lossy()),
                     attr("seeds"),
                     self.table
                         .attr("ceiling_kendall_tau")
