@@ -8,6 +8,7 @@ mod config;
 pub mod controller;
 pub mod enas;
 pub mod few_shot;
+pub mod hardware;
 pub mod hessian;
 mod parallel;
 pub mod perturbation;
