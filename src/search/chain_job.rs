@@ -315,3 +315,44 @@ fn finish(dir: &RunDir, log: &mut RunLog, arch: &ChainArch) -> Result<()> {
     log.genotype = Some((text, json));
     dir.write_run(log)
 }
+
+/// A chain search as its last checkpoint holds it, with its config and data: what
+/// `sample` on a chain run scores sub-networks of.
+pub struct TrainedChain {
+    pub cfg: SearchConfig,
+    pub search: ChainSearch,
+    /// The weight half's loaders (BN recalibration) and the architecture half.
+    pub loaders: SearchLoaders,
+    pub val: Loader,
+}
+
+/// Load the chain run in `dir` without training (errors name the run's files).
+pub fn load_trained_chain(dir: &Path) -> Result<TrainedChain> {
+    let mut cfg: SearchConfig = crate::run::read_config(dir)?;
+    let space = match super::chain_space(&cfg)? {
+        Some(s) => s,
+        None => {
+            return Err(Error::bad_file(
+                dir.join(crate::run::CONFIG_FILE),
+                "not a chain search (its space is a cell space)",
+            ))
+        }
+    };
+    let (loaders, val, input, device) = data_setup(&mut cfg)?;
+    let search = ChainSearch::new(&space, input, &cfg, device)?;
+    let mut job = ChainJob {
+        s: search,
+        loaders,
+        val,
+        lr: cfg.lr,
+        tau: cfg.tau_max,
+        hardware: Vec::new(),
+    };
+    job.load(dir)?;
+    Ok(TrainedChain {
+        cfg,
+        search: job.s,
+        loaders: job.loaders,
+        val: job.val,
+    })
+}

@@ -19,6 +19,7 @@ pub mod speed;
 mod state;
 mod strategy;
 
+pub use chain_job::{load_trained_chain, TrainedChain};
 pub use config::{SearchConfig, StrategyKind};
 pub use few_shot::{few_shot, FewShotConfig, FewShotOutcome, FineTune, FEW_SHOT_DIR};
 pub use state::{Batch, SearchState};
