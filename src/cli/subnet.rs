@@ -518,12 +518,15 @@ fn perturbation(a: &DeriveArgs, at: &Attached) -> anyhow::Result<crate::space::G
     Ok(sel.genotype)
 }
 
-/// Whether the run in `dir` searched a chain space (its config's space).
+/// Whether the run in `dir` searched a chain space (its config's space). A run whose config
+/// cannot be read is left to the cell path, which reports what is wrong with it.
 fn is_chain_run(dir: &std::path::Path) -> anyhow::Result<bool> {
-    let cfg: crate::search::SearchConfig = crate::run::read_config(dir)?;
+    let Ok(cfg) = crate::run::read_config::<crate::search::SearchConfig>(dir) else {
+        return Ok(false);
+    };
     Ok(matches!(
-        crate::space::Space::load(&cfg.space)?,
-        crate::space::Space::Chain(_)
+        crate::space::Space::load(&cfg.space),
+        Ok(crate::space::Space::Chain(_))
     ))
 }
 

@@ -192,7 +192,7 @@ fn the_penalty_and_its_gradient_follow_the_hinge_formula() {
 }
 
 #[test]
-fn a_penalised_chain_search_resumes_bit_exactly_after_sigkill_and_records_its_costs() {
+fn a_penalised_chain_search_resumes_after_sigkill_records_its_costs_and_samples_within_limits() {
     let dir = tempfile::tempdir().unwrap();
     let lut = dir.path().join("lut.json");
     profile("supernets/mbv3_chain.toml".as_ref(), "1x28x28", "10", &lut);
@@ -277,6 +277,70 @@ fn a_penalised_chain_search_resumes_bit_exactly_after_sigkill_and_records_its_co
             other => panic!("{other:?}"),
         }
     }
+    // A constrained sample of the finished run never returns an architecture over a limit.
+    let space = super::chain::chain_space("mbv3_chain");
+    let input = ImageShape {
+        channels: 1,
+        hw: (28, 28),
+        classes: 10,
+    };
+    let table = LatencyTable::read(&lut).unwrap();
+    let small = supernet::space::chain::extreme_arch(&space, input, false);
+    let large = supernet::space::chain::extreme_arch(&space, input, true);
+    let max_ms = 0.5 * (table.predict(&space, &small) + table.predict(&space, &large));
+    let (max_macs, max_params) = (2_000_000u64, 80_000u64);
+    let run_dir = dir.path().join("first-order");
+    let out = ok(supernet()
+        .args(["sample", "--run"])
+        .arg(&run_dir)
+        .args([
+            "--n",
+            "6",
+            "--threads",
+            "1",
+            "--bn",
+            "recalibrate:1",
+            "--batches",
+            "1",
+        ])
+        .args(["--name", "limited", "--latency-table"])
+        .arg(&lut)
+        .args(["--max-latency-ms", &max_ms.to_string()])
+        .args(["--max-macs", &max_macs.to_string()])
+        .args(["--max-params", &max_params.to_string()])
+        .output()
+        .unwrap());
+    let log = supernet::record::read_run(&run_dir.join("run.h5")).unwrap();
+    let t = log.table("samples/limited").expect("the sample table");
+    let Some(Column::Text(archs)) = t.column("arch") else {
+        panic!("{}", String::from_utf8_lossy(&out.stderr))
+    };
+    assert!(!archs.is_empty());
+    let (Some(Column::F64(acc)), Some(Column::F64(lat)), Some(Column::U64(pareto))) = (
+        t.column("accuracy"),
+        t.column("latency_ms"),
+        t.column("pareto"),
+    ) else {
+        panic!("columns")
+    };
+    for (i, text) in archs.iter().enumerate() {
+        let arch = supernet::space::chain::ChainArch::parse(text).unwrap();
+        let cost = supernet::space::chain::arch_cost(&space, &arch, input);
+        let ms = table.predict(&space, &arch);
+        assert!(
+            ms <= max_ms && cost.macs <= max_macs && cost.params <= max_params,
+            "{text}"
+        );
+        assert!((lat[i] - ms).abs() < 1e-9);
+        // On the front exactly when no other row is at least as accurate and as fast, and
+        // better in one.
+        let dominated = (0..archs.len())
+            .any(|j| acc[j] >= acc[i] && lat[j] <= lat[i] && (acc[j] > acc[i] || lat[j] < lat[i]));
+        assert_eq!(pareto[i] == 1, !dominated, "row {i}");
+    }
+    assert!(std::fs::read_to_string(run_dir.join("samples-limited.csv"))
+        .unwrap()
+        .starts_with("arch,accuracy,loss,params,macs,latency_ms,pareto"));
     // A table for another input is refused, naming the file and the field.
     let other = dir.path().join("lut32.json");
     profile(
