@@ -2,7 +2,7 @@
 //!
 //! Modules form layers, and a module imports only from lower layers (README, "Layers";
 //! `tests/integration/layers.rs` checks it). From the top:
-//! cli; sweep; report; plot, inspect, devcheck; sample, memory, tabulate; search, train; model; run;
+//! cli; sweep; report; plot, inspect, devcheck; sample, memory, tabulate; search, train; model, profile; run;
 //! arch, optim, evaluate, distrib; supernet; ops, info; data, record, tensorfile; derive; space;
 //! numeric, rng, fs, backend; error.
 pub mod arch;
@@ -23,6 +23,7 @@ pub mod numeric;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod profile;
 pub mod record;
 pub mod report;
 pub mod rng;

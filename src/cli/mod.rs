@@ -6,6 +6,7 @@ mod args;
 mod device;
 mod few_shot;
 mod flags;
+mod profile;
 mod search;
 mod subnet;
 mod sweep;
@@ -36,6 +37,10 @@ pub enum Command {
     Info,
     /// Describe the supernet a space file builds, or the network of one genotype.
     Inspect(InspectArgs),
+    /// Measure a latency lookup table of a chain space on a device (every choice of every
+    /// layer, stem and head), check its prediction against whole sampled networks, and
+    /// write it for `search --latency-table` and `sample`/`evolve --latency-table`.
+    Profile(profile::ProfileArgs),
     /// Train a supernet with DARTS (bi-level) and record how the alphas evolve.
     Search(Box<search::SearchArgs>),
     /// Plot a run: alpha evolution per edge, final alphas, collapse diagnostics, losses,
@@ -200,6 +205,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Exit> {
             Ok(Exit::Done)
         }
         Command::Inspect(a) => inspect(a).map(|()| Exit::Done),
+        Command::Profile(a) => profile::profile(a).map(|()| Exit::Done),
         Command::Search(a) => search::search(*a, matches),
         Command::Train(a) => train::train(*a, matches),
         Command::Extract(a) => train::extract(a).map(|()| Exit::Done),

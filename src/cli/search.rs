@@ -126,6 +126,8 @@ pub struct SearchFlags {
     #[command(flatten)]
     pub remedies: RemedyFlags,
     #[command(flatten)]
+    pub hardware: HardwareFlags,
+    #[command(flatten)]
     #[serde(flatten)]
     pub run: RunFlags,
     #[command(flatten)]
@@ -162,6 +164,35 @@ pub struct EnasFlags {
     #[arg(long)]
     #[serde(rename = "tanh_constant", skip_serializing_if = "Option::is_none")]
     pub controller_tanh_constant: Option<f64>,
+}
+
+/// Hardware-aware chain search (config table `[hardware]`; README "Hardware-aware search"
+/// has the formula and its source).
+#[derive(clap::Args, Debug, Serialize)]
+pub struct HardwareFlags {
+    /// Chain spaces: the latency lookup table (`supernet profile`) of the run's space,
+    /// device and input; needs --latency-target.
+    #[arg(long, value_name = "LUT.json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_table: Option<PathBuf>,
+    /// Chain spaces: add weight * max(0, E[latency] / MS - 1) to the architecture loss,
+    /// E[latency] the expected latency of the alphas under the table.
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_target: Option<f64>,
+    /// Weight of the latency term [default: 1].
+    #[arg(long, value_name = "W")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_weight: Option<f64>,
+    /// Chain spaces: add weight * max(0, E[MACs] / N - 1) to the architecture loss, the
+    /// expected multiply-adds per image of the exact cost model.
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub macs_target: Option<f64>,
+    /// Weight of the MACs term [default: 1].
+    #[arg(long, value_name = "W")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub macs_weight: Option<f64>,
 }
 
 /// Collapse remedies (config table `[remedies]`; README "Collapse remedies" has the

@@ -156,6 +156,21 @@ pub struct SampleArgs {
     /// and batches, its row marked in a `derived` column (not scored twice when drawn).
     #[arg(long)]
     pub with_derived: bool,
+    /// Chain runs: a latency lookup table (`supernet profile`) of the run's space, device
+    /// and input; adds a predicted `latency_ms` column, against which the Pareto front is
+    /// taken (else against the multiply-adds).
+    #[arg(long, value_name = "LUT.json")]
+    pub latency_table: Option<PathBuf>,
+    /// Chain runs: only architectures whose predicted latency is at most MS (needs
+    /// --latency-table).
+    #[arg(long, value_name = "MS")]
+    pub max_latency_ms: Option<f64>,
+    /// Chain runs: only architectures with at most this many multiply-adds per image.
+    #[arg(long)]
+    pub max_macs: Option<u64>,
+    /// Chain runs: only architectures with at most this many parameters.
+    #[arg(long)]
+    pub max_params: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -213,6 +228,21 @@ pub struct DeriveArgs {
 }
 
 pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
+    if is_chain_run(&a.score.run)? {
+        return sample_chain(a);
+    }
+    let chain_only = [
+        ("--latency-table", a.latency_table.is_some()),
+        ("--max-latency-ms", a.max_latency_ms.is_some()),
+        ("--max-macs", a.max_macs.is_some()),
+        ("--max-params", a.max_params.is_some()),
+    ];
+    if let Some((flag, _)) = chain_only.iter().find(|(_, given)| *given) {
+        anyhow::bail!(
+            "{flag} applies to chain runs; {} is a cell run",
+            a.score.run.display()
+        );
+    }
     let at = a.score.attach()?;
     let scorer = a.score.scorer(&at)?;
     let cfg = crate::sample::SampleConfig {
@@ -486,4 +516,93 @@ fn perturbation(a: &DeriveArgs, at: &Attached) -> anyhow::Result<crate::space::G
         );
     }
     Ok(sel.genotype)
+}
+
+/// Whether the run in `dir` searched a chain space (its config's space). A run whose config
+/// cannot be read is left to the cell path, which reports what is wrong with it.
+fn is_chain_run(dir: &std::path::Path) -> anyhow::Result<bool> {
+    let Ok(cfg) = crate::run::read_config::<crate::search::SearchConfig>(dir) else {
+        return Ok(false);
+    };
+    Ok(matches!(
+        crate::space::Space::load(&cfg.space),
+        Ok(crate::space::Space::Chain(_))
+    ))
+}
+
+/// `sample` on a chain run: inherited-weight scores under hard limits, the Pareto front.
+fn sample_chain(a: SampleArgs) -> anyhow::Result<()> {
+    let refused = [
+        (
+            "--score",
+            (a.score.score != ScoreKind::Inherited).then_some(()),
+        ),
+        ("--few-shot", a.score.few_shot.as_ref().map(|_| ())),
+        ("--with-derived", a.with_derived.then_some(())),
+        ("--from", (a.from != SampleFrom::Uniform).then_some(())),
+    ];
+    if let Some((flag, _)) = refused.iter().find(|(_, v)| v.is_some()) {
+        anyhow::bail!(
+            "{flag}: a chain run is sampled uniformly and scored with inherited weights only"
+        );
+    }
+    let dir = RunDir::attach(&a.score.run)?;
+    let trained = crate::search::load_trained_chain(dir.path())?;
+    if let Some(t) = a.score.threads.filter(|&t| t > 0) {
+        tch::set_num_threads(t as i32);
+    }
+    let bn = a.score.bn.unwrap_or_default();
+    let limits = crate::sample::chain::ChainLimits {
+        latency_table: a.latency_table.clone(),
+        max_latency_ms: a.max_latency_ms,
+        max_macs: a.max_macs,
+        max_params: a.max_params,
+    };
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("uniform-{}-seed{}", bn.name().replace(':', ""), a.seed));
+    let r = crate::sample::chain::sample_chain(
+        &dir,
+        &trained,
+        a.n,
+        a.seed,
+        &limits,
+        bn,
+        a.score.batches,
+        &name,
+    )?;
+    if !a.score.quiet {
+        for (i, (s, p)) in r.scores.iter().zip(&r.pareto).enumerate() {
+            let lat = s
+                .latency_ms
+                .map_or(String::new(), |l| format!("  {l:.3} ms"));
+            eprintln!(
+                "{i:>4}  acc {:6.2}%  loss {:.4}  params {:>8}  MACs {:>11}{lat}{}  {}",
+                100.0 * s.accuracy,
+                s.loss,
+                s.params,
+                s.macs,
+                if *p { "  pareto" } else { "" },
+                s.arch
+            );
+        }
+    }
+    if r.scores.len() < a.n {
+        eprintln!(
+            "only {} distinct architectures within the limits in {} draws ({} over a limit)",
+            r.scores.len(),
+            20 * a.n,
+            r.rejected
+        );
+    }
+    eprintln!(
+        "{} architectures scored, {} on the Pareto front: {}/run.h5 /{}, {}",
+        r.scores.len(),
+        r.pareto.iter().filter(|p| **p).count(),
+        a.score.run.display(),
+        r.group,
+        r.csv.display()
+    );
+    Ok(())
 }

@@ -135,14 +135,15 @@ pub struct RunLog {
 }
 
 /// Top-level groups that hold [`Table`]s: `/samples/<name>`, `/evolution/<name>`,
-/// `/rank_check/<name>`, `/fidelity/<name>` and `/perturbation/<name>` (DARTS-PT's
-/// measurements).
-pub const TABLE_ROOTS: [&str; 5] = [
+/// `/rank_check/<name>`, `/fidelity/<name>`, `/perturbation/<name>` (DARTS-PT's
+/// measurements) and `/hardware/<name>` (a penalised chain search's expected costs).
+pub const TABLE_ROOTS: [&str; 6] = [
     "samples",
     "evolution",
     "rank_check",
     "fidelity",
     "perturbation",
+    "hardware",
 ];
 
 /// One column of a [`Table`].

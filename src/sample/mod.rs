@@ -1,6 +1,7 @@
 //! Sub-networks of a trained supernet: drawn, scored with the weights they inherit, and
 //! searched over (random and evolutionary search), plus rank-agreement measures.
 //! `supernet sample`, `supernet evolve` and `supernet derive --rule sample-top:K`.
+pub mod chain;
 mod evolve;
 mod extract;
 pub mod few_shot;

@@ -3,6 +3,7 @@
 //! training batch) and SPOS (one uniformly drawn path trained per step). The same SGD and
 //! Adam, configuration fields and (seed, step) keyed sampling as the cell strategies.
 use super::config::SearchConfig;
+use super::hardware::HardwarePenalty;
 use super::state::Batch;
 use crate::arch::ChainAlphas;
 use crate::evaluate::accuracy;
@@ -10,7 +11,7 @@ use crate::optim::{clip_grad_norm, split_variables, zero_grad, Adam, Sgd};
 use crate::rng::{Rng, PURPOSE_GDAS_ARCH, PURPOSE_GDAS_WEIGHTS, PURPOSE_SPOS};
 use crate::run::StepStats;
 use crate::space::chain::{ChainArch, ChainSpace};
-use crate::supernet::{ChainNet, InputShape, MixWeights};
+use crate::supernet::{image_shape, ChainNet, InputShape, MixWeights};
 use crate::{Error, Result};
 use tch::{nn, Device, Tensor};
 
@@ -27,6 +28,8 @@ pub struct ChainSearch {
     pub cfg: SearchConfig,
     /// Steps completed; SPOS paths are drawn from (seed, step).
     pub global_step: u64,
+    /// The expected-cost penalty of the architecture loss, when the config sets a target.
+    pub penalty: Option<HardwarePenalty>,
 }
 
 impl ChainSearch {
@@ -45,6 +48,7 @@ impl ChainSearch {
         let (weight_names, weights, _) = split_variables(&vs);
         let mut sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
         sgd.nesterov = cfg.nesterov;
+        let penalty = HardwarePenalty::new(&cfg.hardware, space, image_shape(input), device)?;
         let adam = Adam::new(
             &[arch.alphas.shallow_clone()],
             (cfg.arch_beta1, cfg.arch_beta2),
@@ -61,6 +65,7 @@ impl ChainSearch {
             adam,
             cfg: cfg.clone(),
             global_step: 0,
+            penalty,
         })
     }
 
@@ -68,6 +73,18 @@ impl ChainSearch {
         let logits = self.net.forward_t(&batch.images, mix, true);
         let acc = accuracy(&logits, &batch.labels);
         (logits.cross_entropy_for_logits(&batch.labels), acc)
+    }
+
+    /// The architecture loss: the validation loss under `mix`, plus the hardware penalty
+    /// of `mix` when there is one (the value returned is the cross-entropy alone).
+    fn arch_loss(&self, val: &Batch, mix: &MixWeights) -> (Tensor, f64, f64) {
+        let (loss, acc) = self.loss(val, mix);
+        let ce = loss.double_value(&[]);
+        let total = match &self.penalty {
+            Some(p) => loss + p.value(&mix.weights),
+            None => loss,
+        };
+        (total, ce, acc)
     }
 
     fn finite(&self, v: f64, what: &str) -> Result<f64> {
@@ -114,9 +131,10 @@ impl ChainSearch {
     pub fn darts_step(&mut self, train: &Batch, val: &Batch, lr: f64) -> Result<StepStats> {
         let alphas = [self.arch.alphas.shallow_clone()];
         zero_grad(&alphas);
-        let (val_loss, val_acc) = self.loss(val, &self.arch.softmax());
-        val_loss.backward();
-        let val_loss = self.finite(val_loss.double_value(&[]), "validation loss")?;
+        let (total, val_loss, val_acc) = self.arch_loss(val, &self.arch.softmax());
+        total.backward();
+        drop(total);
+        let val_loss = self.finite(val_loss, "validation loss")?;
         self.finite(
             alphas[0].grad().abs().max().double_value(&[]),
             "architecture gradient",
@@ -167,9 +185,10 @@ impl ChainSearch {
         let alphas = [self.arch.alphas.shallow_clone()];
         zero_grad(&alphas);
         let (_, relaxed) = self.arch.gumbel_hard(&self.space, tau, &mut rng_a, false);
-        let (val_loss, val_acc) = self.loss(val, &relaxed);
-        val_loss.backward();
-        let val_loss = self.finite(val_loss.double_value(&[]), "validation loss")?;
+        let (total, val_loss, val_acc) = self.arch_loss(val, &relaxed);
+        total.backward();
+        drop(total);
+        let val_loss = self.finite(val_loss, "validation loss")?;
         self.finite(
             alphas[0].grad().abs().max().double_value(&[]),
             "architecture gradient",

@@ -47,6 +47,13 @@ pub fn check_config(cfg: &SearchConfig, opts: &RunOptions) -> Result<()> {
             "one process for a chain space",
         ));
     }
+    if !cfg.hardware.is_off() && cfg.strategy == StrategyKind::Spos {
+        return Err(Error::invalid(
+            "hardware",
+            "a latency or MACs target with the spos strategy",
+            "first-order or gdas (SPOS has no alphas to penalise; limit `sample`/`evolve` instead)",
+        ));
+    }
     if !cfg.remedies.is_off() {
         return Err(Error::invalid(
             "remedies",
@@ -64,6 +71,8 @@ struct ChainJob {
     lr: f64,
     /// GDAS temperature of the current epoch.
     tau: f64,
+    /// The hardware report of the last finished epoch (penalised searches).
+    hardware: Vec<(&'static str, f64, f64)>,
 }
 
 impl ChainJob {
@@ -144,6 +153,17 @@ impl Job for ChainJob {
     fn end_epoch(&mut self, _epoch: usize) -> Result<EpochEnd> {
         let mix = self.s.arch.softmax_detached();
         let device = self.s.vs.device();
+        let derived = self.s.derive();
+        let mut note = String::new();
+        if let Some(p) = &self.s.penalty {
+            self.hardware = p.report(&self.s.space, &self.s.arch.probabilities(), &derived);
+            let parts: Vec<String> = self
+                .hardware
+                .iter()
+                .map(|(name, e, d)| format!("E[{name}] {e:.4} derived {d:.4}"))
+                .collect();
+            note = parts.join(", ");
+        }
         let score = evaluate_with(
             |xs| self.s.net.forward_t(xs, &mix, false),
             &self.val,
@@ -153,8 +173,8 @@ impl Job for ChainJob {
         Ok(EpochEnd {
             loss: score.loss,
             accuracy: score.accuracy,
-            genotype: self.s.derive().to_text(),
-            note: String::new(),
+            genotype: derived.to_text(),
+            note,
             show_genotype: true,
             finish: false,
             hessian_eigenvalue: None,
@@ -165,6 +185,9 @@ impl Job for ChainJob {
         if epoch_end {
             log.alphas
                 .push(self.alpha_record(pos.global_step, pos.epoch - 1));
+            if let Some(p) = &self.s.penalty {
+                p.record(log, pos.epoch as u32 - 1, &self.hardware);
+            }
         } else if pos
             .global_step
             .is_multiple_of(self.s.cfg.alpha_every as u64)
@@ -249,6 +272,7 @@ pub fn run(
         val,
         lr: cfg.lr,
         tau: cfg.tau_max,
+        hardware: Vec::new(),
     };
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     let stop = StopFlag::install()?;
@@ -290,4 +314,45 @@ fn finish(dir: &RunDir, log: &mut RunLog, arch: &ChainArch) -> Result<()> {
     dir.write("genotype.txt", format!("{text}\n").as_bytes())?;
     log.genotype = Some((text, json));
     dir.write_run(log)
+}
+
+/// A chain search as its last checkpoint holds it, with its config and data: what
+/// `sample` on a chain run scores sub-networks of.
+pub struct TrainedChain {
+    pub cfg: SearchConfig,
+    pub search: ChainSearch,
+    /// The weight half's loaders (BN recalibration) and the architecture half.
+    pub loaders: SearchLoaders,
+    pub val: Loader,
+}
+
+/// Load the chain run in `dir` without training (errors name the run's files).
+pub fn load_trained_chain(dir: &Path) -> Result<TrainedChain> {
+    let mut cfg: SearchConfig = crate::run::read_config(dir)?;
+    let space = match super::chain_space(&cfg)? {
+        Some(s) => s,
+        None => {
+            return Err(Error::bad_file(
+                dir.join(crate::run::CONFIG_FILE),
+                "not a chain search (its space is a cell space)",
+            ))
+        }
+    };
+    let (loaders, val, input, device) = data_setup(&mut cfg)?;
+    let search = ChainSearch::new(&space, input, &cfg, device)?;
+    let mut job = ChainJob {
+        s: search,
+        loaders,
+        val,
+        lr: cfg.lr,
+        tau: cfg.tau_max,
+        hardware: Vec::new(),
+    };
+    job.load(dir)?;
+    Ok(TrainedChain {
+        cfg,
+        search: job.s,
+        loaders: job.loaders,
+        val: job.val,
+    })
 }

@@ -135,6 +135,10 @@ pub struct SearchConfig {
     /// A few-shot sub-supernet's fine-tuning (`supernet few-shot`): its split and budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub few_shot: Option<super::few_shot::FineTune>,
+    /// Chain spaces: the expected-latency / expected-MACs penalty of the architecture loss
+    /// (README "Hardware-aware search"); off, and left out of the config file, by default.
+    #[serde(default, skip_serializing_if = "super::hardware::Hardware::is_off")]
+    pub hardware: super::hardware::Hardware,
     /// The preset these settings started from (`Preset::apply`), for the record; the values
     /// themselves are the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,6 +185,7 @@ impl Default for SearchConfig {
             enas: Default::default(),
             remedies: Default::default(),
             few_shot: None,
+            hardware: Default::default(),
             preset: None,
         }
     }
@@ -254,6 +259,16 @@ impl SearchConfig {
     pub fn validate_with_space(&self) -> Result<SearchSpace> {
         self.validate()?;
         let space = SearchSpace::load(&self.space)?.with_overrides(self.network)?;
+        if !self.hardware.is_off() {
+            return Err(Error::invalid(
+                "hardware",
+                "a latency or MACs target",
+                format!(
+                    "none for the cell space '{}' (they are defined on chain spaces)",
+                    space.name
+                ),
+            ));
+        }
         self.partial().check_space(&space)?;
         self.remedies.check_space(&space)?;
         if let Some(f) = &self.few_shot {
@@ -268,6 +283,7 @@ impl SearchConfig {
         at_least_one("epochs", self.epochs)?;
         at_least_one("batch_size", self.batch_size)?;
         at_least_one("alpha_every", self.alpha_every)?;
+        self.hardware.validate()?;
         positive("lr", self.lr)?;
         positive("arch_lr", self.arch_lr)?;
         positive("grad_clip", self.grad_clip)?;
@@ -376,5 +392,6 @@ impl ConfigFile for SearchConfig {
     fn resolve_paths(&mut self, base: &Path) {
         self.space = paths::from_config_file(&self.space, base);
         self.data.path = paths::from_config_file(&self.data.path, base);
+        self.hardware.resolve_paths(base);
     }
 }

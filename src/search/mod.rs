@@ -8,6 +8,7 @@ mod config;
 pub mod controller;
 pub mod enas;
 pub mod few_shot;
+pub mod hardware;
 pub mod hessian;
 mod parallel;
 pub mod perturbation;
@@ -18,6 +19,7 @@ pub mod speed;
 mod state;
 mod strategy;
 
+pub use chain_job::{load_trained_chain, TrainedChain};
 pub use config::{SearchConfig, StrategyKind};
 pub use few_shot::{few_shot, FewShotConfig, FewShotOutcome, FineTune, FEW_SHOT_DIR};
 pub use state::{Batch, SearchState};

@@ -123,7 +123,7 @@ impl ChainNet {
     /// Logits `[batch, classes]` under mixing weights `w` (`[searchable layers, choices]`).
     pub fn forward_t(&self, xs: &Tensor, w: &MixWeights, train: bool) -> Tensor {
         let n_cols = w.weights.size()[1] as usize;
-        let mut x = channels_last(&self.stem.forward_t(&channels_last(xs), train));
+        let mut x = self.stem_t(xs, train);
         for layer in &self.layers {
             x = match layer {
                 Layer::Fixed(b) => b.forward_t(&x, train),
@@ -134,10 +134,7 @@ impl ChainNet {
                             // Masked (a choice this layer does not allow): weight 0.
                             continue;
                         };
-                        let y = match block {
-                            Some(b) => b.forward_t(&x, train),
-                            None => x.shallow_clone(),
-                        };
+                        let y = run_block(block.as_ref(), &x, train);
                         let y = if w.is_unit() {
                             y
                         } else {
@@ -152,14 +149,47 @@ impl ChainNet {
                 }
             };
         }
-        if let Some(h) = &self.head {
-            x = h.forward_t(&x, train);
+        self.head_t(&x, train)
+    }
+
+    /// The stem on an input batch (channels-last, as the whole forward runs).
+    pub fn stem_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        channels_last(&self.stem.forward_t(&channels_last(xs), train))
+    }
+
+    /// Layer `layer` (index into [`ChainSpace::plan`]) alone: a fixed layer's block, or a
+    /// searchable layer's block of alpha column `column` (skip: the input). `None` when
+    /// the network does not hold that block.
+    pub fn layer_t(&self, layer: usize, column: usize, xs: &Tensor, train: bool) -> Option<Tensor> {
+        match self.layers.get(layer)? {
+            Layer::Fixed(b) => Some(b.forward_t(xs, train)),
+            Layer::Searched { ops, .. } => {
+                let (_, block) = ops.iter().find(|(c, _)| *c == column)?;
+                Some(run_block(block.as_ref(), xs, train))
+            }
         }
+    }
+
+    /// After the last layer: head convolution, global average pooling, hidden linear
+    /// layer, classifier.
+    pub fn head_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let x = match &self.head {
+            Some(h) => h.forward_t(xs, train),
+            None => xs.shallow_clone(),
+        };
         let mut f = x.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         if let Some((l, act)) = &self.hidden {
             f = activate(&f.apply(l), *act);
         }
         f.apply(&self.classifier)
+    }
+}
+
+/// A searchable layer's block, or the input itself for `skip`.
+fn run_block(block: Option<&MbConv>, xs: &Tensor, train: bool) -> Tensor {
+    match block {
+        Some(b) => b.forward_t(xs, train),
+        None => xs.shallow_clone(),
     }
 }
 

@@ -197,7 +197,7 @@ fn batch(seed: i64) -> supernet::search::Batch {
     }
 }
 
-fn chain_search() -> supernet::search::chain::ChainSearch {
+pub fn chain_search() -> supernet::search::chain::ChainSearch {
     let cfg = supernet::search::SearchConfig {
         arch_lr: 3e-2,
         ..Default::default()
@@ -300,7 +300,7 @@ fn chain_run(out: &std::path::Path, extra: &[&str]) -> std::process::Command {
 }
 
 #[test]
-fn chain_searches_resume_bit_exactly_after_sigkill_and_record_their_alphas() {
+pub fn chain_searches_resume_bit_exactly_after_sigkill_and_record_their_alphas() {
     use super::search::{checkpoint_bits, ok, search_killed_and_resumed};
     let dir = tempfile::tempdir().unwrap();
     for strategy in ["first-order", "gdas", "spos"] {

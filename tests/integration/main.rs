@@ -6,6 +6,7 @@ mod device;
 mod distrib;
 mod enas;
 mod few_shot;
+mod hardware;
 mod layers;
 mod pcdarts;
 mod perturbation;
