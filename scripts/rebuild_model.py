@@ -2,9 +2,11 @@
 """Rebuild a model exported by `supernet train` / `supernet extract` in plain PyTorch.
 
   python scripts/rebuild_model.py MODEL_DIR [--device cpu|cuda] [--rtol 1e-5] [--quiet]
+                                   [--onnx OUT.onnx] [--torchscript OUT.pt]
 
-Driven only by the export directory: MODEL_DIR/model.json says what the network is (genotype,
-resolved search space, input shape, op style, auxiliary head), MODEL_DIR/model.safetensors
+Driven only by the export directory: MODEL_DIR/model.json says what the network is (a cell
+network: genotype, resolved cell space, op style, auxiliary head; a chain network: the chain
+space and the choice per searchable layer; both: the input shape), MODEL_DIR/model.safetensors
 holds its tensors, MODEL_DIR/model.probe.safetensors a few images with the logits `supernet`
 computed for them in eval mode. The script builds the network independently of the Rust code
 (same tensor names, as PyTorch's nn.Sequential / ModuleDict would give them), loads the
@@ -14,6 +16,12 @@ weights, and checks
     `num_batches_tracked` buffers, which libtorch's VarStore lacks, excepted) and its shapes,
   * the trainable parameter count, with and without the auxiliary head,
   * max |rebuilt - supernet| <= rtol * max(1, max |supernet|) on the probe logits.
+
+Deployment formats, written only when those checks pass, from the rebuilt network in eval mode
+(on the CPU, batch size left free), and each checked against the probe logits the same way:
+
+  * --onnx OUT.onnx: ONNX (input `images`, output `logits`), run in onnxruntime;
+  * --torchscript OUT.pt: TorchScript (traced), loaded back with torch.jit.load.
 
 Exit status: 0 all checks pass; 1 a check fails (what differs is printed); 2 the export cannot
 be read (missing file, bad format: the message names the file).
@@ -279,6 +287,165 @@ class Network(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
+# Chain networks (MobileNet-style MBConv stages), as `supernet`'s chain spaces describe them
+
+
+def activation(name):
+    acts = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish}
+    if name not in acts:
+        raise BadExport(f"unknown activation {name!r}, expected one of {sorted(acts)}")
+    return acts[name]()
+
+
+def make_divisible(v, divisor):
+    """torchvision's _make_divisible."""
+    rounded = max(divisor, (v + divisor // 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * v else rounded
+
+
+class ConvBnAct(nn.Module):
+    """`conv` (no bias), `bn` (affine), then the activation if any."""
+
+    def __init__(self, c_in, c_out, k, stride=1, groups=1, act=None):
+        super().__init__()
+        self.conv = conv(c_in, c_out, k, stride, k // 2, groups=groups)
+        self.bn = bn(c_out, True)
+        self.act = activation(act) if act else nn.Identity()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's SE on linear layers: mean, fc1, ReLU, fc2, hard sigmoid, rescale."""
+
+    def __init__(self, c):
+        super().__init__()
+        sq = make_divisible(c // 4, 8)
+        self.fc1, self.fc2 = nn.Linear(c, sq), nn.Linear(sq, c)
+
+    def forward(self, x):
+        s = F.hardsigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return x * s[:, :, None, None]
+
+
+class MbConv(nn.Module):
+    """Inverted residual: `expand` (absent at expansion 1), `depthwise`, `se`, `project`;
+    the input is added when stride is 1 and the channels agree."""
+
+    def __init__(self, c_in, c_out, stride, act, se, kernel, expand):
+        super().__init__()
+        hidden = c_in * expand
+        self.expand = ConvBnAct(c_in, hidden, 1, act=act) if expand != 1 else None
+        self.depthwise = ConvBnAct(hidden, hidden, kernel, stride, groups=hidden, act=act)
+        self.se = SqueezeExcite(hidden) if se else None
+        self.project = ConvBnAct(hidden, c_out, 1)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+        y = x if self.expand is None else self.expand(x)
+        y = self.depthwise(y)
+        if self.se is not None:
+            y = self.se(y)
+        y = self.project(y)
+        return y + x if self.residual else y
+
+
+def parse_choice(name):
+    """(kernel, expansion) of `mbconv_k{k}_e{e}`, None for `skip`."""
+    if name == "skip":
+        return None
+    try:
+        k, e = name.removeprefix("mbconv_k").split("_e")
+        if not name.startswith("mbconv_k"):
+            raise ValueError
+        return int(k), int(e)
+    except ValueError:
+        raise BadExport(f"unknown layer choice {name!r}, expected mbconv_k<kernel>_e<expansion> or skip")
+
+
+class Searched(nn.Module):
+    """A searchable layer holding its one chosen block under the choice's name."""
+
+    def __init__(self, name, block):
+        super().__init__()
+        self.name = name
+        self.add_module(name, block)
+
+    def forward(self, x):
+        return getattr(self, self.name)(x)
+
+
+class ChainNetwork(nn.Module):
+    """`stem`, `layers.{i}` (a fixed block directly, a searched one under its choice's name,
+    nothing for skip), optional 1x1 `head`, global average, optional linear `hidden` with the
+    head's activation, `classifier`."""
+
+    def __init__(self, space, architecture, input_shape):
+        super().__init__()
+        try:
+            net, stem, head = space["network"], space["network"]["stem"], space["network"]["head"]
+            kernels, expansions = space["kernels"], space["expansions"]
+            stages = net["stages"]
+        except (KeyError, TypeError) as e:
+            raise BadExport(f"the chain space lacks {e}")
+        choices = [f"mbconv_k{k}_e{e}" for k in kernels for e in expansions]
+        searchable = [st for st in stages if "fixed" not in st]
+        if len(architecture) != sum(st["layers"] for st in searchable):
+            raise BadExport(f"architecture has {len(architecture)} choices, the space "
+                            f"{sum(st['layers'] for st in searchable)} searchable layers")
+        self.stem = ConvBnAct(input_shape["channels"], stem["channels"], stem.get("kernel", 3),
+                              stem.get("stride", 1), act=stem["act"])
+        layers, c_in, row = [], stem["channels"], 0
+        for st in stages:
+            for i in range(st["layers"]):
+                stride = st.get("stride", 1) if i == 0 else 1
+                args = (c_in, st["channels"], stride, st["act"], st.get("se", False))
+                if "fixed" in st:
+                    kind = parse_choice(st["fixed"])
+                    if kind is None:
+                        raise BadExport("a fixed stage of 'skip'")
+                    layers.append(MbConv(*args, *kind))
+                else:
+                    name = architecture[row]
+                    row += 1
+                    kind = parse_choice(name)
+                    skippable = i >= st["layers"] - st.get("skippable", 0)
+                    if kind is None:
+                        if not skippable or stride != 1 or c_in != st["channels"]:
+                            raise BadExport(f"architecture layer {row - 1}: skip where the layer "
+                                            "cannot be skipped")
+                        layers.append(nn.Identity())
+                    else:
+                        if name not in choices:
+                            raise BadExport(f"architecture layer {row - 1}: {name!r} is not one of {choices}")
+                        layers.append(Searched(name, MbConv(*args, *kind)))
+                c_in = st["channels"]
+        self.layers = nn.ModuleList(layers)
+        self.head = None
+        if head.get("channels") is not None:
+            self.head = ConvBnAct(c_in, head["channels"], 1, act=head["act"])
+            c_in = head["channels"]
+        self.hidden = None
+        if head.get("hidden") is not None:
+            self.hidden = nn.Linear(c_in, head["hidden"])
+            self.hidden_act = activation(head["act"])
+            c_in = head["hidden"]
+        self.classifier = nn.Linear(c_in, input_shape["classes"])
+
+    def forward(self, x):
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x)
+        if self.head is not None:
+            x = self.head(x)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        if self.hidden is not None:
+            x = self.hidden_act(self.hidden(x))
+        return self.classifier(x)
+
+
+# ---------------------------------------------------------------------------------------------
 # Reading the export
 
 
@@ -294,8 +461,12 @@ def read_description(path):
     if desc.get("format") != FORMAT or desc.get("format_version") != FORMAT_VERSION:
         raise BadExport(f"{path}: format {desc.get('format')!r} version {desc.get('format_version')!r}, "
                         f"expected {FORMAT!r} version {FORMAT_VERSION}")
-    for key in ("genotype", "space", "input", "style", "auxiliary", "parameters",
-                "parameters_without_auxiliary", "tensors"):
+    network = desc.get("network", "cell")
+    if network not in ("cell", "chain"):
+        raise BadExport(f"{path}: field 'network' is {network!r}, expected 'cell' or 'chain'")
+    desc["network"] = network
+    for key in ("genotype" if network == "cell" else "architecture", "space", "input", "style",
+                "auxiliary", "parameters", "parameters_without_auxiliary", "tensors"):
         if key not in desc:
             raise BadExport(f"{path}: missing field '{key}'")
     if desc["style"] not in ("standalone", "inherited"):
@@ -311,8 +482,11 @@ def read_description(path):
         space = tomllib.loads(desc["space"])
     except (TypeError, tomllib.TOMLDecodeError) as e:
         raise BadExport(f"{path}: field 'space' is not TOML: {e}")
-    check_space(path, space)
-    check_genotype(path, space, desc["genotype"])
+    if network == "cell":
+        check_space(path, space)
+        check_genotype(path, space, desc["genotype"])
+    elif not (isinstance(desc["architecture"], list) and all(isinstance(c, str) for c in desc["architecture"])):
+        raise BadExport(f"{path}: field 'architecture' is not a list of layer choices")
     if fnv1a(desc["space"]) != str(desc.get("space_hash", "")):
         print(f"warning: {path}: space_hash {desc.get('space_hash')!r} is not the fingerprint of the "
               f"'space' text ({fnv1a(desc['space'])})", file=sys.stderr)
@@ -413,7 +587,7 @@ def conv_linear_macs(model, x):
     return total[0]
 
 
-def run(model_dir, device, rtol, quiet):
+def run(model_dir, device, rtol, quiet, onnx_out=None, torchscript_out=None):
     model_dir = Path(model_dir)
     json_path = model_dir / "model.json"
     weights_path = model_dir / "model.safetensors"
@@ -441,7 +615,10 @@ def run(model_dir, device, rtol, quiet):
                         f"only in the file {only_file[:10]}, shapes differ {shapes[:10]}")
 
     try:
-        model = Network(space, desc["genotype"], desc["input"], desc["style"], bool(desc["auxiliary"]))
+        if desc["network"] == "chain":
+            model = ChainNetwork(space, desc["architecture"], desc["input"])
+        else:
+            model = Network(space, desc["genotype"], desc["input"], desc["style"], bool(desc["auxiliary"]))
     except BadExport as e:
         raise BadExport(f"{json_path}: cannot build its network: {e}")
 
@@ -516,6 +693,22 @@ def run(model_dir, device, rtol, quiet):
     if failures:
         report(failures)
         return 1
+    scale_tol = rtol * scale
+    if onnx_out:
+        diff = export_onnx(model.cpu().eval(), images, logits, onnx_out)
+        if not diff <= scale_tol:
+            failures.append(f"{onnx_out}: onnxruntime's logits differ: max |diff| {diff:.3e} > {scale_tol:.3e}")
+        elif not quiet:
+            print(f"{onnx_out}: ONNX, onnxruntime max |diff| {diff:.3e} on the probe: OK")
+    if torchscript_out:
+        diff = export_torchscript(model.cpu().eval(), images, logits, torchscript_out)
+        if not diff <= scale_tol:
+            failures.append(f"{torchscript_out}: TorchScript logits differ: max |diff| {diff:.3e} > {scale_tol:.3e}")
+        elif not quiet:
+            print(f"{torchscript_out}: TorchScript, torch.jit.load max |diff| {diff:.3e} on the probe: OK")
+    if failures:
+        report(failures)
+        return 1
     if not quiet:
         net = space["network"]
         print(f"{model_dir}: {net['kind']} {desc['style']}, {params} parameters "
@@ -523,6 +716,34 @@ def run(model_dir, device, rtol, quiet):
               f"max |diff| {max_diff:.3e} (relative {max_diff / scale:.3e} <= {rtol:g}) on "
               f"{images.shape[0]} probe images, device {dev.type}: OK")
     return 0
+
+
+def export_onnx(model, images, logits, path):
+    """Write `model` as ONNX (batch dimension free), run it in onnxruntime, and return max
+    |onnxruntime - supernet| on the probe images."""
+    import onnx
+    import onnxruntime
+    import warnings
+    # The TorchScript-based exporter: the torch.export-based default needs onnxscript, which
+    # the .venv does not hold; its deprecation warning is noise here.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (images,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    onnx.checker.check_model(onnx.load(str(path)))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["logits"], {"images": images.numpy()})
+    return (torch.from_numpy(got) - logits).abs().max().item()
+
+
+def export_torchscript(model, images, logits, path):
+    """Write `model` traced as TorchScript, load it back with torch.jit.load, and return max
+    |loaded - supernet| on the probe images."""
+    with torch.no_grad():
+        torch.jit.trace(model, (images,)).save(str(path))
+        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+        got = loaded(images)
+    return (got - logits).abs().max().item()
 
 
 def report(failures):
@@ -539,6 +760,9 @@ def main():
     ap.add_argument("--rtol", type=float, default=1e-5,
                     help="pass when max |diff| <= rtol * max(1, max |logits|) (default 1e-5)")
     ap.add_argument("--quiet", action="store_true", help="print nothing on success")
+    ap.add_argument("--onnx", metavar="OUT.onnx", help="also write the network as ONNX and check it in onnxruntime")
+    ap.add_argument("--torchscript", metavar="OUT.pt", help="also write the network as TorchScript and check "
+                    "it with torch.jit.load")
     args = ap.parse_args()
     try:
         try:
@@ -547,7 +771,7 @@ def main():
             raise BadExport(f"--device {args.device!r}: {e}")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise BadExport(f"--device {args.device}: CUDA is not available")
-        code = run(args.model_dir, args.device, args.rtol, args.quiet)
+        code = run(args.model_dir, args.device, args.rtol, args.quiet, args.onnx, args.torchscript)
     except BadExport as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2

@@ -142,14 +142,20 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         None => TrainConfig::default(),
     };
     let mut aux = a.auxiliary_weight;
-    if a.config.is_none() && a.set.init.is_none() {
+    if a.config.is_none() {
         let space = a
             .set
             .space
             .as_deref()
             .map(paths::from_command_line)
             .unwrap_or_else(|| base.space.clone());
-        evaluation_defaults(&space, &mut base.network, &mut aux)?;
+        if trains_chain(a.set.init.as_deref(), &space)? {
+            // No auxiliary head and no drop-path in a chain network.
+            aux.get_or_insert(0.0);
+            base.drop_path = 0.0;
+        } else if a.set.init.is_none() {
+            evaluation_defaults(&space, &mut base.network, &mut aux)?;
+        }
     }
     if let Some(w) = aux {
         base.auxiliary_weight = w;
@@ -162,10 +168,34 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     Ok(c)
 }
 
+/// Whether the network to train is a chain network: `--init`'s description says, or else
+/// the space.
+fn trains_chain(init: Option<&Path>, space: &Path) -> anyhow::Result<bool> {
+    Ok(match init {
+        Some(init) => {
+            let json = crate::model::locate(&paths::from_command_line(init)).1;
+            crate::model::read_description(&json)?.network == crate::model::NetworkKind::Chain
+        }
+        None => matches!(
+            crate::space::Space::load(space)?,
+            crate::space::Space::Chain(_)
+        ),
+    })
+}
+
 pub fn extract(a: ExtractArgs) -> anyhow::Result<()> {
-    let genotype = a.genotype.as_deref().map(Genotype::from_arg).transpose()?;
     let out = a.out.clone().unwrap_or_else(|| a.run.join("extracted"));
-    let json = crate::sample::extract(&a.run, genotype, &out)?;
+    let json = if crate::search::is_chain_run(&a.run)? {
+        let arch = a
+            .genotype
+            .as_deref()
+            .map(crate::space::chain::ChainArch::from_arg)
+            .transpose()?;
+        crate::search::chain_extract::extract(&a.run, arch, &out)?
+    } else {
+        let genotype = a.genotype.as_deref().map(Genotype::from_arg).transpose()?;
+        crate::sample::extract(&a.run, genotype, &out)?
+    };
     println!("{}", json.display());
     Ok(())
 }

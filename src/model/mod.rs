@@ -1,8 +1,16 @@
 //! A stand-alone network of one genotype, and its export format: `model.safetensors`
 //! (every variable under its network name, BN statistics included) beside `model.json`
 //! (what the network is and where it came from). `scripts/rebuild_model.py` rebuilds it in
-//! PyTorch from those two files alone.
+//! PyTorch from those two files alone. A cell network is described by its cell space and
+//! genotype, a chain network ([`chain`]) by its chain space and one choice per layer.
+mod chain;
+
+pub use chain::{ChainModel, ChainModelSpec};
+
+use crate::data::Loader;
+use crate::evaluate::{evaluate, evaluate_with, Score};
 use crate::info::{LIBTORCH_VERSION, SOURCE_REVISION};
+use crate::space::chain::Choice;
 use crate::space::{Genotype, SearchSpace};
 use crate::supernet::{ArchWeights, InputShape, Logits, OpStyle, Pass, Supernet};
 use crate::tensorfile::TensorMap;
@@ -42,20 +50,39 @@ pub struct Model {
     mix: ArchWeights,
 }
 
+/// What kind of network a description holds; files written before chain networks existed
+/// hold cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkKind {
+    #[default]
+    Cell,
+    Chain,
+}
+
 /// `model.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Description {
     pub format: String,
     pub format_version: u32,
-    pub genotype: Genotype,
-    /// The DARTS or NAS-Bench-201 text form of `genotype`.
+    #[serde(default)]
+    pub network: NetworkKind,
+    /// A cell network's genotype.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genotype: Option<Genotype>,
+    /// A chain network's choice per searchable layer, in layer order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Vec<Choice>>,
+    /// The DARTS or NAS-Bench-201 text form of `genotype`, or the chain architecture's
+    /// text form (choices comma-separated).
     pub genotype_text: String,
     pub space_file: PathBuf,
     /// The resolved space (TOML) and its fingerprint (hex).
     pub space: String,
     pub space_hash: String,
     pub input: InputShape,
+    /// Cell networks only; a chain network has one form (`standalone`, no auxiliary head).
     pub style: OpStyle,
     pub auxiliary: bool,
     pub parameters: i64,
@@ -105,9 +132,7 @@ impl Model {
 
     /// Variables by name, sorted (weights and BN statistics).
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        named
+        sorted_variables(&self.vs)
     }
 
     /// Trainable parameters and multiply-adds per image of the network of `spec`, built on
@@ -122,82 +147,35 @@ impl Model {
 
     /// Trainable parameters: all, and without the auxiliary head.
     pub fn parameter_counts(&self) -> (i64, i64) {
-        let mut all = 0;
-        let mut aux = 0;
-        for (name, t) in self.vs.variables() {
-            if t.requires_grad() {
-                all += t.numel() as i64;
-                if name.starts_with(AUXILIARY_PREFIX) {
-                    aux += t.numel() as i64;
-                }
-            }
-        }
-        (all, all - aux)
+        parameter_counts(&self.vs)
     }
 
     pub fn describe(&self, seed: u64, origin: &str) -> Description {
         let s = &self.spec;
-        let (parameters, parameters_without_auxiliary) = self.parameter_counts();
         Description {
-            format: FORMAT.into(),
-            format_version: FORMAT_VERSION,
-            genotype: s.genotype.clone(),
+            network: NetworkKind::Cell,
+            genotype: Some(s.genotype.clone()),
             genotype_text: s.genotype.to_text(),
             space_file: s.space_file.clone(),
             space: s.space.to_toml(),
             space_hash: format!("{:016x}", s.space.fingerprint()),
-            input: s.input,
             style: s.style,
             auxiliary: s.auxiliary,
-            parameters,
-            parameters_without_auxiliary,
-            macs_per_image: self.net.macs_per_image(),
-            seed,
-            origin: origin.into(),
-            source_revision: SOURCE_REVISION.into(),
-            supernet_version: env!("CARGO_PKG_VERSION").into(),
-            libtorch_version: LIBTORCH_VERSION.into(),
-            tensors: self
-                .named_tensors()
-                .into_iter()
-                .map(|(name, t)| TensorEntry {
-                    name,
-                    shape: t.size(),
-                })
-                .collect(),
+            ..Description::common(self, seed, origin, self.net.macs_per_image())
         }
     }
 
     /// Write `dir/model.safetensors`, the probe, then `dir/model.json`, each atomically.
     pub fn export(&self, dir: &Path, seed: u64, origin: &str) -> Result<PathBuf> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        crate::tensorfile::save(self.named_tensors(), &dir.join(WEIGHTS_FILE))?;
-        crate::tensorfile::save(self.probe(seed), &dir.join(PROBE_FILE))?;
-        let json = serde_json::to_string_pretty(&self.describe(seed, origin))
-            .expect("a Description always serialises");
-        let path = dir.join(DESCRIPTION_FILE);
-        crate::fs::write_atomic(&path, format!("{json}\n").as_bytes())?;
-        Ok(path)
+        write_export(self, dir, seed, origin)
     }
 
     /// `images` (standard normal, from `seed`) and their eval-mode `logits`.
     pub fn probe(&self, seed: u64) -> Vec<(String, Tensor)> {
-        let i = self.spec.input;
-        let gen_seed = crate::rng::hash_key(&[seed, crate::rng::PURPOSE_PROBE]);
-        tch::manual_seed(gen_seed as i64);
-        let images = Tensor::randn(
-            [PROBE_IMAGES, i.channels, i.height, i.width],
-            (tch::Kind::Float, Device::Cpu),
-        );
-        let logits = tch::no_grad(|| {
-            self.forward(&images.to_device(self.vs.device()), Pass::new(false))
-                .main
-                .to_device(Device::Cpu)
-        });
-        vec![("images".into(), images), ("logits".into(), logits)]
+        probe(self, seed)
     }
 
-    /// Load an exported model: `path` is its directory or its `model.json`.
+    /// Load an exported cell network: `path` is its directory or its `model.json`.
     pub fn load(path: &Path, device: Device) -> Result<(Self, Description)> {
         let (dir, json_path) = locate(path);
         let desc = read_description(&json_path)?;
@@ -210,12 +188,161 @@ impl Model {
     /// Copy every tensor of the export in `dir` into this network (same names and shapes,
     /// nothing left over).
     pub fn load_weights(&self, dir: &Path) -> Result<()> {
-        let mut map = TensorMap::read(&dir.join(WEIGHTS_FILE))?;
-        for (name, dst) in self.named_tensors() {
-            map.copy_into(&name, &dst)?;
-        }
-        map.finish()
+        load_weights(self, dir)
     }
+}
+
+/// A stand-alone network of either kind, as training and export see it.
+pub trait Standalone {
+    fn input(&self) -> InputShape;
+    fn forward(&self, xs: &Tensor, pass: Pass) -> Logits;
+    fn var_store(&self) -> &nn::VarStore;
+    /// The architecture's text form and its JSON form (as a search's `genotype.json`).
+    fn arch_text(&self) -> String;
+    fn arch_json(&self) -> String;
+    /// How it is built, for progress lines.
+    fn form(&self) -> String;
+    fn describe(&self, seed: u64, origin: &str) -> Description;
+    /// Loss and accuracy on `loader` in eval mode.
+    fn score(&self, loader: &Loader, device: Device) -> Score {
+        evaluate_with(
+            |xs| self.forward(xs, Pass::new(false)).main,
+            loader,
+            device,
+            None,
+        )
+    }
+}
+
+impl Standalone for Model {
+    fn input(&self) -> InputShape {
+        self.spec.input
+    }
+
+    fn forward(&self, xs: &Tensor, pass: Pass) -> Logits {
+        Model::forward(self, xs, pass)
+    }
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    fn arch_text(&self) -> String {
+        self.spec.genotype.to_text()
+    }
+
+    fn arch_json(&self) -> String {
+        self.spec.genotype.to_json()
+    }
+
+    fn form(&self) -> String {
+        format!("{} cell", self.spec.style.name())
+    }
+
+    fn describe(&self, seed: u64, origin: &str) -> Description {
+        Model::describe(self, seed, origin)
+    }
+
+    fn score(&self, loader: &Loader, device: Device) -> Score {
+        evaluate(&self.net, &self.mix, loader, device, false)
+    }
+}
+
+/// Variables by name, sorted (weights and BN statistics).
+pub fn sorted_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// Trainable parameters: all, and without the auxiliary head.
+pub fn parameter_counts(vs: &nn::VarStore) -> (i64, i64) {
+    let mut all = 0;
+    let mut aux = 0;
+    for (name, t) in vs.variables() {
+        if t.requires_grad() {
+            all += t.numel() as i64;
+            if name.starts_with(AUXILIARY_PREFIX) {
+                aux += t.numel() as i64;
+            }
+        }
+    }
+    (all, all - aux)
+}
+
+/// `images` (standard normal, from `seed`) and their eval-mode `logits`.
+pub fn probe(model: &dyn Standalone, seed: u64) -> Vec<(String, Tensor)> {
+    let i = model.input();
+    let gen_seed = crate::rng::hash_key(&[seed, crate::rng::PURPOSE_PROBE]);
+    tch::manual_seed(gen_seed as i64);
+    let images = Tensor::randn(
+        [PROBE_IMAGES, i.channels, i.height, i.width],
+        (tch::Kind::Float, Device::Cpu),
+    );
+    let device = model.var_store().device();
+    let logits = tch::no_grad(|| {
+        model
+            .forward(&images.to_device(device), Pass::new(false))
+            .main
+            .to_device(Device::Cpu)
+    });
+    vec![("images".into(), images), ("logits".into(), logits)]
+}
+
+/// Write `dir/model.safetensors`, the probe, then `dir/model.json`, each atomically.
+pub fn write_export(
+    model: &dyn Standalone,
+    dir: &Path,
+    seed: u64,
+    origin: &str,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::tensorfile::save(sorted_variables(model.var_store()), &dir.join(WEIGHTS_FILE))?;
+    crate::tensorfile::save(probe(model, seed), &dir.join(PROBE_FILE))?;
+    let json = serde_json::to_string_pretty(&model.describe(seed, origin))
+        .expect("a Description always serialises");
+    let path = dir.join(DESCRIPTION_FILE);
+    crate::fs::write_atomic(&path, format!("{json}\n").as_bytes())?;
+    Ok(path)
+}
+
+/// Copy every tensor of the export in `dir` into `model` (same names and shapes, nothing
+/// left over).
+pub fn load_weights(model: &dyn Standalone, dir: &Path) -> Result<()> {
+    let mut map = TensorMap::read(&dir.join(WEIGHTS_FILE))?;
+    for (name, dst) in sorted_variables(model.var_store()) {
+        map.copy_into(&name, &dst)?;
+    }
+    map.finish()
+}
+
+/// Copy into every tensor of `model` the supernet tensor of the same name (`supernet`, the
+/// variables of the run in `run_dir`).
+pub fn inherit(
+    model: &dyn Standalone,
+    supernet: &std::collections::HashMap<String, Tensor>,
+    run_dir: &Path,
+) -> Result<()> {
+    for (name, dst) in sorted_variables(model.var_store()) {
+        let src = supernet.get(&name).ok_or_else(|| {
+            Error::Other(format!(
+                "the supernet of {} has no tensor '{name}' for this sub-network",
+                run_dir.display()
+            ))
+        })?;
+        tch::no_grad(|| dst.shallow_clone().copy_(src));
+    }
+    Ok(())
+}
+
+/// The network an export describes, of whichever kind, with its weights: `path` is its
+/// directory or its `model.json`.
+pub fn load_any(path: &Path, device: Device) -> Result<(Box<dyn Standalone>, Description)> {
+    let (dir, json_path) = locate(path);
+    let desc = read_description(&json_path)?;
+    let model = desc.build(&json_path, device)?;
+    load_weights(model.as_ref(), &dir)?;
+    Ok((model, desc))
 }
 
 /// The directory and the `model.json` of an export given as either.
@@ -229,17 +356,102 @@ pub fn locate(path: &Path) -> (PathBuf, PathBuf) {
 }
 
 impl Description {
-    /// The network this description fixes; `path` (its file) names errors.
+    /// What every export describes the same way; the caller fills in the network.
+    fn common(model: &dyn Standalone, seed: u64, origin: &str, macs_per_image: u64) -> Self {
+        let (parameters, parameters_without_auxiliary) = parameter_counts(model.var_store());
+        Description {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            network: NetworkKind::Cell,
+            genotype: None,
+            architecture: None,
+            genotype_text: String::new(),
+            space_file: PathBuf::new(),
+            space: String::new(),
+            space_hash: String::new(),
+            input: model.input(),
+            style: OpStyle::Standalone,
+            auxiliary: false,
+            parameters,
+            parameters_without_auxiliary,
+            macs_per_image,
+            seed,
+            origin: origin.into(),
+            source_revision: SOURCE_REVISION.into(),
+            supernet_version: env!("CARGO_PKG_VERSION").into(),
+            libtorch_version: LIBTORCH_VERSION.into(),
+            tensors: sorted_variables(model.var_store())
+                .into_iter()
+                .map(|(name, t)| TensorEntry {
+                    name,
+                    shape: t.size(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The cell network this description fixes; `path` (its file) names errors.
     pub fn spec(&self, path: &Path) -> Result<ModelSpec> {
+        let genotype = match (self.network, &self.genotype) {
+            (NetworkKind::Cell, Some(g)) => g.clone(),
+            (NetworkKind::Cell, None) => {
+                return Err(Error::bad_file(path, "a cell network without a 'genotype'"))
+            }
+            (NetworkKind::Chain, _) => {
+                return Err(Error::bad_file(
+                    path,
+                    "a chain network, where a cell network is needed",
+                ))
+            }
+        };
         let space = SearchSpace::from_toml(&self.space)
             .map_err(|e| Error::bad_file(path, format!("field 'space': {e}")))?;
         Ok(ModelSpec {
             space_file: self.space_file.clone(),
             space,
-            genotype: self.genotype.clone(),
+            genotype,
             input: self.input,
             style: self.style,
             auxiliary: self.auxiliary,
+        })
+    }
+
+    /// The network of either kind this description fixes.
+    pub fn net_spec(&self, path: &Path) -> Result<NetSpec> {
+        Ok(match self.network {
+            NetworkKind::Cell => NetSpec::Cell(self.spec(path)?),
+            NetworkKind::Chain => NetSpec::Chain(self.chain_spec(path)?),
+        })
+    }
+
+    /// That network with fresh weights.
+    pub fn build(&self, path: &Path, device: Device) -> Result<Box<dyn Standalone>> {
+        self.net_spec(path)?
+            .build(device)
+            .map_err(|e| Error::bad_file(path, format!("cannot build its network: {e}")))
+    }
+}
+
+/// The network of either kind an export or a training run fixes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetSpec {
+    Cell(ModelSpec),
+    Chain(ChainModelSpec),
+}
+
+impl NetSpec {
+    pub fn input(&self) -> InputShape {
+        match self {
+            NetSpec::Cell(s) => s.input,
+            NetSpec::Chain(s) => s.input,
+        }
+    }
+
+    /// The network with fresh weights from libtorch's generator.
+    pub fn build(self, device: Device) -> Result<Box<dyn Standalone>> {
+        Ok(match self {
+            NetSpec::Cell(s) => Box::new(Model::new(s, device)?),
+            NetSpec::Chain(s) => Box::new(ChainModel::new(s, device)?),
         })
     }
 }

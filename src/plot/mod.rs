@@ -12,11 +12,15 @@
 //! - `fidelity-<name>`: every scorer's Kendall tau and Spearman rho against a ground-truth
 //!   table (`rank-check --ground-truth`), with the seed-vs-seed ceiling.
 //!
+//! A chain search's run file gets `choices` instead: the choice probabilities per layer over
+//! training (the cell charts do not apply to it).
+//!
 //! Each chart family is one entry of [`CHARTS`]: a function from the run to the files it
 //! wrote, or to why it drew nothing. [`watch`] redraws whenever the run file changes.
 mod alphas;
 mod betas;
 mod cell;
+mod chain;
 mod collapse;
 mod data;
 mod fidelity;
@@ -28,6 +32,7 @@ mod sweep;
 mod training;
 mod watch;
 
+pub use chain::{choice_series, ChoiceSeries};
 pub use sweep::sweep_charts;
 pub use watch::{watch, watch_with};
 
@@ -74,7 +79,8 @@ pub fn plot_run(run_dir: &Path, out_dir: &Path, format: Format) -> Result<Vec<Pa
 
 /// [`plot_run`], also saying which charts were skipped and why.
 pub fn plot_run_report(run_dir: &Path, out_dir: &Path, format: Format) -> Result<PlotReport> {
-    let run = RunData::load(run_dir)?;
+    let path = crate::record::run_file(run_dir);
+    let log = crate::record::read_log(&path)?;
     style::ensure_font()?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let out = Output {
@@ -82,6 +88,10 @@ pub fn plot_run_report(run_dir: &Path, out_dir: &Path, format: Format) -> Result
         format,
         draw: true,
     };
+    if crate::space::is_chain_toml(&log.meta.space) {
+        return chain_report(&path, &log, &out);
+    }
+    let run = RunData::from_log(run_dir, log)?;
     let drawn: Vec<(&str, Drawn)> = CHARTS
         .par_iter()
         .map(|chart| Ok((chart.name, (chart.draw)(&run, &out)?)))
@@ -97,6 +107,22 @@ pub fn plot_run_report(run_dir: &Path, out_dir: &Path, format: Format) -> Result
             Drawn::Absent => {}
         }
     }
+    Ok(report)
+}
+
+/// The charts of a chain search: `choices`; the cell-space charts do not apply.
+fn chain_report(path: &Path, log: &crate::record::RunLog, out: &Output) -> Result<PlotReport> {
+    let mut report = PlotReport {
+        finished: log.genotype.is_some(),
+        ..Default::default()
+    };
+    match chain::draw(path, log, out)? {
+        Ok(file) => report.files.push(file),
+        Err(why) => report.skipped.push(why),
+    }
+    report.skipped.push(
+        "alphas, alphas_final, betas, collapse, training, cell, samples, rank_check: cell-space charts, not drawn for a chain run".into(),
+    );
     Ok(report)
 }
 

@@ -35,14 +35,24 @@ pub fn run_file(run: &Path) -> PathBuf {
     }
 }
 
+/// The run log in the run file `path`; every error names the file.
+pub fn read_log(path: &Path) -> Result<RunLog> {
+    read_run(path).map_err(|e| match e {
+        Error::BadFile { .. } | Error::Io { .. } => e,
+        other => Error::bad_file(path, format!("unreadable run file: {other}")),
+    })
+}
+
 impl RunData {
     /// Read and check the run file of `run_dir`; every error names the file.
     pub fn load(run_dir: &Path) -> Result<Self> {
         let path = run_file(run_dir);
-        let log = read_run(&path).map_err(|e| match e {
-            Error::BadFile { .. } | Error::Io { .. } => e,
-            other => Error::bad_file(&path, format!("unreadable run file: {other}")),
-        })?;
+        Self::from_log(run_dir, read_log(&path)?)
+    }
+
+    /// Check `log`, read from the run file of `run_dir`, against its space.
+    pub fn from_log(run_dir: &Path, log: RunLog) -> Result<Self> {
+        let path = run_file(run_dir);
         let bad = |what: String| Error::bad_file(&path, what);
         let space = SearchSpace::from_toml(&log.meta.space)
             .map_err(|e| bad(format!("its 'space' attribute is not a search space: {e}")))?;

@@ -11,7 +11,7 @@ mod data;
 mod h5;
 pub mod image;
 
-pub use data::{derive_run, derive_run_capped, run_file, RunData, ShownGenotype};
+pub use data::{derive_run, derive_run_capped, read_log, run_file, RunData, ShownGenotype};
 pub use h5::{read_run, read_str_attr, str_attr, tables_to_bytes, to_bytes, unicode, write_run};
 
 /// The run file's name inside a run directory.

@@ -264,11 +264,19 @@ fn stopped(dir: &RunDir, pos: &Position, stop: &StopFlag) -> Stopped {
     }
 }
 
+/// The space of a run: its alpha rows and columns come from it.
+#[derive(Clone, Copy)]
+pub enum MetaSpace<'a> {
+    Cell(&'a SearchSpace),
+    /// Rows `layer_{i}` (searchable layers), columns the choices, one cell type "normal".
+    Chain(&'a crate::space::chain::ChainSpace),
+}
+
 /// The root attributes of a run file: what produced it.
 pub struct MetaSource<'a> {
     pub kind: &'a str,
     pub config: String,
-    pub space: &'a SearchSpace,
+    pub space: MetaSpace<'a>,
     pub seed: u64,
     pub device: tch::Device,
     pub steps_per_epoch: usize,
@@ -278,24 +286,39 @@ pub struct MetaSource<'a> {
 impl MetaSource<'_> {
     pub fn meta(self) -> RunMeta {
         let (a, b, c) = hdf5::library_version();
-        let space = self.space;
+        let (space, ops, edges, cell_types) = match self.space {
+            MetaSpace::Cell(space) => (
+                space.to_toml(),
+                space.ops.iter().map(|o| o.name().to_string()).collect(),
+                space.cell.edges().iter().map(|e| e.key()).collect(),
+                space
+                    .network
+                    .cell_types()
+                    .iter()
+                    .map(|t| t.name().to_string())
+                    .collect(),
+            ),
+            MetaSpace::Chain(space) => (
+                space.to_toml(),
+                space.choices().iter().map(|c| c.name()).collect(),
+                (0..space.num_searchable())
+                    .map(|i| format!("layer_{i}"))
+                    .collect(),
+                vec!["normal".to_string()],
+            ),
+        };
         RunMeta {
             kind: self.kind.into(),
             config: self.config,
-            space: space.to_toml(),
+            space,
             seed: self.seed,
             device: super::device::device_name(self.device),
             supernet_version: env!("CARGO_PKG_VERSION").into(),
             libtorch_version: crate::info::LIBTORCH_VERSION.into(),
             hdf5_version: format!("{a}.{b}.{c}"),
-            ops: space.ops.iter().map(|o| o.name().to_string()).collect(),
-            edges: space.cell.edges().iter().map(|e| e.key()).collect(),
-            cell_types: space
-                .network
-                .cell_types()
-                .iter()
-                .map(|t| t.name().to_string())
-                .collect(),
+            ops,
+            edges,
+            cell_types,
             steps_per_epoch: self.steps_per_epoch as u64,
             classes: self.classes as u64,
         }

@@ -14,7 +14,9 @@ mod signal;
 pub use checkpoint::Position;
 pub use device::{device_name, parse_device, DEVICE_FORMS};
 pub use dir::{read_config, RunDir, CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE};
-pub use driver::{begin, drive, EpochEnd, Job, MetaSource, Schedule, StepStats, Stopped};
+pub use driver::{
+    begin, drive, EpochEnd, Job, MetaSource, MetaSpace, Schedule, StepStats, Stopped,
+};
 pub use progress::Progress;
 pub use signal::{exit_code, StopFlag};
 

@@ -13,8 +13,8 @@ use crate::evaluate::evaluate_with;
 use crate::optim::cosine_lr;
 use crate::record::{AlphaRecord, RunLog, RunMeta};
 use crate::run::{
-    begin, checkpoint, device_name, drive, EpochEnd, Job, Position, Progress, RunDir, Schedule,
-    StepStats, StopFlag,
+    begin, checkpoint, device_name, drive, EpochEnd, Job, MetaSource, MetaSpace, Position,
+    Progress, RunDir, Schedule, StepStats, StopFlag,
 };
 use crate::space::chain::{ChainArch, ChainSpace};
 use crate::{Error, Result};
@@ -64,6 +64,38 @@ pub fn check_config(cfg: &SearchConfig, opts: &RunOptions) -> Result<()> {
     Ok(())
 }
 
+/// Every tensor a chain search checkpoint holds, as live handles.
+fn tensors(s: &ChainSearch) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> =
+        s.vs.variables()
+            .into_iter()
+            .map(|(k, v)| (format!("net.{k}"), v))
+            .collect();
+    named.push(("arch.chain".into(), s.arch.alphas.shallow_clone()));
+    for (name, buf) in s.weight_names.iter().zip(&s.sgd.buffers) {
+        named.push((format!("sgd.{name}"), buf.shallow_clone()));
+    }
+    named.push(("adam.m.chain".into(), s.adam.exp_avg[0].shallow_clone()));
+    named.push(("adam.v.chain".into(), s.adam.exp_avg_sq[0].shallow_clone()));
+    named
+}
+
+/// Restore `s` from the checkpoint in `dir`, refused when it was written for another space.
+pub(super) fn load_checkpoint(s: &mut ChainSearch, dir: &Path) -> Result<Position> {
+    let mut map = checkpoint::open(dir)?;
+    let record: SearchPosition = checkpoint::decode_record(&mut map)?;
+    if record.space_hash != s.space.fingerprint() {
+        return Err(
+            map.error("this checkpoint was written for a different chain space than the run's")
+        );
+    }
+    for (key, dst) in tensors(s) {
+        map.copy_into(&key, &dst)?;
+    }
+    s.adam.step = record.adam_step;
+    Ok(record.pos)
+}
+
 struct ChainJob {
     s: ChainSearch,
     loaders: SearchLoaders,
@@ -76,29 +108,6 @@ struct ChainJob {
 }
 
 impl ChainJob {
-    fn tensors(&self) -> Vec<(String, Tensor)> {
-        let mut named: Vec<(String, Tensor)> = self
-            .s
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(k, v)| (format!("net.{k}"), v))
-            .collect();
-        named.push(("arch.chain".into(), self.s.arch.alphas.shallow_clone()));
-        for (name, buf) in self.s.weight_names.iter().zip(&self.s.sgd.buffers) {
-            named.push((format!("sgd.{name}"), buf.shallow_clone()));
-        }
-        named.push((
-            "adam.m.chain".into(),
-            self.s.adam.exp_avg[0].shallow_clone(),
-        ));
-        named.push((
-            "adam.v.chain".into(),
-            self.s.adam.exp_avg_sq[0].shallow_clone(),
-        ));
-        named
-    }
-
     fn alpha_record(&self, step: u64, epoch: usize) -> AlphaRecord {
         let a = self
             .s
@@ -203,22 +212,11 @@ impl Job for ChainJob {
             adam_step: self.s.adam.step,
             space_hash: self.s.space.fingerprint(),
         };
-        checkpoint::save(dir, self.tensors(), &record)
+        checkpoint::save(dir, tensors(&self.s), &record)
     }
 
     fn load(&mut self, dir: &Path) -> Result<Position> {
-        let mut map = checkpoint::open(dir)?;
-        let record: SearchPosition = checkpoint::decode_record(&mut map)?;
-        if record.space_hash != self.s.space.fingerprint() {
-            return Err(
-                map.error("this checkpoint was written for a different chain space than the run's")
-            );
-        }
-        for (key, dst) in self.tensors() {
-            map.copy_into(&key, &dst)?;
-        }
-        self.s.adam.step = record.adam_step;
-        Ok(record.pos)
+        load_checkpoint(&mut self.s, dir)
     }
 }
 
@@ -230,24 +228,16 @@ fn meta(
     steps: usize,
     classes: usize,
 ) -> RunMeta {
-    let (a, b, c) = hdf5::library_version();
-    RunMeta {
-        kind: "search".into(),
+    MetaSource {
+        kind: "search",
         config: cfg.to_toml(),
-        space: space.to_toml(),
+        space: MetaSpace::Chain(space),
         seed: cfg.seed,
-        device: device_name(device),
-        supernet_version: env!("CARGO_PKG_VERSION").into(),
-        libtorch_version: crate::info::LIBTORCH_VERSION.into(),
-        hdf5_version: format!("{a}.{b}.{c}"),
-        ops: space.choices().iter().map(|c| c.name()).collect(),
-        edges: (0..space.num_searchable())
-            .map(|i| format!("layer_{i}"))
-            .collect(),
-        cell_types: vec!["normal".into()],
-        steps_per_epoch: steps as u64,
-        classes: classes as u64,
+        device,
+        steps_per_epoch: steps,
+        classes,
     }
+    .meta()
 }
 
 pub fn run(

@@ -2,6 +2,7 @@
 //! The loop (in [`crate::run`]) owns epochs, checkpoints, signals and the run file; the
 //! [`Strategy`] owns what one step does to the weights and the alphas.
 pub mod chain;
+pub mod chain_extract;
 mod chain_job;
 mod checkpoint;
 mod config;
@@ -149,6 +150,14 @@ pub fn resume(dir: &Path, space: Option<&Path>, opts: &RunOptions) -> Result<Out
         }
     }
     run(cfg, run_space, &mut dir, true, opts)
+}
+
+/// Whether the search run in `dir` searched a chain space.
+pub fn is_chain_run(dir: &Path) -> Result<bool> {
+    let cfg: SearchConfig = crate::run::read_config(dir)?;
+    let space = Space::load(&cfg.space)
+        .map_err(|e| Error::bad_file(dir.join(crate::run::CONFIG_FILE), e.to_string()))?;
+    Ok(matches!(space, Space::Chain(_)))
 }
 
 /// The config's space when it is a chain space (validated, with the config).
@@ -490,7 +499,7 @@ fn run(
     let meta = MetaSource {
         kind: "search",
         config: cfg.to_toml(),
-        space: &s.space,
+        space: crate::run::MetaSpace::Cell(&s.space),
         seed: cfg.seed,
         device: s.device,
         steps_per_epoch: steps,

@@ -3,7 +3,8 @@
 //! directory and into the run file.
 use crate::data::{Augment, AugmentOverrides, DataSource};
 use crate::run::paths::{self, ConfigFile};
-use crate::space::{Genotype, NetworkOverrides};
+use crate::space::chain::ChainArch;
+use crate::space::{Genotype, NetworkOverrides, Space};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -135,7 +136,15 @@ impl TrainConfig {
             ));
         }
         if self.init.is_none() {
-            Genotype::from_arg(&self.genotype)?;
+            match Space::load(&self.space)? {
+                Space::Cell(_) => {
+                    Genotype::from_arg(&self.genotype)?;
+                }
+                Space::Chain(_) => {
+                    self.refuse_cell_settings()?;
+                    ChainArch::from_arg(&self.genotype)?;
+                }
+            }
         }
         if let Some(init) = &self.init {
             if !init.exists() {
@@ -151,12 +160,46 @@ impl TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// A chain network has no auxiliary head, no drop-path, one op form and its size in its
+    /// stages: refuse the settings that only cell networks have.
+    pub fn refuse_cell_settings(&self) -> Result<()> {
+        let refuse = |field: &str, value: String, expected: &str| {
+            Err(Error::invalid(
+                field,
+                value,
+                format!("{expected} for a chain network (cell networks only)"),
+            ))
+        };
+        if self.auxiliary_weight != 0.0 {
+            return refuse("auxiliary_weight", self.auxiliary_weight.to_string(), "0");
+        }
+        if self.drop_path != 0.0 {
+            return refuse("drop_path", self.drop_path.to_string(), "0");
+        }
+        if self.style != crate::supernet::OpStyle::Standalone {
+            return refuse("style", self.style.name().to_string(), "standalone");
+        }
+        if self.network != NetworkOverrides::default() {
+            return refuse(
+                "network",
+                "--layers/--channels".to_string(),
+                "none (edit the space's stages)",
+            );
+        }
+        Ok(())
+    }
+}
+
 impl ConfigFile for TrainConfig {
     fn resolve_paths(&mut self, base: &Path) {
         self.space = paths::from_config_file(&self.space, base);
         self.data.path = paths::from_config_file(&self.data.path, base);
         self.init = self.init.as_ref().map(|p| paths::from_config_file(p, base));
-        if !Genotype::looks_like_text(&self.genotype) && !self.genotype.trim().is_empty() {
+        if !Genotype::looks_like_text(&self.genotype)
+            && !ChainArch::looks_like_text(&self.genotype)
+            && !self.genotype.trim().is_empty()
+        {
             let g = paths::from_config_file(Path::new(&self.genotype), base);
             self.genotype = g.display().to_string();
         }

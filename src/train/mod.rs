@@ -1,24 +1,25 @@
 //! `supernet train`: a derived architecture trained on its own (DARTS evaluation network
 //! with auxiliary head, drop-path and cutout, or the NAS-Bench-201 stand-alone network), as
 //! a [`Job`] of the same run loop as the search (run file, atomic checkpoints, exact
-//! resume, progress, NaN guard). The trained network is exported into `DIR/model/` at the
-//! end.
+//! resume, progress, NaN guard), or one architecture of a chain space. The trained network
+//! is exported into `DIR/model/` at the end.
 mod config;
 
 pub use crate::data::AugmentOverrides;
 pub use config::{TrainConfig, EVAL_CHANNELS, EVAL_CUTOUT, EVAL_LAYERS};
 
 use crate::data::{DataSets, EpochIter, Loader, LoaderConfig, Subset};
-use crate::evaluate::{accuracy, evaluate, Score};
-use crate::model::{read_description, Model, ModelSpec};
+use crate::evaluate::{accuracy, Score};
+use crate::model::{read_description, ChainModelSpec, ModelSpec, NetSpec, Standalone};
 use crate::optim::{clip_grad_norm, cosine_lr, split_variables, zero_grad, Sgd};
 
 use crate::rng::{hash_key, PURPOSE_DROP_PATH};
 use crate::run::{
-    begin, checkpoint, device_name, drive, parse_device, EpochEnd, Job, MetaSource, Position,
-    Progress, RunDir, Schedule, StepStats, StopFlag, Stopped,
+    begin, checkpoint, device_name, drive, parse_device, EpochEnd, Job, MetaSource, MetaSpace,
+    Position, Progress, RunDir, Schedule, StepStats, StopFlag, Stopped,
 };
-use crate::space::{Genotype, SearchSpace};
+use crate::space::chain::ChainArch;
+use crate::space::{Genotype, Space};
 use crate::supernet::{InputShape, Pass};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -67,48 +68,74 @@ pub fn resume(dir: &Path, quiet: bool) -> Result<Outcome> {
 }
 
 /// The network a config asks for: from `--init`'s description, or genotype + space.
-pub fn model_spec(cfg: &TrainConfig, input: InputShape) -> Result<ModelSpec> {
+pub fn model_spec(cfg: &TrainConfig, input: InputShape) -> Result<NetSpec> {
     if let Some(init) = &cfg.init {
         let json = crate::model::locate(init).1;
-        let spec = read_description(&json)?.spec(&json)?;
-        if spec.input != input {
+        let spec = read_description(&json)?.net_spec(&json)?;
+        if spec.input() != input {
             return Err(Error::bad_file(
                 &json,
-                format!("the model takes {}, the data set has {input}", spec.input),
+                format!("the model takes {}, the data set has {input}", spec.input()),
             ));
+        }
+        if matches!(spec, NetSpec::Chain(_)) {
+            cfg.refuse_cell_settings()?;
         }
         return Ok(spec);
     }
-    let space = SearchSpace::load(&cfg.space)?.with_overrides(cfg.network)?;
-    let genotype = Genotype::from_arg(&cfg.genotype)?;
-    genotype.validate(&space)?;
-    Ok(ModelSpec {
-        space_file: cfg.space.clone(),
-        space,
-        genotype,
-        input,
-        style: cfg.style,
-        auxiliary: cfg.auxiliary_weight > 0.0,
-    })
+    match Space::load(&cfg.space)? {
+        Space::Cell(space) => {
+            let space = space.with_overrides(cfg.network)?;
+            let genotype = Genotype::from_arg(&cfg.genotype)?;
+            genotype.validate(&space)?;
+            Ok(NetSpec::Cell(ModelSpec {
+                space_file: cfg.space.clone(),
+                space,
+                genotype,
+                input,
+                style: cfg.style,
+                auxiliary: cfg.auxiliary_weight > 0.0,
+            }))
+        }
+        Space::Chain(space) => {
+            cfg.refuse_cell_settings()?;
+            let arch = ChainArch::from_arg(&cfg.genotype)?;
+            arch.validate(&space)?;
+            Ok(NetSpec::Chain(ChainModelSpec {
+                space_file: cfg.space.clone(),
+                space,
+                arch,
+                input,
+            }))
+        }
+    }
 }
 
 /// Fingerprint of everything that fixes the network's tensors.
-fn model_hash(spec: &ModelSpec) -> u64 {
-    let key = format!(
-        "{}|{}|{}|{}|{:?}",
-        spec.space.fingerprint(),
-        spec.genotype.to_text(),
-        spec.style.name(),
-        spec.auxiliary,
-        spec.input
-    );
+fn model_hash(spec: &NetSpec) -> u64 {
+    let key = match spec {
+        NetSpec::Cell(spec) => format!(
+            "{}|{}|{}|{}|{:?}",
+            spec.space.fingerprint(),
+            spec.genotype.to_text(),
+            spec.style.name(),
+            spec.auxiliary,
+            spec.input
+        ),
+        NetSpec::Chain(spec) => format!(
+            "chain|{}|{}|{:?}",
+            spec.space.fingerprint(),
+            spec.arch.to_text(),
+            spec.input
+        ),
+    };
     hash_key(&key.bytes().map(u64::from).collect::<Vec<_>>())
 }
 
 /// A training run as the loop drives it: the network with its optimizer and data.
 struct TrainJob {
     cfg: TrainConfig,
-    model: Model,
+    model: Box<dyn Standalone>,
     names: Vec<String>,
     weights: Vec<Tensor>,
     sgd: Sgd,
@@ -124,12 +151,11 @@ struct TrainJob {
 impl TrainJob {
     /// Every tensor a checkpoint holds, as live handles.
     fn tensors(&self) -> Vec<(String, Tensor)> {
-        let mut named: Vec<(String, Tensor)> = self
-            .model
-            .named_tensors()
-            .into_iter()
-            .map(|(k, v)| (format!("net.{k}"), v))
-            .collect();
+        let mut named: Vec<(String, Tensor)> =
+            crate::model::sorted_variables(self.model.var_store())
+                .into_iter()
+                .map(|(k, v)| (format!("net.{k}"), v))
+                .collect();
         for (name, buf) in self.names.iter().zip(&self.sgd.buffers) {
             named.push((format!("sgd.{name}"), buf.shallow_clone()));
         }
@@ -137,8 +163,7 @@ impl TrainJob {
     }
 
     fn test_score(&self) -> Score {
-        let m = &self.model;
-        evaluate(&m.net, m.arch_weights(), &self.test, self.device, false)
+        self.model.score(&self.test, self.device)
     }
 }
 
@@ -207,7 +232,7 @@ impl Job for TrainJob {
         Ok(EpochEnd {
             loss: test.loss,
             accuracy: test.accuracy,
-            genotype: self.model.spec.genotype.to_text(),
+            genotype: self.model.arch_text(),
             note: format!("drop-path {:.3}", self.drop_path),
             show_genotype: false,
             finish: false,
@@ -262,17 +287,17 @@ fn loaders(cfg: &TrainConfig, data: &DataSets) -> Result<(Loader, Loader, InputS
 /// weights), its optimizer and data.
 fn new_job(
     cfg: TrainConfig,
-    spec: ModelSpec,
+    spec: NetSpec,
     (train, test): (Loader, Loader),
     device: Device,
 ) -> Result<TrainJob> {
     let model_hash = model_hash(&spec);
     tch::manual_seed(cfg.seed as i64);
-    let model = Model::new(spec, device)?;
+    let model = spec.build(device)?;
     if let Some(init) = &cfg.init {
-        model.load_weights(&crate::model::locate(init).0)?;
+        crate::model::load_weights(model.as_ref(), &crate::model::locate(init).0)?;
     }
-    let (names, weights, _) = split_variables(&model.vs);
+    let (names, weights, _) = split_variables(model.var_store());
     let sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
     Ok(TrainJob {
         cfg,
@@ -324,16 +349,18 @@ fn run(cfg: TrainConfig, dir: &mut RunDir, resuming: bool, quiet: bool) -> Resul
     }
     let (train, test, input) = loaders(&cfg, &cfg.data.load()?)?;
     let spec = model_spec(&cfg, input)?;
-    crate::run::check::fits_in_memory(
-        spec.space
-            .size_bound_of(&spec.genotype, input.height as usize, input.width as usize),
-        &format!(
-            "the network of this genotype in '{}' on {input}",
-            spec.space.name
-        ),
-        cfg.batch_size,
-        None,
-    )?;
+    if let NetSpec::Cell(spec) = &spec {
+        crate::run::check::fits_in_memory(
+            spec.space
+                .size_bound_of(&spec.genotype, input.height as usize, input.width as usize),
+            &format!(
+                "the network of this genotype in '{}' on {input}",
+                spec.space.name
+            ),
+            cfg.batch_size,
+            None,
+        )?;
+    }
     let progress = Progress::new(quiet);
     if let Some(note) = dir.stale_note() {
         progress.line(&note);
@@ -342,7 +369,10 @@ fn run(cfg: TrainConfig, dir: &mut RunDir, resuming: bool, quiet: bool) -> Resul
     let meta = MetaSource {
         kind: "train",
         config: cfg.to_toml(),
-        space: &spec.space,
+        space: match &spec {
+            NetSpec::Cell(s) => MetaSpace::Cell(&s.space),
+            NetSpec::Chain(s) => MetaSpace::Chain(&s.space),
+        },
         seed: cfg.seed,
         device,
         steps_per_epoch: steps,
@@ -352,8 +382,8 @@ fn run(cfg: TrainConfig, dir: &mut RunDir, resuming: bool, quiet: bool) -> Resul
     let mut job = new_job(cfg, spec, (train, test), device)?;
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     let stop = StopFlag::install()?;
-    let (params, params_main) = job.model.parameter_counts();
-    let head = if job.model.net.has_auxiliary() {
+    let (params, params_main) = crate::model::parameter_counts(job.model.var_store());
+    let head = if params != params_main {
         format!(" ({params} with the auxiliary head)")
     } else {
         String::new()
@@ -361,8 +391,8 @@ fn run(cfg: TrainConfig, dir: &mut RunDir, resuming: bool, quiet: bool) -> Resul
     let cfg = job.cfg.clone();
     progress.line(&format!(
         "train: {}\n  {} network, {params_main} parameters{head}, {} epochs x {steps} steps, batch {}, {} classes, device {}, run dir {}",
-        job.model.spec.genotype.to_text(),
-        job.model.spec.style.name(),
+        job.model.arch_text(),
+        job.model.form(),
         cfg.epochs,
         cfg.batch_size,
         input.classes,
@@ -385,9 +415,9 @@ fn run(cfg: TrainConfig, dir: &mut RunDir, resuming: bool, quiet: bool) -> Resul
         dir.path().display(),
         cfg.epochs
     );
-    let model = job.model.export(&dir.file(MODEL_DIR), cfg.seed, &origin)?;
-    let spec = &job.model.spec;
-    log.genotype = Some((spec.genotype.to_text(), spec.genotype.to_json()));
+    let model =
+        crate::model::write_export(job.model.as_ref(), &dir.file(MODEL_DIR), cfg.seed, &origin)?;
+    log.genotype = Some((job.model.arch_text(), job.model.arch_json()));
     dir.write_run(&log)?;
     Ok(Outcome::Finished {
         test,

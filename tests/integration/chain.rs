@@ -273,7 +273,7 @@ fn a_spos_step_trains_only_its_path() {
 }
 
 /// A short search on the chain space (epochs of 4 steps of 32 Fashion-MNIST images).
-fn chain_run(out: &std::path::Path, extra: &[&str]) -> std::process::Command {
+pub(crate) fn chain_run(out: &std::path::Path, extra: &[&str]) -> std::process::Command {
     let mut c = super::search::supernet();
     c.args([
         "search",

@@ -2,6 +2,7 @@
 mod chain;
 mod curvature;
 mod data;
+mod deploy;
 mod device;
 mod distrib;
 mod enas;

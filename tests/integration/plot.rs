@@ -289,3 +289,49 @@ fn watch_draws_until_the_run_finishes() {
     .unwrap();
     assert_eq!(draws, 2);
 }
+
+#[test]
+fn a_chain_run_plots_its_choice_probabilities() {
+    let dir = scratch("chain");
+    let run = dir.path().join("search");
+    let out = super::chain::chain_run(&run, &[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let charts = dir.path().join("charts");
+    let report = plot_run_report(&run, &charts, Format::Svg).unwrap();
+    assert_eq!(report.files, vec![charts.join("choices.svg")]);
+    assert!(report.skipped.iter().any(|s| s.contains("chain run")));
+    let svg = std::fs::read_to_string(charts.join("choices.svg")).unwrap();
+    for text in ["layer 5", "mbconv_k7_e6", "skip"] {
+        assert!(svg.contains(text), "no '{text}' in the chart");
+    }
+
+    // The last record's probabilities: a distribution per layer over the choices it allows,
+    // whose argmax is the derived architecture.
+    let file = run.join("run.h5");
+    let (choices, series) =
+        supernet::plot::choice_series(&file, &read_run(&file).unwrap()).unwrap();
+    let derived = std::fs::read_to_string(run.join("genotype.txt")).unwrap();
+    let derived: Vec<&str> = derived.trim().split(',').collect();
+    assert_eq!(series.len(), derived.len());
+    for (layer, row) in series.iter().enumerate() {
+        let last: Vec<(usize, f64)> = row
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| s.as_ref().map(|s| (k, s.last().unwrap().1)))
+            .collect();
+        let sum: f64 = last.iter().map(|p| p.1).sum();
+        assert!((sum - 1.0).abs() < 1e-9, "layer {layer} sums to {sum}");
+        let best = last.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+        assert_eq!(choices[best].name(), derived[layer], "layer {layer}");
+        // Only the last layer of each two-layer stage may be skipped.
+        assert_eq!(
+            row.last().unwrap().is_some(),
+            layer % 2 == 1,
+            "layer {layer}"
+        );
+    }
+}

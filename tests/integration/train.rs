@@ -12,12 +12,8 @@ use tch::{Device, Tensor};
 const TINY_GENOTYPE: &str = "Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1), ('sep_conv_3x3', 2), ('max_pool_3x3', 0)], normal_concat=[2, 3], reduce=[('max_pool_3x3', 0), ('sep_conv_3x3', 1), ('skip_connect', 2), ('sep_conv_3x3', 1)], reduce_concat=[2, 3])";
 
 /// Rebuild an export with scripts/rebuild_model.py and compare its logits on the probe.
-fn rebuild_in_pytorch(model_dir: &Path) -> String {
-    let out = Command::new(".venv/bin/python")
-        .arg("scripts/rebuild_model.py")
-        .arg(model_dir)
-        .output()
-        .expect("run .venv/bin/python (scripts/setup creates it)");
+pub(crate) fn rebuild_in_pytorch(model_dir: &Path) -> String {
+    let out = rebuild_with(model_dir, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -26,6 +22,16 @@ fn rebuild_in_pytorch(model_dir: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// scripts/rebuild_model.py on `model_dir` with `extra` arguments, whatever its outcome.
+pub(crate) fn rebuild_with(model_dir: &Path, extra: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(".venv/bin/python")
+        .arg("scripts/rebuild_model.py")
+        .arg(model_dir)
+        .args(extra)
+        .output()
+        .expect("run .venv/bin/python (scripts/setup creates it)")
 }
 
 fn evaluation_model(genotype_file: &str, auxiliary: bool) -> Model {

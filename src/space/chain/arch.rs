@@ -31,6 +31,29 @@ impl ChainArch {
         Ok(ChainArch { layers })
     }
 
+    /// Whether a `--genotype` argument is a chain architecture's text rather than a file.
+    pub fn looks_like_text(arg: &str) -> bool {
+        let t = arg.trim_start();
+        t.starts_with("mbconv_k") || t.starts_with("skip")
+    }
+
+    /// A `--genotype` argument: a file holding the text form (a chain search's
+    /// `genotype.txt`) or the text itself.
+    pub fn from_arg(arg: &str) -> Result<Self> {
+        let path = std::path::Path::new(arg);
+        if path.is_file() {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            return Self::parse(text.trim()).map_err(|e| Error::bad_file(path, e.to_string()));
+        }
+        if Self::looks_like_text(arg) {
+            return Self::parse(arg);
+        }
+        Err(Error::bad_file(
+            path,
+            "no such architecture file (--genotype takes a file such as a chain search's genotype.txt, or the choices themselves: mbconv_k3_e6,skip,...)",
+        ))
+    }
+
     pub fn to_text(&self) -> String {
         let names: Vec<String> = self.layers.iter().map(|c| c.name()).collect();
         names.join(",")
