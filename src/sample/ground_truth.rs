@@ -69,9 +69,10 @@ impl Scores {
     fn of(path: &Path, table: &Table) -> Result<Self> {
         let name = table.group["samples/".len()..].to_string();
         let score = table.attr("score").unwrap_or("inherited");
-        let (column, is_accuracy) = match score {
-            "inherited" => ("accuracy".to_string(), true),
-            proxy => (proxy.replace('-', "_"), false),
+        // Inherited and few-shot scores are accuracies; a proxy has a column of its own.
+        let (column, is_accuracy) = match table.column("accuracy") {
+            Some(_) => ("accuracy".to_string(), true),
+            None => (score.replace('-', "_"), false),
         };
         let (Some(Column::Text(architectures)), Some(Column::F64(values))) =
             (table.column("architecture"), table.column(&column))
@@ -81,9 +82,9 @@ impl Scores {
                 format!("{} lacks its architecture or {column} column", table.group),
             ));
         };
-        let scorer = match (score, table.attr("bn")) {
-            ("inherited", Some(bn)) => format!("inherited ({bn})"),
-            (s, _) => s.to_string(),
+        let scorer = match (is_accuracy, table.attr("bn")) {
+            (true, Some(bn)) => format!("{score} ({bn})"),
+            _ => score.to_string(),
         };
         Ok(Scores {
             name,

@@ -12,7 +12,7 @@ use supernet::space::{count_architectures, enumerate, uniform_genotype, Genotype
 use supernet::tabulate::{Budget, GroundTruth};
 
 /// 2 ops on the 3 edges of a 2-node NAS-Bench-201 cell: 8 architectures.
-const SPACE: &str = r#"
+pub(crate) const SPACE: &str = r#"
 name = "nano"
 ops = ["skip_connect", "nor_conv_1x1"]
 

@@ -3,31 +3,15 @@
 //! and the seed-vs-seed ceiling equal to those computed here, the scatter drawn; and a
 //! table of another space or an unfinished one refused by name.
 use crate::search::{fails_with, ok, supernet};
+use crate::tabulate::SPACE;
 use std::path::Path;
 use supernet::record::{read_run, Column};
 use supernet::sample::rank::kendall_tau_b;
 use supernet::space::{enumerate, SearchSpace};
 use supernet::tabulate::{Budget, GroundTruth};
 
-/// 2 ops on the 3 edges of a 2-node NAS-Bench-201 cell: 8 architectures.
-const SPACE: &str = r#"
-name = "nano"
-ops = ["skip_connect", "nor_conv_1x1"]
-
-[cell]
-inputs = 1
-nodes = 2
-concat = [2]
-derive = { rule = "argmax" }
-
-[network]
-kind = "nb201"
-cells_per_stage = 1
-channels = 4
-"#;
-
 /// A table of every architecture of `space` with made-up accuracies for seeds 0 and 1
-/// (`None`: seed 1 of the last architecture left untrained).
+/// (`complete` false: the last architecture left untrained).
 fn table(space: &SearchSpace, path: &Path, complete: bool) -> GroundTruth {
     let budget = Budget {
         epochs: 1,
