@@ -5,7 +5,7 @@ use crate::run::RunDir;
 use crate::search::load_trained;
 use crate::space::Genotype;
 use crate::supernet::OpStyle;
-use crate::{Error, Result};
+use crate::Result;
 use std::path::{Path, PathBuf};
 
 /// Export the sub-network of `genotype` (default: the run's current derivation) of the
@@ -32,16 +32,7 @@ pub fn extract(run_dir: &Path, genotype: Option<Genotype>, out: &Path) -> Result
         auxiliary: false,
     };
     let model = Model::new(spec, tch::Device::Cpu)?;
-    let supernet = st.vs.variables();
-    for (name, dst) in model.named_tensors() {
-        let src = supernet.get(&name).ok_or_else(|| {
-            Error::Other(format!(
-                "the supernet of {} has no tensor '{name}' for this sub-network",
-                run_dir.display()
-            ))
-        })?;
-        tch::no_grad(|| dst.shallow_clone().copy_(src));
-    }
+    crate::model::inherit(&model, &st.vs.variables(), run_dir)?;
     let origin = format!(
         "supernet extract, run {}, after {} steps ({} epochs)",
         run_dir.display(),

@@ -129,17 +129,8 @@ impl ChainSearch {
     /// DARTS first order: Adam on the alphas from the validation loss under the softmax,
     /// then SGD on every weight from the training loss under the (constant) softmax.
     pub fn darts_step(&mut self, train: &Batch, val: &Batch, lr: f64) -> Result<StepStats> {
-        let alphas = [self.arch.alphas.shallow_clone()];
-        zero_grad(&alphas);
-        let (total, val_loss, val_acc) = self.arch_loss(val, &self.arch.softmax());
-        total.backward();
-        drop(total);
-        let val_loss = self.finite(val_loss, "validation loss")?;
-        self.finite(
-            alphas[0].grad().abs().max().double_value(&[]),
-            "architecture gradient",
-        )?;
-        self.adam.step(&alphas, self.cfg.arch_lr);
+        let mix = self.arch.softmax();
+        let (val_loss, val_acc) = self.alpha_step(val, &mix)?;
         let mix = self.arch.softmax_detached();
         let stats = self.weight_step(train, &mix, lr, |_| true)?;
         self.global_step += 1;
@@ -182,10 +173,23 @@ impl ChainSearch {
         let stats = self.weight_step(train, &sample, lr, |name| {
             !off.iter().any(|p| name.starts_with(p))
         })?;
+        let (_, relaxed) = self.arch.gumbel_hard(&self.space, tau, &mut rng_a, false);
+        let (val_loss, val_acc) = self.alpha_step(val, &relaxed)?;
+        self.global_step += 1;
+        Ok(StepStats {
+            val_loss,
+            val_acc,
+            ..stats
+        })
+    }
+
+    /// One Adam step on the alphas from the validation loss under the mixing weights `mix`
+    /// (a function of the alphas: their softmax, or a straight-through Gumbel sample);
+    /// the validation loss and accuracy.
+    fn alpha_step(&mut self, val: &Batch, mix: &MixWeights) -> Result<(f64, f64)> {
         let alphas = [self.arch.alphas.shallow_clone()];
         zero_grad(&alphas);
-        let (_, relaxed) = self.arch.gumbel_hard(&self.space, tau, &mut rng_a, false);
-        let (total, val_loss, val_acc) = self.arch_loss(val, &relaxed);
+        let (total, val_loss, val_acc) = self.arch_loss(val, mix);
         total.backward();
         drop(total);
         let val_loss = self.finite(val_loss, "validation loss")?;
@@ -194,12 +198,7 @@ impl ChainSearch {
             "architecture gradient",
         )?;
         self.adam.step(&alphas, self.cfg.arch_lr);
-        self.global_step += 1;
-        Ok(StepStats {
-            val_loss,
-            val_acc,
-            ..stats
-        })
+        Ok((val_loss, val_acc))
     }
 
     /// Parameter-name prefixes of the blocks `arch` does not use.
