@@ -17,6 +17,9 @@ pub const PURPOSE_PROBE: u64 = 0x5052_4F42;
 pub const PURPOSE_SPOS: u64 = 0x5350_4F53;
 pub const PURPOSE_GDAS_WEIGHTS: u64 = 0x4744_5357;
 pub const PURPOSE_GDAS_ARCH: u64 = 0x4744_5341;
+/// ProxylessNAS: the path of the weight step and the two paths of the architecture step.
+pub const PURPOSE_PROXYLESS_WEIGHTS: u64 = 0x5058_4C57;
+pub const PURPOSE_PROXYLESS_ARCH: u64 = 0x5058_4C41;
 /// ENAS: the controller's sample for the weight step and for the controller step.
 pub const PURPOSE_ENAS_WEIGHTS: u64 = 0x454E_5357;
 pub const PURPOSE_ENAS_ARCH: u64 = 0x454E_5341;

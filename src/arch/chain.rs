@@ -1,6 +1,7 @@
 //! The alphas of a chain space: one `[searchable layers, choices]` tensor in a store of its
 //! own, and its relaxations. A layer that does not allow a column (`skip` where the layer
 //! may not be skipped) has that column masked out of every softmax and argmax.
+use super::binary_gate::{self, TwoPaths};
 use crate::rng::Rng;
 use crate::space::chain::{uniform_arch, ChainArch, ChainSpace};
 use crate::supernet::MixWeights;
@@ -151,5 +152,41 @@ impl ChainAlphas {
         let arch = uniform_arch(space, rng);
         let w = MixWeights::one_hot_rows(&arch.columns(space), space.choices().len(), device);
         (arch, w)
+    }
+
+    /// The alphas on the host in f64, one row per layer.
+    pub fn host(&self) -> Vec<Vec<f64>> {
+        let a = self.alphas.detach().to_kind(Kind::Double).to_device(Device::Cpu);
+        Vec::<Vec<f64>>::try_from(a).expect("a 2-D tensor")
+    }
+
+    /// Per layer, the columns it allows.
+    pub fn allowed(&self) -> &[Vec<usize>] {
+        &self.allowed
+    }
+
+    /// ProxylessNAS's weight step: per layer one choice drawn by the multinomial of the
+    /// softmax over its allowed choices.
+    pub fn sample_path(&self, space: &ChainSpace, rng: &mut Rng) -> ChainArch {
+        let columns = space.choices();
+        let layers = self
+            .host()
+            .iter()
+            .zip(&self.allowed)
+            .map(|(a, allowed)| {
+                let p = binary_gate::probabilities(a, allowed);
+                columns[binary_gate::multinomial(&p, None, rng)]
+            })
+            .collect();
+        ChainArch { layers }
+    }
+
+    /// ProxylessNAS's architecture step: per layer two choices and which of them is active.
+    pub fn two_paths(&self, rng: &mut Rng) -> Vec<TwoPaths> {
+        self.host()
+            .iter()
+            .zip(&self.allowed)
+            .map(|(a, allowed)| TwoPaths::draw(a, &binary_gate::probabilities(a, allowed), rng))
+            .collect()
     }
 }

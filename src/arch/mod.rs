@@ -1,5 +1,6 @@
 //! Architecture parameters (the alphas, and PC-DARTS's edge betas), in a store of their own
 //! so that the network optimizer never sees them, and their relaxation into mixing weights.
+pub mod binary_gate;
 mod chain;
 
 pub use chain::ChainAlphas;

@@ -6,6 +6,7 @@ use crate::backend::Precision;
 use crate::run::paths::{self, ConfigFile};
 use crate::search::preset::Preset;
 use crate::search::{Outcome, RunOptions, SearchConfig, StrategyKind};
+use crate::space::chain::WeightSharing;
 use crate::space::SearchSpace;
 use crate::supernet::InputShape;
 use serde::Serialize;
@@ -62,6 +63,10 @@ pub struct SearchFlags {
     /// The search algorithm.
     #[arg(long, value_enum)]
     pub strategy: Option<StrategyKind>,
+    /// Chain spaces: how a layer's choices hold their weights: separate blocks per choice
+    /// (default) or Once-for-All's elastic (nested) weights, one largest block per layer.
+    #[arg(long, value_enum)]
+    pub weight_sharing: Option<WeightSharing>,
     /// Weights: Nesterov momentum.
     #[arg(long)]
     pub nesterov: Option<bool>,

@@ -12,6 +12,8 @@ pub enum Affine {
 
 /// PyTorch's default momentum of BN running statistics.
 const BN_MOMENTUM: f64 = 0.1;
+/// tch's (and PyTorch's) default BN epsilon, which [`batch_norm`] keeps.
+const BN_EPS: f64 = 1e-5;
 
 /// BN as PyTorch initialises it: weight 1, bias 0 (tch's default weight is uniform).
 pub fn batch_norm(p: nn::Path, c: i64, affine: Affine) -> nn::BatchNorm {
@@ -345,6 +347,33 @@ pub fn batch_norm_t(bn: &nn::BatchNorm, xs: &Tensor, train: bool) -> Tensor {
         channels_last(&xs.contiguous().apply_t(bn, train))
     } else {
         xs.apply_t(bn, train)
+    }
+}
+
+/// OFA's DynamicBatchNorm2d: `bn` restricted to its first `c` channels (weights, biases
+/// and running statistics, which a training pass updates in place through the slices).
+/// The same call and layout handling as [`batch_norm_t`], so that with `c` equal to the
+/// full width the result is bit for bit that of the whole BN.
+pub fn batch_norm_prefix_t(bn: &nn::BatchNorm, c: i64, xs: &Tensor, train: bool) -> Tensor {
+    let slice = |t: &Tensor| t.narrow(0, 0, c);
+    let (ws, bs) = (bn.ws.as_ref().map(slice), bn.bs.as_ref().map(slice));
+    let norm = |x: &Tensor| {
+        Tensor::batch_norm(
+            x,
+            ws.as_ref(),
+            bs.as_ref(),
+            Some(&slice(&bn.running_mean)),
+            Some(&slice(&bn.running_var)),
+            train,
+            BN_MOMENTUM,
+            BN_EPS,
+            true,
+        )
+    };
+    if slow_bn_layout(xs) {
+        channels_last(&norm(&xs.contiguous()))
+    } else {
+        norm(xs)
     }
 }
 

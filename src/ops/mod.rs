@@ -1,13 +1,15 @@
 //! The candidate operations as libtorch modules, built by one `match` on [`OpKind`].
 //! Semantics follow the DARTS and NAS-Bench-201 reference implementations exactly.
+mod elastic;
 mod factorized;
 mod layers;
 mod mbconv;
 mod record;
 
+pub use elastic::{transform_name, ElasticMbConv};
 pub use factorized::FactorizedReduce;
 pub use layers::{
-    batch_norm, batch_norm_t, channels_last, linear, relu_conv_bn, update_running_stats, Affine,
+    batch_norm, batch_norm_prefix_t, batch_norm_t, channels_last, linear, relu_conv_bn, update_running_stats, Affine,
     Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
 };
 

@@ -1,19 +1,24 @@
-//! One-shot search on a chain space with separate weights per choice: DARTS-style
+//! One-shot search on a chain space (separate or elastic weights per choice): DARTS-style
 //! relaxation (first order: the alphas on the validation batch, then the weights on the
-//! training batch) and SPOS (one uniformly drawn path trained per step). The same SGD and
-//! Adam, configuration fields and (seed, step) keyed sampling as the cell strategies.
+//! training batch), SPOS (one uniformly drawn path trained per step), GDAS and ProxylessNAS's
+//! binarised paths. The same SGD and Adam, configuration fields and (seed, step) keyed
+//! sampling as the cell strategies.
 use super::config::SearchConfig;
 use super::hardware::HardwarePenalty;
 use super::state::Batch;
 use crate::arch::ChainAlphas;
 use crate::evaluate::accuracy;
 use crate::optim::{clip_grad_norm, split_variables, zero_grad, Adam, Sgd};
-use crate::rng::{Rng, PURPOSE_GDAS_ARCH, PURPOSE_GDAS_WEIGHTS, PURPOSE_SPOS};
+use crate::arch::binary_gate::{rescale_offset, two_path_alpha_grad, TwoPaths};
+use crate::rng::{
+    Rng, PURPOSE_GDAS_ARCH, PURPOSE_GDAS_WEIGHTS, PURPOSE_PROXYLESS_ARCH,
+    PURPOSE_PROXYLESS_WEIGHTS, PURPOSE_SPOS,
+};
 use crate::run::StepStats;
 use crate::space::chain::{ChainArch, ChainSpace};
 use crate::supernet::{image_shape, ChainNet, InputShape, MixWeights};
 use crate::{Error, Result};
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 pub struct ChainSearch {
     pub space: ChainSpace,
@@ -43,7 +48,7 @@ impl ChainSearch {
     ) -> Result<Self> {
         tch::manual_seed(cfg.seed as i64);
         let vs = nn::VarStore::new(device);
-        let net = ChainNet::supernet(&vs.root(), space, input)?;
+        let net = ChainNet::supernet_with(&vs.root(), space, input, cfg.weight_sharing)?;
         let arch = ChainAlphas::new(space, device);
         let (weight_names, weights, _) = split_variables(&vs);
         let mut sgd = Sgd::new(&weights, cfg.momentum, cfg.weight_decay);
@@ -201,20 +206,115 @@ impl ChainSearch {
         Ok((val_loss, val_acc))
     }
 
-    /// Parameter-name prefixes of the blocks `arch` does not use.
+    /// Parameter-name prefixes of the weights `arch` does not use.
     pub fn off_path(&self, arch: &ChainArch) -> Vec<String> {
-        self.space
-            .plan((1, 1))
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| l.searchable.map(|r| (i, r, l)))
-            .flat_map(|(i, r, l)| {
-                l.choices
-                    .iter()
-                    .filter(move |&&c| c != arch.layers[r])
-                    .map(move |c| format!("layers.{i}.{c}."))
-            })
-            .collect()
+        self.net.off_path(arch)
+    }
+
+    /// ProxylessNAS (Cai et al. 2019, Sec. 3.2), binarised paths: SGD on one path per layer
+    /// drawn by the multinomial of softmax(alpha) (only its blocks computed and updated), then
+    /// the "two paths" architecture step of [`ChainSearch::two_path_step`].
+    pub fn proxyless_step(&mut self, train: &Batch, val: &Batch, lr: f64) -> Result<StepStats> {
+        let key = |purpose| Rng::from_key(&[self.cfg.seed, purpose, self.global_step]);
+        let (mut rng_w, mut rng_a) = (key(PURPOSE_PROXYLESS_WEIGHTS), key(PURPOSE_PROXYLESS_ARCH));
+        let arch = self.arch.sample_path(&self.space, &mut rng_w);
+        let mix = MixWeights::one_hot_rows(
+            &arch.columns(&self.space),
+            self.space.choices().len(),
+            self.vs.device(),
+        );
+        let off = self.off_path(&arch);
+        let stats = self.weight_step(train, &mix, lr, |name| {
+            !off.iter().any(|p| name.starts_with(p))
+        })?;
+        let paths = self.arch.two_paths(&mut rng_a);
+        let (val_loss, val_acc) = self.two_path_step(val, &paths)?;
+        self.global_step += 1;
+        Ok(StepStats {
+            val_loss,
+            val_acc,
+            ..stats
+        })
+    }
+
+    /// ProxylessNAS's "two" mode architecture step for the paths `paths` (one per layer):
+    /// the validation loss through binary gates one-hot at the active paths; per layer the
+    /// gradient of the two involved alphas from the gates' gradient
+    /// (`dL/dalpha_i = sum_j dL/dg_j p_j (delta_ij - p_i)`, `p` the softmax of the two),
+    /// plus the hardware penalty's gradient of the expected cost under softmax(alpha) over
+    /// all choices (Eq. 5); Adam; then both involved alphas shifted by
+    /// `log(sum exp(new) / sum exp(old))` so that the choices not sampled keep their
+    /// probabilities (`rescale_updated_arch_param`). The validation loss and accuracy.
+    pub fn two_path_step(&mut self, val: &Batch, paths: &[TwoPaths]) -> Result<(f64, f64)> {
+        let device = self.vs.device();
+        let shape = self.arch.alphas.size();
+        let cols = shape[1] as usize;
+        let mut one_hot = vec![0f32; paths.len() * cols];
+        for (r, p) in paths.iter().enumerate() {
+            one_hot[r * cols + p.active] = 1.0;
+        }
+        let gates = Tensor::from_slice(&one_hot)
+            .view([shape[0], shape[1]])
+            .to_device(device)
+            .set_requires_grad(true);
+        let pairs: Vec<(usize, Option<usize>)> =
+            paths.iter().map(|p| (p.active, p.inactive)).collect();
+        let logits = self.net.forward_gated(&val.images, &gates, &pairs, true);
+        let acc = accuracy(&logits, &val.labels);
+        let loss = logits.cross_entropy_for_logits(&val.labels);
+        let val_loss = self.finite(loss.double_value(&[]), "validation loss")?;
+        let gate_grad = Tensor::run_backward(&[&loss], &[&gates], false, false)
+            .pop()
+            .expect("the gates' gradient");
+        drop((loss, logits));
+        let g = Vec::<Vec<f64>>::try_from(gate_grad.to_kind(Kind::Double).to_device(Device::Cpu))
+            .expect("a 2-D gradient");
+        let old = self.arch.host();
+        let mut grad = vec![0f64; paths.len() * cols];
+        for (r, p) in paths.iter().enumerate() {
+            if let Some(i) = p.inactive {
+                let a = p.active;
+                let d = two_path_alpha_grad([old[r][a], old[r][i]], [g[r][a], g[r][i]]);
+                grad[r * cols + a] = d[0];
+                grad[r * cols + i] = d[1];
+            }
+        }
+        let grad = Tensor::from_slice(&grad)
+            .view([shape[0], shape[1]])
+            .to_kind(Kind::Float)
+            .to_device(device);
+        let alphas = [self.arch.alphas.shallow_clone()];
+        zero_grad(&alphas);
+        // A surrogate whose gradient is the binary-gate gradient plus the penalty's.
+        let mut surrogate = (&alphas[0] * &grad).sum(Kind::Float);
+        if let Some(p) = &self.penalty {
+            surrogate = surrogate + p.value(&self.arch.softmax().weights);
+        }
+        surrogate.backward();
+        drop(surrogate);
+        self.finite(
+            alphas[0].grad().abs().max().double_value(&[]),
+            "architecture gradient",
+        )?;
+        self.adam.step(&alphas, self.cfg.arch_lr);
+        let new = self.arch.host();
+        let mut offsets = vec![0f64; paths.len() * cols];
+        for (r, p) in paths.iter().enumerate() {
+            if let Some(i) = p.inactive {
+                let a = p.active;
+                let o = rescale_offset([old[r][a], old[r][i]], [new[r][a], new[r][i]]);
+                offsets[r * cols + a] = o;
+                offsets[r * cols + i] = o;
+            }
+        }
+        let offsets = Tensor::from_slice(&offsets)
+            .view([shape[0], shape[1]])
+            .to_kind(Kind::Float)
+            .to_device(device);
+        tch::no_grad(|| {
+            let _ = alphas[0].shallow_clone().f_sub_(&offsets);
+        });
+        Ok((val_loss, acc))
     }
 
     /// The derived architecture: per layer the argmax of its allowed choices.

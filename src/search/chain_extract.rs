@@ -1,6 +1,8 @@
 //! `supernet extract` on a chain search: the network of one architecture (default: what the
 //! run's alphas derive to now) with the weights it inherits from the supernet's last
 //! checkpoint, as a stand-alone model export that `supernet train --init` fine-tunes from.
+//! From elastic weights the export holds each chosen block's slices (first channels,
+//! transformed kernel centre), so it computes what the supernet computes on that path.
 use super::chain::ChainSearch;
 use super::chain_job::load_checkpoint;
 use super::config::SearchConfig;
@@ -27,6 +29,8 @@ pub fn extract(run_dir: &Path, arch: Option<ChainArch>, out: &Path) -> Result<Pa
         None => search.derive(),
     };
     arch.validate(&space)?;
+    // Elastic layers: the chosen blocks' slices, under the separate form's names.
+    let materialised = search.net.materialised(&arch);
     let spec = ChainModelSpec {
         space_file: cfg.space.clone(),
         space,
@@ -34,7 +38,9 @@ pub fn extract(run_dir: &Path, arch: Option<ChainArch>, out: &Path) -> Result<Pa
         input,
     };
     let model = ChainModel::new(spec, Device::Cpu)?;
-    inherit(&model, &search.vs.variables(), run_dir)?;
+    let mut supernet = search.vs.variables();
+    supernet.extend(materialised);
+    inherit(&model, &supernet, run_dir)?;
     let origin = format!(
         "supernet extract, run {}, after {} steps ({} epochs)",
         run_dir.display(),

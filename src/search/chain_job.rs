@@ -25,12 +25,15 @@ use tch::Tensor;
 pub fn check_config(cfg: &SearchConfig, opts: &RunOptions) -> Result<()> {
     if !matches!(
         cfg.strategy,
-        StrategyKind::FirstOrder | StrategyKind::Spos | StrategyKind::Gdas
+        StrategyKind::FirstOrder
+            | StrategyKind::Spos
+            | StrategyKind::Gdas
+            | StrategyKind::Proxyless
     ) {
         return Err(Error::invalid(
             "strategy",
             cfg.strategy.name(),
-            "first-order, gdas or spos for a chain space",
+            "first-order, gdas, spos or proxyless for a chain space",
         ));
     }
     if cfg.network.layers.is_some() || cfg.network.channels.is_some() {
@@ -152,6 +155,10 @@ impl Job for ChainJob {
                 let val = Batch::to_device(&ab, device);
                 self.s.gdas_step(&train, &val, self.lr, self.tau)
             }
+            StrategyKind::Proxyless => {
+                let val = Batch::to_device(&ab, device);
+                self.s.proxyless_step(&train, &val, self.lr)
+            }
             _ => {
                 let val = Batch::to_device(&ab, device);
                 self.s.darts_step(&train, &val, self.lr)
@@ -267,10 +274,11 @@ pub fn run(
     let (mut log, pos) = begin(&mut job, dir, resuming, meta)?;
     let stop = StopFlag::install()?;
     progress.line(&format!(
-        "search: chain space '{}' ({} searchable layers, {} choices), {} strategy, {} epochs x {steps} steps, batch {}, {} classes, device {}, run dir {}",
+        "search: chain space '{}' ({} searchable layers, {} choices, {} weights), {} strategy, {} epochs x {steps} steps, batch {}, {} classes, device {}, run dir {}",
         space.name,
         space.num_searchable(),
         space.choices().len(),
+        cfg.weight_sharing.name(),
         cfg.strategy.name(),
         cfg.epochs,
         cfg.batch_size,

@@ -4,6 +4,7 @@ use crate::backend::Precision;
 use crate::data::{AugmentOverrides, DataSource};
 use crate::run::parse_device;
 use crate::run::paths::{self, ConfigFile};
+use crate::space::chain::WeightSharing;
 use crate::space::{NetworkOverrides, SearchSpace};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,10 @@ pub enum StrategyKind {
     /// ENAS (Pham et al. 2018): an LSTM controller samples paths, trained by REINFORCE on
     /// the sampled sub-network's validation accuracy.
     Enas,
+    /// ProxylessNAS (Cai et al. 2019), chain spaces only: binarised paths; one path per
+    /// layer sampled from softmax(alpha) trains the weights, two sampled paths per layer and
+    /// the binary-gate gradient train the alphas.
+    Proxyless,
 }
 
 impl StrategyKind {
@@ -34,6 +39,7 @@ impl StrategyKind {
             StrategyKind::Spos => "spos",
             StrategyKind::Gdas => "gdas",
             StrategyKind::Enas => "enas",
+            StrategyKind::Proxyless => "proxyless",
         }
     }
 }
@@ -139,6 +145,11 @@ pub struct SearchConfig {
     /// (README "Hardware-aware search"); off, and left out of the config file, by default.
     #[serde(default, skip_serializing_if = "super::hardware::Hardware::is_off")]
     pub hardware: super::hardware::Hardware,
+    /// Chain spaces: how the choices of a layer hold their weights: `separate` (one block
+    /// per choice; the default, left out of the config file) or `elastic` (Once-for-All's
+    /// nested weights: one largest block per layer).
+    #[serde(default, skip_serializing_if = "WeightSharing::is_separate")]
+    pub weight_sharing: WeightSharing,
     /// The preset these settings started from (`Preset::apply`), for the record; the values
     /// themselves are the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,6 +197,7 @@ impl Default for SearchConfig {
             remedies: Default::default(),
             few_shot: None,
             hardware: Default::default(),
+            weight_sharing: WeightSharing::Separate,
             preset: None,
         }
     }
@@ -259,6 +271,26 @@ impl SearchConfig {
     pub fn validate_with_space(&self) -> Result<SearchSpace> {
         self.validate()?;
         let space = SearchSpace::load(&self.space)?.with_overrides(self.network)?;
+        if self.strategy == StrategyKind::Proxyless {
+            return Err(Error::invalid(
+                "strategy",
+                "proxyless",
+                format!(
+                    "first-order, second-order, spos, gdas or enas for the cell space '{}' (proxyless binarises the paths of chain spaces only)",
+                    space.name
+                ),
+            ));
+        }
+        if !self.weight_sharing.is_separate() {
+            return Err(Error::invalid(
+                "weight_sharing",
+                self.weight_sharing.name(),
+                format!(
+                    "separate for the cell space '{}' (elastic weights are defined on chain spaces)",
+                    space.name
+                ),
+            ));
+        }
         if !self.hardware.is_off() {
             return Err(Error::invalid(
                 "hardware",

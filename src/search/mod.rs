@@ -296,6 +296,16 @@ pub fn strategy(kind: StrategyKind, st: &mut SearchState) -> Result<Box<dyn Stra
         StrategyKind::Spos => Box::new(Spos),
         StrategyKind::Gdas => Box::new(Gdas),
         StrategyKind::Enas => Box::new(enas::Enas::new(st)?),
+        StrategyKind::Proxyless => {
+            return Err(Error::invalid(
+                "strategy",
+                "proxyless",
+                format!(
+                    "a cell-space strategy for the cell space '{}' (proxyless binarises the paths of chain spaces only)",
+                    st.space.name
+                ),
+            ))
+        }
     })
 }
 

@@ -2,11 +2,18 @@
 //! searchable layer holds one MBConv block per choice it allows, and its output is the sum
 //! of the blocks' outputs under that layer's row of the mixing weights (`skip` adds the
 //! input itself). The same builder makes the network of one architecture, with the
-//! supernet's parameter names, so that it can inherit the supernet's weights.
+//! supernet's parameter names, so that it can inherit the supernet's weights. With elastic
+//! weights (Once-for-All) a searchable layer holds one largest block instead, which every
+//! choice slices ([`ElasticMbConv`]); its choices' weights are materialised for extraction.
 use super::network::InputShape;
 use super::weights::MixWeights;
-use crate::ops::{activate, channels_last, linear, ConvBnAct, ConvShape, MbConv};
-use crate::space::chain::{Activation, ChainArch, ChainSpace, Choice, ImageShape};
+use crate::ops::{
+    activate, channels_last, linear, transform_name, ConvBnAct, ConvShape, ElasticMbConv, MbConv,
+};
+use crate::space::chain::{
+    kernel_transforms, largest_choice, Activation, ChainArch, ChainSpace, Choice, ImageShape,
+    WeightSharing,
+};
 use crate::{Error, Result};
 use tch::{nn, Tensor};
 
@@ -17,6 +24,13 @@ enum Layer {
     Searched {
         row: usize,
         ops: Vec<(usize, Option<MbConv>)>,
+    },
+    /// Alpha row `row`; one elastic block for every choice, and per allowed choice its alpha
+    /// column.
+    Elastic {
+        row: usize,
+        block: Box<ElasticMbConv>,
+        choices: Vec<(usize, Choice)>,
     },
 }
 
@@ -32,9 +46,20 @@ pub struct ChainNet {
 }
 
 impl ChainNet {
-    /// The supernet: every allowed choice of every searchable layer.
+    /// The supernet: every allowed choice of every searchable layer, with separate weights.
     pub fn supernet(p: &nn::Path, space: &ChainSpace, input: InputShape) -> Result<Self> {
-        Self::build(p, space, input, None)
+        Self::build(p, space, input, None, WeightSharing::Separate)
+    }
+
+    /// The supernet with its choices' weights held as `sharing` says.
+    pub fn supernet_with(
+        p: &nn::Path,
+        space: &ChainSpace,
+        input: InputShape,
+        sharing: WeightSharing,
+    ) -> Result<Self> {
+        sharing.check(space)?;
+        Self::build(p, space, input, None, sharing)
     }
 
     /// Only the blocks of `arch`, named as in the supernet.
@@ -45,7 +70,7 @@ impl ChainNet {
         arch: &ChainArch,
     ) -> Result<Self> {
         arch.validate(space)?;
-        Self::build(p, space, input, Some(arch))
+        Self::build(p, space, input, Some(arch), WeightSharing::Separate)
     }
 
     fn build(
@@ -53,6 +78,7 @@ impl ChainNet {
         space: &ChainSpace,
         input: InputShape,
         arch: Option<&ChainArch>,
+        sharing: WeightSharing,
     ) -> Result<Self> {
         space.validate()?;
         if input.classes < 1 {
@@ -76,6 +102,31 @@ impl ChainNet {
                 None => Layer::Fixed(Box::new(
                     MbConv::of_choice(&lp, plan, plan.choices[0]).expect("validated: not skip"),
                 )),
+                Some(row) if sharing == WeightSharing::Elastic => {
+                    let Choice::MbConv { kernel, expand } = largest_choice(space) else {
+                        unreachable!("the largest choice is a block")
+                    };
+                    let block = ElasticMbConv::new(
+                        &(&lp / ELASTIC),
+                        plan,
+                        kernel,
+                        expand,
+                        &kernel_transforms(space),
+                    );
+                    let choices = plan
+                        .choices
+                        .iter()
+                        .map(|&c| {
+                            let column = columns.iter().position(|&x| x == c).expect("a column");
+                            (column, c)
+                        })
+                        .collect();
+                    Layer::Elastic {
+                        row,
+                        block: Box::new(block),
+                        choices,
+                    }
+                }
                 Some(row) => {
                     let chosen: Vec<Choice> = match arch {
                         Some(a) => vec![a.layers[row]],
@@ -127,14 +178,13 @@ impl ChainNet {
         for layer in &self.layers {
             x = match layer {
                 Layer::Fixed(b) => b.forward_t(&x, train),
-                Layer::Searched { row, ops } => {
+                Layer::Searched { row, .. } | Layer::Elastic { row, .. } => {
                     let mut sum: Option<Tensor> = None;
                     for k in w.active_ops(*row, n_cols) {
-                        let Some((_, block)) = ops.iter().find(|(c, _)| *c == k) else {
+                        let Some(y) = run_column(layer, k, &x, train) else {
                             // Masked (a choice this layer does not allow): weight 0.
                             continue;
                         };
-                        let y = run_block(block.as_ref(), &x, train);
                         let y = if w.is_unit() {
                             y
                         } else {
@@ -161,13 +211,95 @@ impl ChainNet {
     /// searchable layer's block of alpha column `column` (skip: the input). `None` when
     /// the network does not hold that block.
     pub fn layer_t(&self, layer: usize, column: usize, xs: &Tensor, train: bool) -> Option<Tensor> {
-        match self.layers.get(layer)? {
-            Layer::Fixed(b) => Some(b.forward_t(xs, train)),
-            Layer::Searched { ops, .. } => {
-                let (_, block) = ops.iter().find(|(c, _)| *c == column)?;
-                Some(run_block(block.as_ref(), xs, train))
+        run_column(self.layers.get(layer)?, column, xs, train)
+    }
+
+    /// ProxylessNAS's binary gates: per searchable layer (row `r`) the output is
+    /// `gates[r][a] * o_a + gates[r][i] * o_i`, where `o_a` is the active path `paths[r].0`
+    /// with its graph and `o_i` the inactive path `paths[r].1` computed without one (so that
+    /// only the gate sees it). With `gates` one-hot at the active paths the value is that of
+    /// the active path alone, and the gradient of the loss with respect to `gates` is
+    /// `dL/dg_j = sum(dL/dout * o_j)` for both paths.
+    pub fn forward_gated(
+        &self,
+        xs: &Tensor,
+        gates: &Tensor,
+        paths: &[(usize, Option<usize>)],
+        train: bool,
+    ) -> Tensor {
+        let mut x = self.stem_t(xs, train);
+        for layer in &self.layers {
+            x = match layer {
+                Layer::Fixed(b) => b.forward_t(&x, train),
+                Layer::Searched { row, .. } | Layer::Elastic { row, .. } => {
+                    let (active, inactive) = paths[*row];
+                    let gate = |k: usize| gates.get(*row as i64).get(k as i64);
+                    let run = |k: usize| {
+                        run_column(layer, k, &x, train).expect("a sampled path is allowed")
+                    };
+                    let y = run(active) * gate(active);
+                    match inactive {
+                        Some(k) => y + tch::no_grad(|| run(k)) * gate(k),
+                        None => y,
+                    }
+                }
+            };
+        }
+        self.head_t(&x, train)
+    }
+
+    /// The supernet's tensors a stand-alone network of `arch` inherits beyond its own
+    /// variables: for every elastic layer, the weights of `arch`'s choice materialised
+    /// under the separate form's names (`layers.{i}.{choice}.expand.conv.weight`, ...).
+    pub fn materialised(&self, arch: &ChainArch) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            if let Layer::Elastic { row, block, .. } = layer {
+                let choice = arch.layers[*row];
+                if let Choice::MbConv { kernel, expand } = choice {
+                    for (name, t) in block.materialise(kernel, expand) {
+                        out.push((format!("layers.{i}.{choice}.{name}"), t));
+                    }
+                }
             }
         }
+        out
+    }
+
+    /// Parameter-name prefixes of the weights the path `arch` does not use: per searchable
+    /// layer the blocks of the other choices (separate weights), or the whole elastic block
+    /// of a skipped layer and the kernel transformations its kernel does not need.
+    pub fn off_path(&self, arch: &ChainArch) -> Vec<String> {
+        let mut off = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            match layer {
+                Layer::Fixed(_) => {}
+                Layer::Searched { row, .. } => {
+                    let plan_choices = self.space.plan((1, 1))[i].choices.clone();
+                    off.extend(
+                        plan_choices
+                            .into_iter()
+                            .filter(|&c| c != arch.layers[*row])
+                            .map(|c| format!("layers.{i}.{c}.")),
+                    );
+                }
+                Layer::Elastic { row, block, .. } => match arch.layers[*row] {
+                    Choice::Skip => off.push(format!("layers.{i}.{ELASTIC}.")),
+                    Choice::MbConv { kernel, .. } => {
+                        let used = block.transforms_used(kernel);
+                        for (from, to) in kernel_transforms(&self.space) {
+                            if !used.contains(&(from, to)) {
+                                off.push(format!(
+                                    "layers.{i}.{ELASTIC}.depthwise.{}",
+                                    transform_name(from, to)
+                                ));
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        off
     }
 
     /// After the last layer: head convolution, global average pooling, hidden linear
@@ -185,11 +317,28 @@ impl ChainNet {
     }
 }
 
-/// A searchable layer's block, or the input itself for `skip`.
-fn run_block(block: Option<&MbConv>, xs: &Tensor, train: bool) -> Tensor {
-    match block {
-        Some(b) => b.forward_t(xs, train),
-        None => xs.shallow_clone(),
+/// The parameter-path component of an elastic layer's block.
+pub const ELASTIC: &str = "elastic";
+
+/// A layer as alpha column `column` (a fixed layer: its block): the block of that choice, or
+/// the input itself for `skip`; `None` when the layer does not hold that choice.
+fn run_column(layer: &Layer, column: usize, xs: &Tensor, train: bool) -> Option<Tensor> {
+    match layer {
+        Layer::Fixed(b) => Some(b.forward_t(xs, train)),
+        Layer::Searched { ops, .. } => {
+            let (_, block) = ops.iter().find(|(c, _)| *c == column)?;
+            Some(match block {
+                Some(b) => b.forward_t(xs, train),
+                None => xs.shallow_clone(),
+            })
+        }
+        Layer::Elastic { block, choices, .. } => {
+            let (_, choice) = choices.iter().find(|(c, _)| *c == column)?;
+            Some(match *choice {
+                Choice::MbConv { kernel, expand } => block.forward_t(xs, kernel, expand, train),
+                Choice::Skip => xs.shallow_clone(),
+            })
+        }
     }
 }
 

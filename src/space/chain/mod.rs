@@ -4,6 +4,7 @@ mod arch;
 mod choice;
 mod cost;
 mod sampling;
+mod sharing;
 mod spec;
 
 pub use arch::ChainArch;
@@ -13,6 +14,7 @@ pub use cost::{
     se_channels, supernet_cost, Cost, ImageShape,
 };
 pub use sampling::uniform_arch;
+pub use sharing::{elastic_supernet_params, kernel_transforms, largest_choice, WeightSharing};
 pub use spec::{
     conv_out, ChainKind, ChainNetwork, ChainSpace, HeadSpec, LayerPlan, StageSpec, StemSpec,
 };
