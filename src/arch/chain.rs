@@ -156,7 +156,11 @@ impl ChainAlphas {
 
     /// The alphas on the host in f64, one row per layer.
     pub fn host(&self) -> Vec<Vec<f64>> {
-        let a = self.alphas.detach().to_kind(Kind::Double).to_device(Device::Cpu);
+        let a = self
+            .alphas
+            .detach()
+            .to_kind(Kind::Double)
+            .to_device(Device::Cpu);
         Vec::<Vec<f64>>::try_from(a).expect("a 2-D tensor")
     }
 

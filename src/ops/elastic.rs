@@ -108,7 +108,10 @@ impl ElasticMbConv {
             se: plan.se.then(|| {
                 let sq = se_channels(hidden as usize) as i64;
                 let se = p / "se";
-                (linear(&se / "fc1", hidden, sq), linear(&se / "fc2", sq, hidden))
+                (
+                    linear(&se / "fc1", hidden, sq),
+                    linear(&se / "fc2", sq, hidden),
+                )
             }),
             project: ConvBn::new(&(p / "project"), ConvShape::new(hidden, c_out, 1)),
             act: plan.act,
@@ -189,7 +192,8 @@ impl ElasticMbConv {
                 )
                 .hardsigmoid()
                 .view([b, c, 1, 1]);
-            h = h * scale;
+            // Not `*=`: that would overwrite in place what the activation's backward reads.
+            h = &h * scale;
         }
         let w = self.project.conv.conv.ws.narrow(1, 0, hidden).contiguous();
         let ys = h.conv2d::<&Tensor>(&w, None, [1, 1], [0, 0], [1, 1], 1);
@@ -211,7 +215,11 @@ impl ElasticMbConv {
             out.push((format!("{prefix}.{name}"), t.detach().contiguous().copy()));
         };
         tch::no_grad(|| {
-            put("expand", "conv.weight", self.expand.conv.conv.ws.narrow(0, 0, hidden));
+            put(
+                "expand",
+                "conv.weight",
+                self.expand.conv.conv.ws.narrow(0, 0, hidden),
+            );
             for (n, t) in self.expand.bn_prefix(hidden) {
                 put("expand", n, t);
             }
@@ -221,16 +229,28 @@ impl ElasticMbConv {
             }
             if let Some((fc1, fc2)) = &self.se {
                 let sq = se_channels(hidden as usize) as i64;
-                put("se", "fc1.weight", fc1.ws.narrow(0, 0, sq).narrow(1, 0, hidden));
+                put(
+                    "se",
+                    "fc1.weight",
+                    fc1.ws.narrow(0, 0, sq).narrow(1, 0, hidden),
+                );
                 if let Some(b) = &fc1.bs {
                     put("se", "fc1.bias", b.narrow(0, 0, sq));
                 }
-                put("se", "fc2.weight", fc2.ws.narrow(0, 0, hidden).narrow(1, 0, sq));
+                put(
+                    "se",
+                    "fc2.weight",
+                    fc2.ws.narrow(0, 0, hidden).narrow(1, 0, sq),
+                );
                 if let Some(b) = &fc2.bs {
                     put("se", "fc2.bias", b.narrow(0, 0, hidden));
                 }
             }
-            put("project", "conv.weight", self.project.conv.conv.ws.narrow(1, 0, hidden));
+            put(
+                "project",
+                "conv.weight",
+                self.project.conv.conv.ws.narrow(1, 0, hidden),
+            );
             let c_out = self.project.conv.shape.c_out;
             for (n, t) in self.project.bn_prefix(c_out) {
                 put("project", n, t);

@@ -9,8 +9,8 @@ mod record;
 pub use elastic::{transform_name, ElasticMbConv};
 pub use factorized::FactorizedReduce;
 pub use layers::{
-    batch_norm, batch_norm_prefix_t, batch_norm_t, channels_last, linear, relu_conv_bn, update_running_stats, Affine,
-    Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
+    batch_norm, batch_norm_prefix_t, batch_norm_t, channels_last, linear, relu_conv_bn,
+    update_running_stats, Affine, Chain, Conv, ConvShape, Layer, LayerSpec, Pool,
 };
 
 pub use mbconv::{activate, ConvBnAct, MbConv};

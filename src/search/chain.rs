@@ -6,10 +6,10 @@
 use super::config::SearchConfig;
 use super::hardware::HardwarePenalty;
 use super::state::Batch;
+use crate::arch::binary_gate::{rescale_offset, two_path_alpha_grad, TwoPaths};
 use crate::arch::ChainAlphas;
 use crate::evaluate::accuracy;
 use crate::optim::{clip_grad_norm, split_variables, zero_grad, Adam, Sgd};
-use crate::arch::binary_gate::{rescale_offset, two_path_alpha_grad, TwoPaths};
 use crate::rng::{
     Rng, PURPOSE_GDAS_ARCH, PURPOSE_GDAS_WEIGHTS, PURPOSE_PROXYLESS_ARCH,
     PURPOSE_PROXYLESS_WEIGHTS, PURPOSE_SPOS,
@@ -286,10 +286,11 @@ impl ChainSearch {
         let alphas = [self.arch.alphas.shallow_clone()];
         zero_grad(&alphas);
         // A surrogate whose gradient is the binary-gate gradient plus the penalty's.
-        let mut surrogate = (&alphas[0] * &grad).sum(Kind::Float);
-        if let Some(p) = &self.penalty {
-            surrogate = surrogate + p.value(&self.arch.softmax().weights);
-        }
+        let gates_term = (&alphas[0] * &grad).sum(Kind::Float);
+        let surrogate = match &self.penalty {
+            Some(p) => gates_term + p.value(&self.arch.softmax().weights),
+            None => gates_term,
+        };
         surrogate.backward();
         drop(surrogate);
         self.finite(

@@ -18,7 +18,11 @@ const FMNIST: InputShape = InputShape {
 };
 
 /// An elastic block of mbv3_chain's first searchable layer with SE (k7, e6 at most).
-fn elastic_block() -> (nn::VarStore, ElasticMbConv, supernet::space::chain::LayerPlan) {
+fn elastic_block() -> (
+    nn::VarStore,
+    ElasticMbConv,
+    supernet::space::chain::LayerPlan,
+) {
     let space = chain_space("mbv3_chain");
     let plan = space
         .plan((28, 28))
@@ -43,7 +47,10 @@ fn kernel_transforms_at_identity_are_centre_crops() {
     let hidden = (plan.c_in * 4) as i64;
     let full = var(&vs, "depthwise.conv.weight");
     for (k, start) in [(7, 0), (5, 1), (3, 2)] {
-        let want = full.narrow(0, 0, hidden).narrow(2, start, k).narrow(3, start, k);
+        let want = full
+            .narrow(0, 0, hidden)
+            .narrow(2, start, k)
+            .narrow(3, start, k);
         assert!(block.kernel(k as usize, hidden).equal(&want), "kernel {k}");
     }
     // A learnt matrix changes the smaller kernels only.
@@ -93,7 +100,10 @@ fn an_expansion_prefix_is_a_smaller_block_with_the_sliced_weights() {
     for part in ["expand", "depthwise"] {
         for t in ["weight", "bias", "running_mean", "running_var"] {
             let name = format!("{part}.bn.{t}");
-            want.push((Box::leak(name.clone().into_boxed_str()), rows(&name, hidden)));
+            want.push((
+                Box::leak(name.clone().into_boxed_str()),
+                rows(&name, hidden),
+            ));
         }
     }
     for t in ["weight", "bias", "running_mean", "running_var"] {
@@ -101,12 +111,16 @@ fn an_expansion_prefix_is_a_smaller_block_with_the_sliced_weights() {
         want.push((Box::leak(name.clone().into_boxed_str()), var(&vs, &name)));
     }
     let mut small_vars = small_vs.variables();
-    assert_eq!(small_vars.len(), want.len(), "every tensor of the small block");
+    assert_eq!(
+        small_vars.len(),
+        want.len(),
+        "every tensor of the small block"
+    );
     // Give the BN statistics non-trivial values first, so that slicing them matters.
     tch::no_grad(|| {
         for name in ["expand.bn.running_mean", "depthwise.bn.running_var"] {
             let mut t = var(&vs, name);
-            let _ = t.copy_(&(Tensor::rand_like(&t) + 0.5));
+            t.copy_(&(Tensor::rand_like(&t) + 0.5));
         }
     });
     tch::no_grad(|| {
@@ -139,19 +153,33 @@ fn an_expansion_prefix_is_a_smaller_block_with_the_sliced_weights() {
     });
     assert!(a.allclose(&b, 1e-5, 1e-5, false), "train mode");
     let updated = var(&vs, "depthwise.bn.running_mean").narrow(0, 0, hidden);
-    let small_mean = small_vs.variables().remove("depthwise.bn.running_mean").unwrap();
+    let small_mean = small_vs
+        .variables()
+        .remove("depthwise.bn.running_mean")
+        .unwrap();
     assert!(updated.allclose(&small_mean, 1e-6, 1e-6, false));
 }
 
 #[test]
 fn elastic_supernets_count_their_parameters_and_need_an_expansion_layer() {
-    for (name, input) in [("mbv3_chain", FMNIST)] {
+    let imagenet = InputShape {
+        channels: 3,
+        height: 224,
+        width: 224,
+        classes: 1000,
+    };
+    // Elastic vs separate parameters (README "Elastic weights" quotes these).
+    for (name, input, elastic, separate) in [
+        ("mbv3_chain", FMNIST, 142_046, 638_178),
+        ("mbv3_chain_imagenet", imagenet, 7_680_160, 30_384_136),
+    ] {
         let space = chain_space(name);
         let vs = nn::VarStore::new(Device::Cpu);
         ChainNet::supernet_with(&vs.root(), &space, input, WeightSharing::Elastic).unwrap();
-        let elastic = count_parameters(&vs).0 as u64;
-        assert_eq!(elastic, elastic_supernet_params(&space, image_shape(input)));
-        assert!(elastic < supernet_cost(&space, image_shape(input)).params);
+        let counted = count_parameters(&vs).0 as u64;
+        assert_eq!(counted, elastic_supernet_params(&space, image_shape(input)));
+        let sep = supernet_cost(&space, image_shape(input)).params;
+        assert_eq!((counted, sep), (elastic, separate), "{name}");
     }
     let space = chain_space("mobilenet_v2");
     let mut with_one = space.clone();
@@ -192,7 +220,11 @@ fn an_extracted_subnet_of_an_elastic_supernet_gives_its_logits() {
     let arch = ChainArch::parse(arch).unwrap();
     tch::manual_seed(9);
     let xs = Tensor::randn([6, 1, 28, 28], (Kind::Float, Device::Cpu));
-    let mix = MixWeights::one_hot_rows(&arch.columns(&s.space), s.space.choices().len(), Device::Cpu);
+    let mix = MixWeights::one_hot_rows(
+        &arch.columns(&s.space),
+        s.space.choices().len(),
+        Device::Cpu,
+    );
     let (want, got) = tch::no_grad(|| {
         (
             s.net.forward_t(&xs, &mix, false),

@@ -23,7 +23,10 @@ fn the_alpha_gradient_from_the_gates_is_the_relaxed_gradient() {
     // By hand: alphas (0, ln 3) give p = (1/4, 3/4); dL/dg = (1, 0) gives
     // dL/dalpha_0 = 1 * p0 (1 - p0) = 3/16 and dL/dalpha_1 = 1 * p0 (0 - p1) = -3/16.
     let g = two_path_alpha_grad([0.0, 3f64.ln()], [1.0, 0.0]);
-    assert!((g[0] - 0.1875).abs() < 1e-12 && (g[1] + 0.1875).abs() < 1e-12, "{g:?}");
+    assert!(
+        (g[0] - 0.1875).abs() < 1e-12 && (g[1] + 0.1875).abs() < 1e-12,
+        "{g:?}"
+    );
     // Against autograd: with a loss linear in the layer output, dL/dg_j is the same at the
     // binary gates as at the softmax, so the formula is the exact gradient of
     // L(p_0 o_0 + p_1 o_1) with respect to the two alphas.
@@ -43,7 +46,10 @@ fn the_alpha_gradient_from_the_gates_is_the_relaxed_gradient() {
     let want = Vec::<f64>::try_from(alphas.grad()).unwrap();
     let got = two_path_alpha_grad(a, [dg[0], dg[1]]);
     for i in 0..2 {
-        assert!((got[i] - want[i]).abs() < 1e-12, "{got:?} vs autograd {want:?}");
+        assert!(
+            (got[i] - want[i]).abs() < 1e-12,
+            "{got:?} vs autograd {want:?}"
+        );
     }
 }
 
@@ -125,8 +131,11 @@ fn the_gated_forward_is_the_active_path_and_an_arch_step_moves_only_sampled_pair
     let (gated, plain) = tch::no_grad(|| {
         (
             s.net.forward_gated(&xs, &gates, &pairs, false),
-            s.net
-                .forward_t(&xs, &MixWeights::one_hot_rows(&active, cols, Device::Cpu), false),
+            s.net.forward_t(
+                &xs,
+                &MixWeights::one_hot_rows(&active, cols, Device::Cpu),
+                false,
+            ),
         )
     });
     assert!(gated.equal(&plain));

@@ -50,7 +50,11 @@ impl WeightSharing {
 pub fn largest_choice(space: &ChainSpace) -> Choice {
     Choice::MbConv {
         kernel: *space.kernels.iter().max().expect("validated: a kernel"),
-        expand: *space.expansions.iter().max().expect("validated: an expansion"),
+        expand: *space
+            .expansions
+            .iter()
+            .max()
+            .expect("validated: an expansion"),
     }
 }
 
