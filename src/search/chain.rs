@@ -241,8 +241,9 @@ impl ChainSearch {
     /// the validation loss through binary gates one-hot at the active paths; per layer the
     /// gradient of the two involved alphas from the gates' gradient
     /// (`dL/dalpha_i = sum_j dL/dg_j p_j (delta_ij - p_i)`, `p` the softmax of the two),
-    /// plus the hardware penalty's gradient of the expected cost under softmax(alpha) over
-    /// all choices (Eq. 5); Adam; then both involved alphas shifted by
+    /// plus the hardware penalty's gradient of the expected cost (Eq. 5) under the same
+    /// two-path distribution (the reference's `current_prob_over_ops`, so that the penalty
+    /// too reaches only the sampled alphas); Adam; then both involved alphas shifted by
     /// `log(sum exp(new) / sum exp(old))` so that the choices not sampled keep their
     /// probabilities (`rescale_updated_arch_param`). The validation loss and accuracy.
     pub fn two_path_step(&mut self, val: &Batch, paths: &[TwoPaths]) -> Result<(f64, f64)> {
@@ -288,7 +289,7 @@ impl ChainSearch {
         // A surrogate whose gradient is the binary-gate gradient plus the penalty's.
         let gates_term = (&alphas[0] * &grad).sum(Kind::Float);
         let surrogate = match &self.penalty {
-            Some(p) => gates_term + p.value(&self.arch.softmax().weights),
+            Some(p) => gates_term + p.value(&self.two_path_probabilities(paths)),
             None => gates_term,
         };
         surrogate.backward();
@@ -316,6 +317,23 @@ impl ChainSearch {
             let _ = alphas[0].shallow_clone().f_sub_(&offsets);
         });
         Ok((val_loss, acc))
+    }
+
+    /// Per layer the softmax over its two sampled choices only, zero elsewhere
+    /// (differentiable in the alphas).
+    fn two_path_probabilities(&self, paths: &[TwoPaths]) -> Tensor {
+        let shape = self.arch.alphas.size();
+        let cols = shape[1] as usize;
+        let mut mask = vec![f32::NEG_INFINITY; paths.len() * cols];
+        for (r, p) in paths.iter().enumerate() {
+            for k in p.columns() {
+                mask[r * cols + k] = 0.0;
+            }
+        }
+        let mask = Tensor::from_slice(&mask)
+            .view([shape[0], shape[1]])
+            .to_device(self.vs.device());
+        (&self.arch.alphas + mask).softmax(-1, Kind::Float)
     }
 
     /// The derived architecture: per layer the argmax of its allowed choices.

@@ -162,6 +162,46 @@ fn the_gated_forward_is_the_active_path_and_an_arch_step_moves_only_sampled_pair
 }
 
 #[test]
+fn the_cost_penalty_pushes_each_sampled_pair_towards_its_cheaper_choice() {
+    use supernet::profile::CostMatrix;
+    use supernet::search::hardware::Hardware;
+    let cfg = SearchConfig {
+        arch_lr: 0.1,
+        arch_weight_decay: 0.0,
+        hardware: Hardware {
+            macs_target: Some(1.0),
+            macs_weight: Some(1e4),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut s = search(cfg);
+    let macs = CostMatrix::macs(&s.space, supernet::supernet::image_shape(FMNIST));
+    let paths = s.arch.two_paths(&mut Rng::from_key(&[8]));
+    let before = s.arch.host();
+    s.two_path_step(&batch(3), &paths).unwrap();
+    let after = s.arch.host();
+    let mut checked = 0;
+    for (r, p) in paths.iter().enumerate() {
+        let (a, i) = (p.active, p.inactive.unwrap());
+        let (ca, ci) = (macs.per_choice[r][a], macs.per_choice[r][i]);
+        if ca == ci {
+            continue;
+        }
+        let (dear, cheap) = if ca > ci { (a, i) } else { (i, a) };
+        let gap = |x: &Vec<Vec<f64>>| x[r][dear] - x[r][cheap];
+        assert!(gap(&after) < gap(&before), "layer {r}");
+        checked += 1;
+        for (k, (b, n)) in before[r].iter().zip(&after[r]).enumerate() {
+            if k != a && k != i {
+                assert_eq!(b, n, "layer {r}: the penalty reaches only the sampled pair");
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+#[test]
 fn proxyless_steps_repeat_with_the_seed() {
     let run = || {
         let mut s = search(SearchConfig {
