@@ -2,8 +2,8 @@
 //! layer's cost per choice, and the largest and smallest networks (or one architecture's).
 //! Computed from the plain data by the exact cost model (tested against built networks).
 use crate::space::chain::{
-    arch_cost, extreme_arch, fixed_cost, layer_cost, num_architectures, supernet_cost, ChainArch,
-    ChainSpace, Cost, ImageShape,
+    arch_cost, elastic_supernet_params, extreme_arch, fixed_cost, layer_cost, num_architectures,
+    supernet_cost, ChainArch, ChainSpace, Cost, ImageShape, WeightSharing,
 };
 use std::fmt;
 
@@ -60,6 +60,17 @@ impl fmt::Display for ChainSummary {
             cost_line(f, "network", arch_cost(s, arch, *i))?;
         } else {
             cost_line(f, "supernet", supernet_cost(s, *i))?;
+            // Elastic weights hold one largest block per layer (no multiply-adds of their
+            // own: a forward runs one choice).
+            if WeightSharing::Elastic.check(s).is_ok() {
+                let p = elastic_supernet_params(s, *i);
+                writeln!(
+                    f,
+                    "{:<16}{p} parameters ({:.3} M) with elastic weights (--weight-sharing elastic)",
+                    "",
+                    p as f64 / 1e6
+                )?;
+            }
         }
         for (label, largest) in [("largest", true), ("smallest", false)] {
             let arch = extreme_arch(s, *i, largest);

@@ -270,16 +270,17 @@ impl ChainNet {
     /// layer the blocks of the other choices (separate weights), or the whole elastic block
     /// of a skipped layer and the kernel transformations its kernel does not need.
     pub fn off_path(&self, arch: &ChainArch) -> Vec<String> {
+        let plan = self.space.plan((1, 1));
         let mut off = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             match layer {
                 Layer::Fixed(_) => {}
                 Layer::Searched { row, .. } => {
-                    let plan_choices = self.space.plan((1, 1))[i].choices.clone();
                     off.extend(
-                        plan_choices
-                            .into_iter()
-                            .filter(|&c| c != arch.layers[*row])
+                        plan[i]
+                            .choices
+                            .iter()
+                            .filter(|&&c| c != arch.layers[*row])
                             .map(|c| format!("layers.{i}.{c}.")),
                     );
                 }

@@ -520,6 +520,8 @@ fn every_flag_is_described_and_closed_sets_list_their_values() {
         "second-order",
         "spos",
         "gdas",
+        "proxyless",
+        "elastic",
         "cuda:N",
         "cifar100",
         "[default: 0.025]",
