@@ -239,7 +239,7 @@ impl ChainNet {
                     };
                     let y = run(active) * gate(active);
                     match inactive {
-                        Some(k) => y + tch::no_grad(|| run(k)) * gate(k),
+                        Some(k) => y + tch::no_grad(|| run(k)).detach() * gate(k),
                         None => y,
                     }
                 }

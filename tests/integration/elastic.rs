@@ -235,3 +235,31 @@ fn an_extracted_subnet_of_an_elastic_supernet_gives_its_logits() {
     assert!(diff < 1e-5, "logits differ by {diff}");
     assert!(arch.layers.contains(&Choice::Skip));
 }
+
+#[test]
+fn an_elastic_spos_step_leaves_what_its_path_does_not_use() {
+    let cfg = supernet::search::SearchConfig {
+        weight_sharing: WeightSharing::Elastic,
+        ..Default::default()
+    };
+    let space = chain_space("mbv3_chain");
+    let mut s =
+        supernet::search::chain::ChainSearch::new(&space, FMNIST, &cfg, Device::Cpu).unwrap();
+    let mut checked = 0;
+    for step in 0..4 {
+        let before: Vec<Tensor> = s.weights.iter().map(|w| w.detach().copy()).collect();
+        tch::manual_seed(step);
+        let batch = supernet::search::Batch {
+            images: Tensor::randn([8, 1, 28, 28], (Kind::Float, Device::Cpu)),
+            labels: Tensor::randint(10, [8], (Kind::Int64, Device::Cpu)),
+        };
+        let (arch, _) = s.spos_step(&batch, 0.1).unwrap();
+        let off = s.off_path(&arch);
+        for ((name, w), b) in s.weight_names.iter().zip(&s.weights).zip(&before) {
+            let is_off = off.iter().any(|p| name.starts_with(p));
+            assert_eq!(w.equal(b), is_off, "{name} under {arch} (off: {is_off})");
+            checked += usize::from(is_off);
+        }
+    }
+    assert!(checked > 0, "some weights were off the paths");
+}
