@@ -60,6 +60,19 @@ fn kernel_transforms_at_identity_are_centre_crops() {
     let crop5 = full.narrow(0, 0, hidden).narrow(2, 1, 5).narrow(3, 1, 5);
     assert!(!block.kernel(5, hidden).allclose(&crop5, 1e-4, 1e-4, false));
     assert!(block.kernel(7, hidden).equal(&full.narrow(0, 0, hidden)));
+    // Direction of the map (OFA's `F.linear(x, M)`: `out_i = sum_j M_ij x_j`): with a
+    // permutation matrix, out_i = x_perm(i) on the centre 5x5, per channel.
+    let perm: Vec<i64> = (0..25).map(|i| (i * 7 + 3) % 25).collect();
+    let m = Tensor::zeros([25, 25], (Kind::Float, Device::Cpu));
+    for (i, &j) in perm.iter().enumerate() {
+        let _ = m.get(i as i64).get(j).fill_(1.0);
+    }
+    tch::no_grad(|| var(&vs, "depthwise.transform_7to5").copy_(&m));
+    let centre = crop5.reshape([hidden, 25]);
+    let want = centre
+        .index_select(1, &Tensor::from_slice(&perm))
+        .reshape([hidden, 1, 5, 5]);
+    assert!(block.kernel(5, hidden).equal(&want));
     assert_eq!(block.transforms_used(7), vec![]);
     assert_eq!(block.transforms_used(3), vec![(7, 5), (5, 3)]);
 }
