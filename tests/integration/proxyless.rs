@@ -202,6 +202,56 @@ fn the_cost_penalty_pushes_each_sampled_pair_towards_its_cheaper_choice() {
 }
 
 #[test]
+fn the_gates_gradient_is_the_loss_slope_along_each_gate() {
+    // dL/dg of the inactive path (computed without a graph) and of the active one against
+    // central differences, in double precision so that a small step stays clear of the
+    // activations' kinks (training mode: batch statistics, as an architecture step runs).
+    let mut s = search(SearchConfig::default());
+    s.vs.double();
+    let paths = s.arch.two_paths(&mut Rng::from_key(&[13]));
+    let cols = s.space.choices().len() as i64;
+    let rows = paths.len() as i64;
+    let pairs: Vec<_> = paths.iter().map(|p| (p.active, p.inactive)).collect();
+    let b = batch(4);
+    let images = b.images.to_kind(Kind::Double);
+    let base = Tensor::zeros([rows, cols], (Kind::Double, Device::Cpu));
+    for (r, p) in paths.iter().enumerate() {
+        let _ = base.get(r as i64).get(p.active as i64).fill_(1.0);
+    }
+    let loss_at = |gates: &Tensor| {
+        s.net
+            .forward_gated(&images, gates, &pairs, true)
+            // (`cross_entropy_for_logits` would round to f32.)
+            .log_softmax(-1, Kind::Double)
+            .nll_loss(&b.labels)
+    };
+    let gates = base.copy().set_requires_grad(true);
+    let g = Tensor::run_backward(&[&loss_at(&gates)], &[&gates], false, false).remove(0);
+    let h = 1e-6;
+    let mut largest = 0f64;
+    for (r, p) in paths.iter().enumerate() {
+        for k in [p.active, p.inactive.unwrap()] {
+            let at = |d: f64| {
+                let t = base.copy();
+                let _ = t.get(r as i64).get(k as i64).g_add_scalar_(d);
+                tch::no_grad(|| loss_at(&t).double_value(&[]))
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            let exact = g.double_value(&[r as i64, k as i64]);
+            assert!(
+                (fd - exact).abs() <= 1e-7 + 1e-4 * exact.abs(),
+                "layer {r} choice {k}: autograd {exact} vs differences {fd}"
+            );
+            largest = largest.max(exact.abs());
+        }
+    }
+    assert!(
+        largest > 1e-4,
+        "the gates' gradient is not negligible ({largest})"
+    );
+}
+
+#[test]
 fn proxyless_steps_repeat_with_the_seed() {
     let run = || {
         let mut s = search(SearchConfig {
