@@ -45,6 +45,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import torch_ops
+from torch_ops import FactorizedReduce, ResBlock, bn, conv, relu_conv_bn
+
 # ---------------------------------------------------------------------------------------------
 # The search space (plain data, as in src/space/spec.rs)
 
@@ -126,81 +129,9 @@ def one_hot(choice, n_ops):
 # Operations (src/ops): chains are nn.Sequential under "op", so names are `op.1.weight`
 
 
-def bn(c, affine):
-    return nn.BatchNorm2d(c, eps=1e-5, momentum=0.1, affine=affine)
-
-
-def conv(c_in, c_out, k, stride=1, padding=0, dilation=1, groups=1, bias=False):
-    return nn.Conv2d(c_in, c_out, k, stride, padding, dilation, groups, bias=bias)
-
-
-class Chain(nn.Module):
-    """A module whose only child is the sequence `op` (DARTS ReLUConvBN / SepConv / DilConv)."""
-
-    def __init__(self, *layers):
-        super().__init__()
-        self.op = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.op(x)
-
-
-def relu_conv_bn(c_in, c_out, k, stride, padding, affine, bias=False):
-    return Chain(nn.ReLU(), conv(c_in, c_out, k, stride, padding, bias=bias), bn(c_out, affine))
-
-
-class FactorizedReduce(nn.Module):
-    """Halve the resolution with two stride-2 1x1 convs, the second shifted by one pixel."""
-
-    def __init__(self, c_in, c_out, affine):
-        super().__init__()
-        self.conv_1 = conv(c_in, c_out // 2, 1, stride=2)
-        self.conv_2 = conv(c_in, c_out // 2, 1, stride=2)
-        self.bn = bn(c_out, affine)
-
-    def forward(self, x):
-        x = F.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
-
-
-class Pool(nn.Module):
-    """3x3 pooling, padding 1; avg excludes padding. DARTS search nets add BN(affine=False)."""
-
-    def __init__(self, is_max, c, stride, pool_bn):
-        super().__init__()
-        self.is_max, self.stride = is_max, stride
-        self.bn = bn(c, False) if pool_bn else None
-
-    def forward(self, x):
-        if self.is_max:
-            y = F.max_pool2d(x, 3, self.stride, 1)
-        else:
-            y = F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
-        return self.bn(y) if self.bn is not None else y
-
-
 def make_op(kind, c, stride, pool_bn):
     """One candidate op; search-network BN is affine-free. `none` holds nothing (None)."""
-    def sep(k):
-        return Chain(nn.ReLU(), conv(c, c, k, stride, k // 2, groups=c), conv(c, c, 1), bn(c, False),
-                     nn.ReLU(), conv(c, c, k, 1, k // 2, groups=c), conv(c, c, 1), bn(c, False))
-
-    def dil(k):
-        return Chain(nn.ReLU(), conv(c, c, k, stride, k // 2 * 2, dilation=2, groups=c), conv(c, c, 1), bn(c, False))
-
-    table = {
-        "none": lambda: None,
-        "max_pool_3x3": lambda: Pool(True, c, stride, pool_bn),
-        "avg_pool_3x3": lambda: Pool(False, c, stride, pool_bn),
-        "skip_connect": lambda: nn.Identity() if stride == 1 else FactorizedReduce(c, c, False),
-        "sep_conv_3x3": lambda: sep(3), "sep_conv_5x5": lambda: sep(5),
-        "dil_conv_3x3": lambda: dil(3), "dil_conv_5x5": lambda: dil(5),
-        # NAS-Bench-201's ReLUConvBN: Conv2d(..., bias=not affine), so the search cells'
-        # convolutions (affine-free BN) have a bias.
-        "nor_conv_1x1": lambda: relu_conv_bn(c, c, 1, stride, 0, False, bias=True),
-        "nor_conv_3x3": lambda: relu_conv_bn(c, c, 3, stride, 1, False, bias=True),
-    }
-    return table[kind]()
+    return torch_ops.make_op(kind, c, stride, False, pool_bn)
 
 
 def zeros_at(x, stride):
@@ -323,19 +254,6 @@ class SearchCell(nn.Module):
         if len(self.concat) == 1:
             return states[self.concat[0]]
         return torch.cat([states[i] for i in self.concat], dim=1)
-
-
-class ResBlock(nn.Module):
-    """NAS-Bench-201 reduction between stages (affine BN): conv_b(conv_a(x)) + downsample(x)."""
-
-    def __init__(self, c_in, c_out):
-        super().__init__()
-        self.conv_a = relu_conv_bn(c_in, c_out, 3, 2, 1, True)
-        self.conv_b = relu_conv_bn(c_out, c_out, 3, 1, 1, True)
-        self.downsample = nn.Sequential(nn.AvgPool2d(2, 2), conv(c_in, c_out, 1))
-
-    def forward(self, x):
-        return self.conv_b(self.conv_a(x)) + self.downsample(x)
 
 
 class Supernet(nn.Module):

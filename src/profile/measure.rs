@@ -6,7 +6,7 @@ use super::table::{LatencyTable, LayerLatency, TABLE_FORMAT};
 use crate::ops::channels_last;
 use crate::rng::Rng;
 use crate::run::device_name;
-use crate::space::chain::{uniform_arch, ChainSpace};
+use crate::space::chain::{uniform_arch, ChainArch, ChainSpace};
 use crate::supernet::{image_shape, ChainNet, InputShape, MixWeights};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -142,17 +142,24 @@ pub struct CheckReport {
     pub max_abs_rel_error: f64,
 }
 
-/// Time `n` architectures drawn uniformly (from `(seed, i)`) as whole networks with
-/// `table`'s settings, against the table's prediction.
-pub fn check_table(
+/// One architecture timed as a whole network against the table's prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchTiming {
+    pub arch: String,
+    pub predicted_ms: f64,
+    pub measured_ms: f64,
+    /// `(predicted - measured) / measured`.
+    pub rel_error: f64,
+}
+
+/// Time each of `archs` as a whole network (fresh weights, eval mode, `opts`' batch, warm-up
+/// and repeats) against `table`'s prediction.
+pub fn time_archs(
     table: &LatencyTable,
     space: &ChainSpace,
     opts: &ProfileOptions,
-    n: usize,
-    seed: u64,
-) -> Result<CheckReport> {
-    let (mut archs, mut predicted_ms, mut measured_ms, mut rel_errors) =
-        (vec![], vec![], vec![], vec![]);
+    archs: &[ChainArch],
+) -> Result<Vec<ArchTiming>> {
     let x = Tensor::randn(
         [
             opts.batch,
@@ -163,28 +170,48 @@ pub fn check_table(
         (Kind::Float, opts.device),
     );
     let columns = space.choices().len();
-    for i in 0..n {
-        let arch = uniform_arch(space, &mut Rng::from_key(&[seed, i as u64]));
-        let vs = nn::VarStore::new(opts.device);
-        let net = ChainNet::of_arch(&vs.root(), space, opts.input, &arch)?;
-        let w = MixWeights::one_hot_rows(&arch.columns(space), columns, opts.device);
-        let measured = time_ms(opts.device, opts.warmup, opts.repeats, || {
-            net.forward_t(&x, &w, false)
-        });
-        let predicted = table.predict(space, &arch);
-        rel_errors.push((predicted - measured) / measured);
-        archs.push(arch.to_text());
-        predicted_ms.push(predicted);
-        measured_ms.push(measured);
-    }
-    let abs: Vec<f64> = rel_errors.iter().map(|e| e.abs()).collect();
+    archs
+        .iter()
+        .map(|arch| {
+            arch.validate(space)?;
+            let vs = nn::VarStore::new(opts.device);
+            let net = ChainNet::of_arch(&vs.root(), space, opts.input, arch)?;
+            let w = MixWeights::one_hot_rows(&arch.columns(space), columns, opts.device);
+            let measured_ms = time_ms(opts.device, opts.warmup, opts.repeats, || {
+                net.forward_t(&x, &w, false)
+            });
+            let predicted_ms = table.predict(space, arch);
+            Ok(ArchTiming {
+                arch: arch.to_text(),
+                predicted_ms,
+                measured_ms,
+                rel_error: (predicted_ms - measured_ms) / measured_ms,
+            })
+        })
+        .collect()
+}
+
+/// Time `n` architectures drawn uniformly (from `(seed, i)`) as whole networks with
+/// `table`'s settings, against the table's prediction.
+pub fn check_table(
+    table: &LatencyTable,
+    space: &ChainSpace,
+    opts: &ProfileOptions,
+    n: usize,
+    seed: u64,
+) -> Result<CheckReport> {
+    let archs: Vec<ChainArch> = (0..n as u64)
+        .map(|i| uniform_arch(space, &mut Rng::from_key(&[seed, i])))
+        .collect();
+    let timings = time_archs(table, space, opts, &archs)?;
+    let abs: Vec<f64> = timings.iter().map(|t| t.rel_error.abs()).collect();
     Ok(CheckReport {
         seed,
-        archs,
-        predicted_ms,
-        measured_ms,
+        archs: timings.iter().map(|t| t.arch.clone()).collect(),
+        predicted_ms: timings.iter().map(|t| t.predicted_ms).collect(),
+        measured_ms: timings.iter().map(|t| t.measured_ms).collect(),
+        rel_errors: timings.iter().map(|t| t.rel_error).collect(),
         mean_abs_rel_error: abs.iter().sum::<f64>() / abs.len().max(1) as f64,
         max_abs_rel_error: abs.iter().copied().fold(0.0, f64::max),
-        rel_errors,
     })
 }

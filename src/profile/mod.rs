@@ -7,5 +7,7 @@ mod measure;
 mod table;
 
 pub use matrix::CostMatrix;
-pub use measure::{check_table, profile, time_ms, CheckReport, ProfileOptions};
+pub use measure::{
+    check_table, profile, time_archs, time_ms, ArchTiming, CheckReport, ProfileOptions,
+};
 pub use table::{LatencyTable, LayerLatency, TABLE_FORMAT};

@@ -396,3 +396,60 @@ fn a_penalised_chain_search_resumes_after_sigkill_records_its_costs_and_samples_
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("spos"));
 }
+
+#[test]
+fn given_architectures_are_timed_against_an_existing_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let space_file = dir.path().join("tiny_chain.toml");
+    std::fs::write(&space_file, TINY).unwrap();
+    let lut = dir.path().join("lut.json");
+    profile(&space_file, "1x8x8", "3", &lut);
+    let table = LatencyTable::read(&lut).unwrap();
+    let genotype = dir.path().join("genotype.txt");
+    std::fs::write(&genotype, "mbconv_k5_e2,skip\n").unwrap();
+    let run = |archs: &[&str]| {
+        let mut c = supernet();
+        c.args(["profile", "--space"]).arg(&space_file);
+        c.arg("--table").arg(&lut);
+        for a in archs {
+            c.args(["--arch", a]);
+        }
+        c.output().unwrap()
+    };
+    let o = ok(run(&[
+        genotype.to_str().unwrap(),
+        "mbconv_k3_e2,mbconv_k3_e2",
+    ]));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("arch\t"))
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(rows[0][0], "mbconv_k5_e2,skip");
+    let space = tiny();
+    for row in &rows {
+        let arch = supernet::space::chain::ChainArch::parse(row[0]).unwrap();
+        let predicted: f64 = row[1].parse().unwrap();
+        assert!(
+            (predicted - table.predict(&space, &arch)).abs() < 5e-4,
+            "{row:?}"
+        );
+        assert!(row[2].parse::<f64>().unwrap() > 0.0, "{row:?}");
+    }
+    // A skip where the layer may not be skipped, and the wrong length, name the --arch.
+    let o = run(&["skip,skip"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("--arch skip,skip") && e.contains("layer 0"),
+        "{e}"
+    );
+    let o = run(&["skip"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("--arch skip") && e.contains("(2)"),
+        "{e}"
+    );
+}
