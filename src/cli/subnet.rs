@@ -205,6 +205,20 @@ pub struct EvolveArgs {
     /// History name (/evolution/NAME, RUN/evolution-NAME.csv) [default: MODE-seedSEED].
     #[arg(long)]
     pub name: Option<String>,
+    /// Chain runs: a latency lookup table (`supernet profile`) of the run's space, device
+    /// and input; adds a predicted `latency_ms` column, the cost of the Pareto front
+    /// (else the multiply-adds).
+    #[arg(long, value_name = "LUT.json")]
+    pub latency_table: Option<PathBuf>,
+    /// Chain runs: only candidates whose predicted latency is at most MS (needs
+    /// --latency-table).
+    #[arg(long, value_name = "MS")]
+    pub max_latency_ms: Option<f64>,
+    /// Chain runs: multi-objective search (accuracy up, latency or multiply-adds down):
+    /// NSGA-II selects the parents (non-dominated sorting, then crowding distance)
+    /// instead of the top --parents by accuracy.
+    #[arg(long)]
+    pub pareto: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -300,19 +314,23 @@ pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
 }
 
 pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
+    if is_chain_run(&a.score.run)? {
+        return evolve_chain(a);
+    }
+    let chain_only = [
+        ("--latency-table", a.latency_table.is_some()),
+        ("--max-latency-ms", a.max_latency_ms.is_some()),
+        ("--pareto", a.pareto),
+    ];
+    if let Some((flag, _)) = chain_only.iter().find(|(_, given)| *given) {
+        anyhow::bail!(
+            "{flag} applies to chain runs; {} is a cell run",
+            a.score.run.display()
+        );
+    }
     let at = a.score.attach()?;
     let scorer = a.score.scorer(&at)?;
-    let cfg = crate::sample::EvolveConfig {
-        population: a.population,
-        generations: a.generations,
-        mutation_prob: a.mutation_prob,
-        parents: a.parents,
-        max_params: a.max_params,
-        max_macs: a.max_macs,
-        seed: a.seed,
-        random: a.random,
-        name: a.name.clone(),
-    };
+    let cfg = evolve_config(&a);
     let r = crate::sample::evolve(&at.dir, &scorer, &cfg, a.score.progress(&at))?;
     if !at.root() {
         return Ok(());
@@ -338,6 +356,21 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
         r.best_json.display()
     );
     Ok(())
+}
+
+/// The search settings `evolve` shares between cell and chain runs.
+fn evolve_config(a: &EvolveArgs) -> crate::sample::EvolveConfig {
+    crate::sample::EvolveConfig {
+        population: a.population,
+        generations: a.generations,
+        mutation_prob: a.mutation_prob,
+        parents: a.parents,
+        max_params: a.max_params,
+        max_macs: a.max_macs,
+        seed: a.seed,
+        random: a.random,
+        name: a.name.clone(),
+    }
 }
 
 pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
@@ -530,29 +563,105 @@ fn is_chain_run(dir: &std::path::Path) -> anyhow::Result<bool> {
     ))
 }
 
-/// `sample` on a chain run: inherited-weight scores under hard limits, the Pareto front.
-fn sample_chain(a: SampleArgs) -> anyhow::Result<()> {
-    let refused = [
-        (
-            "--score",
-            (a.score.score != ScoreKind::Inherited).then_some(()),
-        ),
-        ("--few-shot", a.score.few_shot.as_ref().map(|_| ())),
-        ("--with-derived", a.with_derived.then_some(())),
-        ("--from", (a.from != SampleFrom::Uniform).then_some(())),
+/// The first of `refused` (a flag and whether it was given) that was given, as an error
+/// saying what a chain run is scored with.
+fn refuse_on_chain(score: &ScoreArgs, refused: &[(&str, bool)]) -> anyhow::Result<()> {
+    let scoring = [
+        ("--score", score.score != ScoreKind::Inherited),
+        ("--few-shot", score.few_shot.is_some()),
     ];
-    if let Some((flag, _)) = refused.iter().find(|(_, v)| v.is_some()) {
+    if let Some((flag, _)) = scoring.iter().chain(refused).find(|(_, given)| *given) {
         anyhow::bail!(
-            "{flag}: a chain run is sampled uniformly and scored with inherited weights only"
+            "{flag}: a chain run's architectures are drawn uniformly and scored with inherited weights only"
         );
     }
-    let dir = RunDir::attach(&a.score.run)?;
+    Ok(())
+}
+
+/// A chain run attached for results, its supernet loaded from the last checkpoint.
+fn load_chain(score: &ScoreArgs) -> anyhow::Result<(RunDir, crate::search::TrainedChain)> {
+    let dir = RunDir::attach(&score.run)?;
     let trained = crate::search::load_trained_chain(dir.path())?;
-    if let Some(t) = a.score.threads.filter(|&t| t > 0) {
+    // The run's own thread setting was applied by the load: the flag overrides it.
+    if let Some(t) = score.threads.filter(|&t| t > 0) {
         tch::set_num_threads(t as i32);
     }
+    Ok((dir, trained))
+}
+
+/// One scored chain architecture as a line, after `label` (its row or generation).
+fn chain_line(label: &str, s: &crate::sample::chain_score::ChainScore, pareto: bool) -> String {
+    let lat = s
+        .latency_ms
+        .map_or(String::new(), |l| format!("  {l:.3} ms"));
+    format!(
+        "{label}  acc {:6.2}%  loss {:.4}  params {:>8}  MACs {:>11}{lat}{}  {}",
+        100.0 * s.accuracy,
+        s.loss,
+        s.params,
+        s.macs,
+        if pareto { "  pareto" } else { "" },
+        s.arch
+    )
+}
+
+/// `evolve` on a chain run: SPOS or NSGA-II evolution under hard limits.
+fn evolve_chain(a: EvolveArgs) -> anyhow::Result<()> {
+    refuse_on_chain(&a.score, &[])?;
+    let (dir, trained) = load_chain(&a.score)?;
+    let cfg = crate::sample::chain_evolve::ChainEvolveConfig {
+        evolve: evolve_config(&a),
+        latency_table: a.latency_table.clone(),
+        max_latency_ms: a.max_latency_ms,
+        pareto: a.pareto,
+        bn: a.score.bn.unwrap_or_default(),
+        max_batches: a.score.batches,
+    };
+    let quiet = a.score.quiet;
+    let r = crate::sample::chain_evolve::evolve_chain(&dir, &trained, &cfg, |g, s| {
+        if !quiet {
+            eprintln!("{}", chain_line(&format!("gen {g:>3}"), s, false));
+        }
+    })?;
+    let best = &r.history[r.best].1;
+    println!("{}", best.arch);
+    eprintln!(
+        "Pareto front of {} candidates (accuracy against {}), by increasing cost:",
+        r.history.len(),
+        r.cost_name
+    );
+    for &i in &r.front {
+        eprintln!("{}", chain_line(&format!("{i:>4}"), &r.history[i].1, true));
+    }
+    eprintln!(
+        "best of {} candidates ({} over a limit): accuracy {:.2}%, loss {:.4}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; architecture {}, {}",
+        r.history.len(),
+        r.rejected,
+        100.0 * best.accuracy,
+        best.loss,
+        best.params,
+        best.macs,
+        a.score.run.display(),
+        r.group,
+        r.csv.display(),
+        r.best_text.display(),
+        r.best_json.display()
+    );
+    Ok(())
+}
+
+/// `sample` on a chain run: inherited-weight scores under hard limits, the Pareto front.
+fn sample_chain(a: SampleArgs) -> anyhow::Result<()> {
+    refuse_on_chain(
+        &a.score,
+        &[
+            ("--with-derived", a.with_derived),
+            ("--from", a.from != SampleFrom::Uniform),
+        ],
+    )?;
+    let (dir, trained) = load_chain(&a.score)?;
     let bn = a.score.bn.unwrap_or_default();
-    let limits = crate::sample::chain::ChainLimits {
+    let limits = crate::sample::chain_score::ChainLimits {
         latency_table: a.latency_table.clone(),
         max_latency_ms: a.max_latency_ms,
         max_macs: a.max_macs,
@@ -574,18 +683,7 @@ fn sample_chain(a: SampleArgs) -> anyhow::Result<()> {
     )?;
     if !a.score.quiet {
         for (i, (s, p)) in r.scores.iter().zip(&r.pareto).enumerate() {
-            let lat = s
-                .latency_ms
-                .map_or(String::new(), |l| format!("  {l:.3} ms"));
-            eprintln!(
-                "{i:>4}  acc {:6.2}%  loss {:.4}  params {:>8}  MACs {:>11}{lat}{}  {}",
-                100.0 * s.accuracy,
-                s.loss,
-                s.params,
-                s.macs,
-                if *p { "  pareto" } else { "" },
-                s.arch
-            );
+            eprintln!("{}", chain_line(&format!("{i:>4}"), s, *p));
         }
     }
     if r.scores.len() < a.n {

@@ -2,6 +2,7 @@
 //! accuracy of the sub-network, higher is better; ties: lower loss): SPOS-style
 //! evolutionary search (the top-k candidates seen so far are the parents; half of each
 //! new generation by mutation, half by crossover; constraint filtering) and random search.
+use super::breed::{next_generation, Breed};
 use super::scorer::{ArchScore, Scorer};
 use super::{check_name, score_attrs, score_columns, store_table};
 use crate::record::{Column, Table};
@@ -48,7 +49,7 @@ impl Default for EvolveConfig {
 }
 
 impl EvolveConfig {
-    fn validate(&self) -> Result<()> {
+    pub(super) fn validate(&self) -> Result<()> {
         let at_least_1 = |flag: &str, v: usize| {
             if v == 0 {
                 Err(Error::invalid(flag, 0, "at least 1"))
@@ -140,39 +141,24 @@ pub fn evolve(
         }
         Ok(Some(g))
     };
-    let tries = 50 * population.max(1);
+    let breed = Breed {
+        uniform: &|rng: &mut Rng| uniform_genotype(space, rng),
+        mutate: &|g: &Genotype, rng: &mut Rng| mutate(g, space, cfg.mutation_prob, rng),
+        crossover: &|a: &Genotype, b: &Genotype, rng: &mut Rng| crossover(a, b, rng),
+    };
     let mut history: Vec<(usize, ArchScore)> = Vec::new();
     let mut ranked: Vec<ArchScore> = Vec::new();
     for generation in 0..generations {
-        let mut next: Vec<Genotype> = Vec::new();
-        if generation > 0 && !ranked.is_empty() {
-            let parents = &ranked[..cfg.parents.min(ranked.len())];
-            let n_mutation = population / 2;
-            for _ in 0..tries {
-                if next.len() >= n_mutation {
-                    break;
-                }
-                let p = &parents[rng.below(parents.len())].genotype;
-                let child = mutate(p, space, cfg.mutation_prob, &mut rng);
-                next.extend(admit(child, &mut visited)?);
-            }
-            for _ in 0..tries {
-                if next.len() >= population || parents.len() < 2 {
-                    break;
-                }
-                let a = &parents[rng.below(parents.len())].genotype;
-                let b = &parents[rng.below(parents.len())].genotype;
-                let child = crossover(a, b, &mut rng);
-                next.extend(admit(child, &mut visited)?);
-            }
-        }
-        // The first generation, and whatever breeding could not fill: uniform candidates.
-        for _ in 0..tries {
-            if next.len() >= population {
-                break;
-            }
-            next.extend(admit(uniform_genotype(space, &mut rng), &mut visited)?);
-        }
+        let parents: Vec<&Genotype> = match generation {
+            0 => Vec::new(),
+            _ => ranked[..cfg.parents.min(ranked.len())]
+                .iter()
+                .map(|s| &s.genotype)
+                .collect(),
+        };
+        let next = next_generation(&breed, &parents, population, &mut rng, &mut |g| {
+            admit(g, &mut visited)
+        })?;
         for s in scorer.score_all(&next, |_, s| progress(generation, s))? {
             ranked.push(s.clone());
             history.push((generation, s));
