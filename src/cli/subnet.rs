@@ -223,9 +223,10 @@ pub struct EvolveArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct DeriveArgs {
-    /// How the run's alphas become one architecture.
-    #[arg(long, default_value = "top2", value_parser = rule_parser())]
-    pub rule: RuleArg,
+    /// How the run's alphas become one architecture [default: top2; on a chain run
+    /// argmax, its only rule: per layer the strongest choice].
+    #[arg(long, value_parser = rule_parser())]
+    pub rule: Option<RuleArg>,
     /// Seed of sample-top:K, and of the order of DARTS-PT's decisions (perturbation).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -374,7 +375,10 @@ fn evolve_config(a: &EvolveArgs) -> crate::sample::EvolveConfig {
 }
 
 pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
-    let rule = a.rule;
+    if is_chain_run(&a.score.run)? {
+        return derive_chain(a);
+    }
+    let rule = a.rule.unwrap_or(RuleArg::Top2);
     if a.max_skip.is_some() && !matches!(rule, RuleArg::Top2 | RuleArg::Argmax) {
         return Err(crate::Error::invalid(
             "--max-skip",
@@ -460,6 +464,49 @@ pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
     }
     println!("{}", genotype.to_text());
     eprintln!("written {}, {}", txt.display(), json.display());
+    Ok(())
+}
+
+/// `derive` on a chain run: per layer the argmax of the last recorded alphas, written as
+/// RUN/genotype-argmax.{txt,json}, with its costs against the search's hardware targets.
+fn derive_chain(a: DeriveArgs) -> anyhow::Result<()> {
+    if let Some(rule) = a.rule.filter(|&r| r != RuleArg::Argmax) {
+        anyhow::bail!(
+            "--rule {}: a cell-space rule; {} is a chain run, derived by --rule argmax (per layer its strongest choice)",
+            rule.name(),
+            a.score.run.display()
+        );
+    }
+    let cell_only = [
+        ("--max-skip", a.max_skip.is_some()),
+        ("--tune-steps", a.tune_steps.is_some()),
+    ];
+    if let Some((flag, _)) = cell_only.iter().find(|(_, given)| *given) {
+        anyhow::bail!(
+            "{flag} applies to cell runs; {} is a chain run",
+            a.score.run.display()
+        );
+    }
+    let dir = RunDir::attach(&a.score.run)?;
+    let d = crate::search::chain_derive::derive_chain_run(dir.path())?;
+    let (txt, json) = dir.write_chain_arch("genotype-argmax", &d.arch)?;
+    println!("{}", d.arch);
+    for c in &d.costs {
+        let target = match c.target {
+            Some(t) if c.value > t => {
+                format!(" (target {t}: over by {:.1}%)", 100.0 * (c.value / t - 1.0))
+            }
+            Some(t) => format!(" (target {t}: within)"),
+            None => String::new(),
+        };
+        eprintln!("{} {}{target}", c.name, c.value);
+    }
+    eprintln!(
+        "derived from the alphas recorded at step {}; written {}, {}",
+        d.step,
+        txt.display(),
+        json.display()
+    );
     Ok(())
 }
 
