@@ -136,6 +136,20 @@ impl ScoreArgs {
     }
 }
 
+/// The latency table and limit of chain runs (`sample`, `evolve`).
+#[derive(clap::Args, Debug)]
+pub struct LatencyArgs {
+    /// Chain runs: a latency lookup table (`supernet profile`) of the run's space, device
+    /// and input; adds a predicted `latency_ms` column, against which the Pareto front is
+    /// taken (else against the multiply-adds).
+    #[arg(long, value_name = "LUT.json")]
+    pub latency_table: Option<PathBuf>,
+    /// Chain runs: only architectures whose predicted latency is at most MS (needs
+    /// --latency-table).
+    #[arg(long, value_name = "MS")]
+    pub max_latency_ms: Option<f64>,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
     #[command(flatten)]
@@ -156,15 +170,8 @@ pub struct SampleArgs {
     /// and batches, its row marked in a `derived` column (not scored twice when drawn).
     #[arg(long)]
     pub with_derived: bool,
-    /// Chain runs: a latency lookup table (`supernet profile`) of the run's space, device
-    /// and input; adds a predicted `latency_ms` column, against which the Pareto front is
-    /// taken (else against the multiply-adds).
-    #[arg(long, value_name = "LUT.json")]
-    pub latency_table: Option<PathBuf>,
-    /// Chain runs: only architectures whose predicted latency is at most MS (needs
-    /// --latency-table).
-    #[arg(long, value_name = "MS")]
-    pub max_latency_ms: Option<f64>,
+    #[command(flatten)]
+    pub latency: LatencyArgs,
     /// Chain runs: only architectures with at most this many multiply-adds per image.
     #[arg(long)]
     pub max_macs: Option<u64>,
@@ -205,15 +212,8 @@ pub struct EvolveArgs {
     /// History name (/evolution/NAME, RUN/evolution-NAME.csv) [default: MODE-seedSEED].
     #[arg(long)]
     pub name: Option<String>,
-    /// Chain runs: a latency lookup table (`supernet profile`) of the run's space, device
-    /// and input; adds a predicted `latency_ms` column, the cost of the Pareto front
-    /// (else the multiply-adds).
-    #[arg(long, value_name = "LUT.json")]
-    pub latency_table: Option<PathBuf>,
-    /// Chain runs: only candidates whose predicted latency is at most MS (needs
-    /// --latency-table).
-    #[arg(long, value_name = "MS")]
-    pub max_latency_ms: Option<f64>,
+    #[command(flatten)]
+    pub latency: LatencyArgs,
     /// Chain runs: multi-objective search (accuracy up, latency or multiply-adds down):
     /// NSGA-II selects the parents (non-dominated sorting, then crowding distance)
     /// instead of the top --parents by accuracy.
@@ -246,18 +246,16 @@ pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
     if is_chain_run(&a.score.run)? {
         return sample_chain(a);
     }
-    let chain_only = [
-        ("--latency-table", a.latency_table.is_some()),
-        ("--max-latency-ms", a.max_latency_ms.is_some()),
-        ("--max-macs", a.max_macs.is_some()),
-        ("--max-params", a.max_params.is_some()),
-    ];
-    if let Some((flag, _)) = chain_only.iter().find(|(_, given)| *given) {
-        anyhow::bail!(
-            "{flag} applies to chain runs; {} is a cell run",
-            a.score.run.display()
-        );
-    }
+    refuse_flags(
+        &[
+            ("--latency-table", a.latency.latency_table.is_some()),
+            ("--max-latency-ms", a.latency.max_latency_ms.is_some()),
+            ("--max-macs", a.max_macs.is_some()),
+            ("--max-params", a.max_params.is_some()),
+        ],
+        "chain",
+        &a.score.run,
+    )?;
     let at = a.score.attach()?;
     let scorer = a.score.scorer(&at)?;
     let cfg = crate::sample::SampleConfig {
@@ -318,17 +316,15 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
     if is_chain_run(&a.score.run)? {
         return evolve_chain(a);
     }
-    let chain_only = [
-        ("--latency-table", a.latency_table.is_some()),
-        ("--max-latency-ms", a.max_latency_ms.is_some()),
-        ("--pareto", a.pareto),
-    ];
-    if let Some((flag, _)) = chain_only.iter().find(|(_, given)| *given) {
-        anyhow::bail!(
-            "{flag} applies to chain runs; {} is a cell run",
-            a.score.run.display()
-        );
-    }
+    refuse_flags(
+        &[
+            ("--latency-table", a.latency.latency_table.is_some()),
+            ("--max-latency-ms", a.latency.max_latency_ms.is_some()),
+            ("--pareto", a.pareto),
+        ],
+        "chain",
+        &a.score.run,
+    )?;
     let at = a.score.attach()?;
     let scorer = a.score.scorer(&at)?;
     let cfg = evolve_config(&a);
@@ -346,16 +342,40 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
         ),
     };
     eprintln!(
-        "best of {} candidates: {score}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
+        "best of {} candidates: {score}, {} parameters, {} MACs; {}",
         r.history.len(),
         r.best.parameters,
         r.best.macs,
-        a.score.run.display(),
-        r.group,
-        r.csv.display(),
-        r.best_text.display(),
-        r.best_json.display()
+        evolve_files(
+            &a.score.run,
+            &r.group,
+            &[&r.csv, &r.best_text, &r.best_json]
+        )
     );
+    Ok(())
+}
+
+/// Where an evolution went: the run file's group, the CSV, the best architecture's files.
+fn evolve_files(run: &std::path::Path, group: &str, [csv, txt, json]: &[&PathBuf; 3]) -> String {
+    format!(
+        "history {}/run.h5 /{group}, {}; best architecture {}, {}",
+        run.display(),
+        csv.display(),
+        txt.display(),
+        json.display()
+    )
+}
+
+/// The first of `flags` (a flag and whether it was given) that was given, as an error: it
+/// applies to `kind` runs only, and `run` is the other kind.
+fn refuse_flags(flags: &[(&str, bool)], kind: &str, run: &std::path::Path) -> anyhow::Result<()> {
+    if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
+        let other = if kind == "chain" { "cell" } else { "chain" };
+        anyhow::bail!(
+            "{flag} applies to {kind} runs; {} is a {other} run",
+            run.display()
+        );
+    }
     Ok(())
 }
 
@@ -477,16 +497,14 @@ fn derive_chain(a: DeriveArgs) -> anyhow::Result<()> {
             a.score.run.display()
         );
     }
-    let cell_only = [
-        ("--max-skip", a.max_skip.is_some()),
-        ("--tune-steps", a.tune_steps.is_some()),
-    ];
-    if let Some((flag, _)) = cell_only.iter().find(|(_, given)| *given) {
-        anyhow::bail!(
-            "{flag} applies to cell runs; {} is a chain run",
-            a.score.run.display()
-        );
-    }
+    refuse_flags(
+        &[
+            ("--max-skip", a.max_skip.is_some()),
+            ("--tune-steps", a.tune_steps.is_some()),
+        ],
+        "cell",
+        &a.score.run,
+    )?;
     let dir = RunDir::attach(&a.score.run)?;
     let d = crate::search::chain_derive::derive_chain_run(dir.path())?;
     let (txt, json) = dir.write_chain_arch("genotype-argmax", &d.arch)?;
@@ -658,8 +676,8 @@ fn evolve_chain(a: EvolveArgs) -> anyhow::Result<()> {
     let (dir, trained) = load_chain(&a.score)?;
     let cfg = crate::sample::chain_evolve::ChainEvolveConfig {
         evolve: evolve_config(&a),
-        latency_table: a.latency_table.clone(),
-        max_latency_ms: a.max_latency_ms,
+        latency_table: a.latency.latency_table.clone(),
+        max_latency_ms: a.latency.max_latency_ms,
         pareto: a.pareto,
         bn: a.score.bn.unwrap_or_default(),
         max_batches: a.score.batches,
@@ -681,18 +699,14 @@ fn evolve_chain(a: EvolveArgs) -> anyhow::Result<()> {
         eprintln!("{}", chain_line(&format!("{i:>4}"), &r.history[i].1, true));
     }
     eprintln!(
-        "best of {} candidates ({} over a limit): accuracy {:.2}%, loss {:.4}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; architecture {}, {}",
+        "best of {} candidates ({} over a limit): accuracy {:.2}%, loss {:.4}, {} parameters, {} MACs; {}",
         r.history.len(),
         r.rejected,
         100.0 * best.accuracy,
         best.loss,
         best.params,
         best.macs,
-        a.score.run.display(),
-        r.group,
-        r.csv.display(),
-        r.best_text.display(),
-        r.best_json.display()
+        evolve_files(&a.score.run, &r.group, &[&r.csv, &r.best_text, &r.best_json])
     );
     Ok(())
 }
@@ -709,8 +723,8 @@ fn sample_chain(a: SampleArgs) -> anyhow::Result<()> {
     let (dir, trained) = load_chain(&a.score)?;
     let bn = a.score.bn.unwrap_or_default();
     let limits = crate::sample::chain_score::ChainLimits {
-        latency_table: a.latency_table.clone(),
-        max_latency_ms: a.max_latency_ms,
+        latency_table: a.latency.latency_table.clone(),
+        max_latency_ms: a.latency.max_latency_ms,
         max_macs: a.max_macs,
         max_params: a.max_params,
     };

@@ -90,15 +90,6 @@ impl<'a> Front<'a> {
     }
 }
 
-/// `(lo, hi)` of `values` widened by 8% of the span (at least `min_pad`) on each side.
-fn padded(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-        (l.min(v), h.max(v))
-    });
-    let pad = ((hi - lo) * 0.08).max(min_pad);
-    (lo - pad, hi + pad)
-}
-
 impl Figure for Front<'_> {
     fn size(&self) -> (u32, u32) {
         (1000, 720)
@@ -133,8 +124,8 @@ impl Figure for Front<'_> {
             LEGEND_H,
             &[&entries],
         )?;
-        let x = padded(self.points.iter().map(|p| p.0), 1e-9);
-        let y = padded(self.points.iter().map(|p| p.1), 0.5);
+        let x = style::padded(self.points.iter().map(|p| p.0), 1e-9);
+        let y = style::padded(self.points.iter().map(|p| p.1), 0.5);
         let mut chart = ChartBuilder::on(&body)
             .margin(16)
             .margin_right(32)
@@ -142,8 +133,7 @@ impl Figure for Front<'_> {
             .y_label_area_size(72)
             .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
         let latency = self.cost_name == "latency_ms";
-        chart
-            .configure_mesh()
+        style::mesh_look(&mut chart.configure_mesh())
             .x_desc(self.x_desc())
             .y_desc("accuracy with inherited weights (%)")
             .x_labels(6)
@@ -154,10 +144,6 @@ impl Figure for Front<'_> {
                     format!("{:.2}M", v / 1e6)
                 }
             })
-            .axis_desc_style(style::font(style::LABEL))
-            .label_style(style::font(style::TICK))
-            .light_line_style(style::GRID.mix(0.5))
-            .bold_line_style(style::GRID)
             .draw()?;
         chart.draw_series(
             self.points

@@ -5,9 +5,10 @@
 //! multiply-adds without a latency table). Each generation draws from `(seed, generation)`.
 use super::breed::{next_generation, Breed};
 use super::chain_score::{ChainLimits, ChainScore, ChainScorer};
+use super::evolve::store_history;
 use super::pareto::{accuracy_cost, nsga2_select, pareto_front};
-use super::{check_name, store_table, BnMode, EvolveConfig};
-use crate::record::{Column, Table};
+use super::{check_name, BnMode, EvolveConfig};
+use crate::record::Column;
 use crate::rng::{Rng, PURPOSE_EVOLVE};
 use crate::run::RunDir;
 use crate::search::TrainedChain;
@@ -183,18 +184,9 @@ pub fn evolve_chain(
         ("best_accuracy".into(), best_arch.accuracy.to_string()),
         ("pareto_front".into(), front_text.join(";")),
     ]);
-    let stem = format!("evolution-{name}");
-    let group = format!("evolution/{name}");
-    let csv = store_table(
-        dir,
-        Table {
-            group: group.clone(),
-            attrs,
-            columns,
-        },
-        &stem,
-    )?;
-    let (best_text, best_json) = dir.write_chain_arch(&format!("{stem}-best"), &best_arch.arch)?;
+    let (group, csv) = store_history(dir, &name, attrs, columns)?;
+    let stem = format!("evolution-{name}-best");
+    let (best_text, best_json) = dir.write_chain_arch(&stem, &best_arch.arch)?;
     Ok(ChainEvolveReport {
         history,
         pareto,

@@ -173,7 +173,6 @@ pub fn evolve(
         ));
     };
 
-    let group = format!("evolution/{name}");
     let mut columns = vec![(
         "generation".to_string(),
         Column::U64(history.iter().map(|(g, _)| *g as u64).collect()),
@@ -209,17 +208,9 @@ pub fn evolve(
         attrs.push(("mutation_prob".into(), cfg.mutation_prob.to_string()));
         attrs.push(("parents".into(), cfg.parents.to_string()));
     }
-    let stem = format!("evolution-{name}");
-    let csv = store_table(
-        dir,
-        Table {
-            group: group.clone(),
-            attrs,
-            columns,
-        },
-        &stem,
-    )?;
-    let (best_text, best_json) = dir.write_genotype(&format!("{stem}-best"), &best.genotype)?;
+    let (group, csv) = store_history(dir, &name, attrs, columns)?;
+    let stem = format!("evolution-{name}-best");
+    let (best_text, best_json) = dir.write_genotype(&stem, &best.genotype)?;
     Ok(EvolveReport {
         history,
         best,
@@ -228,6 +219,24 @@ pub fn evolve(
         best_text,
         best_json,
     })
+}
+
+/// Store an evolution history as `/evolution/<name>` and `DIR/evolution-<name>.csv`;
+/// the group and the CSV path.
+pub(super) fn store_history(
+    dir: &RunDir,
+    name: &str,
+    attrs: Vec<(String, String)>,
+    columns: Vec<(String, Column)>,
+) -> Result<(String, PathBuf)> {
+    let group = format!("evolution/{name}");
+    let table = Table {
+        group: group.clone(),
+        attrs,
+        columns,
+    };
+    let csv = store_table(dir, table, &format!("evolution-{name}"))?;
+    Ok((group, csv))
 }
 
 /// An optional limit as users write it: the number, or `none`.

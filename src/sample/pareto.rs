@@ -70,26 +70,33 @@ pub fn non_dominated_sort(points: &[Vec<f64>]) -> Vec<Vec<usize>> {
 /// first and last are infinitely far, an inner row adds the gap between its neighbours
 /// divided by the objective's range (nothing when the range is 0).
 pub fn crowding_distance(points: &[Vec<f64>], front: &[usize]) -> Vec<f64> {
-    let n = front.len();
-    let mut distance = vec![0.0; n];
+    let mut distance = vec![0.0; front.len()];
     let Some(&first) = front.first() else {
         return distance;
     };
-    for m in 0..points[first].len() {
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| points[front[a]][m].total_cmp(&points[front[b]][m]));
-        let value = |k: usize| points[front[order[k]]][m];
-        let range = value(n - 1) - value(0);
-        distance[order[0]] = f64::INFINITY;
-        distance[order[n - 1]] = f64::INFINITY;
-        if range <= 0.0 {
-            continue;
-        }
-        for k in 1..n.saturating_sub(1) {
-            distance[order[k]] += (value(k + 1) - value(k - 1)) / range;
-        }
+    // One objective at a time: its values in `front`'s order.
+    let objectives = (0..points[first].len()).map(|m| front.iter().map(move |&i| points[i][m]));
+    for values in objectives {
+        add_crowding(&mut distance, &values.collect::<Vec<f64>>());
     }
     distance
+}
+
+/// Add one objective's crowding terms (`values` in the front's order) to `distance`.
+fn add_crowding(distance: &mut [f64], values: &[f64]) {
+    let n = values.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let value = |k: usize| values[order[k]];
+    let range = value(n - 1) - value(0);
+    distance[order[0]] = f64::INFINITY;
+    distance[order[n - 1]] = f64::INFINITY;
+    if range <= 0.0 {
+        return;
+    }
+    for k in 1..n.saturating_sub(1) {
+        distance[order[k]] += (value(k + 1) - value(k - 1)) / range;
+    }
 }
 
 /// NSGA-II truncation: `k` rows, whole fronts in order, then from the front that does not

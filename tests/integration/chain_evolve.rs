@@ -3,12 +3,12 @@
 //! the Pareto charts, and `derive` (the argmax of the last recorded alphas, its costs).
 use super::chain::{chain_run, chain_space};
 use super::search::{fails_with, ok, supernet};
+use std::path::Path;
 use supernet::record::{Column, Table};
 use supernet::sample::pareto::{
     accuracy_cost, crowding_distance, dominates, non_dominated_sort, nsga2_select, pareto_front,
 };
 use supernet::space::chain::{arch_cost, extreme_arch, ChainArch, ImageShape};
-use std::path::Path;
 
 const INF: f64 = f64::INFINITY;
 
@@ -35,7 +35,10 @@ fn non_dominated_sorting_and_crowding_distance_match_hand_computed_cases() {
     );
     // Front 0 by objective 0: A 1 | B 2, G 2 | C 3 (range 2): B (2-1)/2, G (3-2)/2.
     // By objective 1: C 1 | B 3, G 3 | A 5 (range 4): B (3-1)/4, G (5-3)/4.
-    assert_eq!(crowding_distance(&p, &[0, 1, 2, 6]), vec![INF, 1.0, INF, 1.0]);
+    assert_eq!(
+        crowding_distance(&p, &[0, 1, 2, 6]),
+        vec![INF, 1.0, INF, 1.0]
+    );
     assert_eq!(crowding_distance(&p, &[3, 4]), vec![INF, INF]);
     assert_eq!(crowding_distance(&p, &[5]), vec![INF]);
     assert!(crowding_distance(&p, &[]).is_empty());
@@ -117,7 +120,10 @@ fn chain_evolve_is_deterministic_within_its_limits_scored_as_sample_and_plotted(
             .output()
             .unwrap())
     };
-    for (a, b, flags) in [("top-a", "top-b", &[][..]), ("nsga-a", "nsga-b", &["--pareto"][..])] {
+    for (a, b, flags) in [
+        ("top-a", "top-b", &[][..]),
+        ("nsga-a", "nsga-b", &["--pareto"][..]),
+    ] {
         let out = evolve(a, "7", flags);
         evolve(b, "7", flags);
         let (ta, tb) = (
@@ -130,7 +136,15 @@ fn chain_evolve_is_deterministic_within_its_limits_scored_as_sample_and_plotted(
         let names: Vec<&str> = ta.columns.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["arch", "accuracy", "loss", "params", "macs", "generation", "pareto"]
+            [
+                "arch",
+                "accuracy",
+                "loss",
+                "params",
+                "macs",
+                "generation",
+                "pareto"
+            ]
         );
         let (acc, macs, generation, pareto) = (
             f64s(&ta, "accuracy"),
@@ -169,7 +183,10 @@ fn chain_evolve_is_deterministic_within_its_limits_scored_as_sample_and_plotted(
         let best = std::fs::read_to_string(run.join(format!("evolution-{a}-best.txt"))).unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), best.trim());
         let top = acc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        assert_eq!(acc[texts.iter().position(|t| t == best.trim()).unwrap()], top);
+        assert_eq!(
+            acc[texts.iter().position(|t| t == best.trim()).unwrap()],
+            top
+        );
     }
     // Another seed, other candidates.
     evolve("top-c", "8", &[]);
@@ -200,7 +217,11 @@ fn chain_evolve_is_deterministic_within_its_limits_scored_as_sample_and_plotted(
         .unwrap();
     assert_eq!(alone.accuracy, f64s(&t, "accuracy")[last]);
     let loss = f64s(&t, "loss")[last];
-    assert!((alone.loss - loss).abs() <= 1e-6 * loss, "{} vs {loss}", alone.loss);
+    assert!(
+        (alone.loss - loss).abs() <= 1e-6 * loss,
+        "{} vs {loss}",
+        alone.loss
+    );
 
     // Refused: a latency limit without a table, --pareto with --random.
     let refused = |extra: &[&str]| {
@@ -216,14 +237,25 @@ fn chain_evolve_is_deterministic_within_its_limits_scored_as_sample_and_plotted(
         refused(&["--max-latency-ms", "1"]),
         &["--max-latency-ms", "--latency-table"],
     );
-    fails_with(refused(&["--pareto", "--random", "3"]), &["--pareto", "--random"]);
+    fails_with(
+        refused(&["--pareto", "--random", "3"]),
+        &["--pareto", "--random"],
+    );
     fails_with(refused(&["--score", "synflow"]), &["--score", "chain"]);
 
     // The Pareto charts: one per sample and evolution table.
     ok(supernet()
         .args(["sample", "--run"])
         .arg(&run)
-        .args(["--n", "3", "--bn", "recalibrate:1", "--batches", "1", "--quiet"])
+        .args([
+            "--n",
+            "3",
+            "--bn",
+            "recalibrate:1",
+            "--batches",
+            "1",
+            "--quiet",
+        ])
         .args(["--threads", "1", "--name", "s"])
         .output()
         .unwrap());
