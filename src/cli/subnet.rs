@@ -190,7 +190,8 @@ pub struct EvolveArgs {
     /// Generations.
     #[arg(long, default_value_t = 20)]
     pub generations: usize,
-    /// Probability that each choice (a node's inputs, an edge's op) is re-drawn.
+    /// Probability that each choice (a node's inputs, an edge's op; a chain layer's
+    /// choice) is re-drawn.
     #[arg(long, default_value_t = 0.1)]
     pub mutation_prob: f64,
     /// The best this many candidates so far are the parents of the next generation.

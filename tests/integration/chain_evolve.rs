@@ -194,6 +194,59 @@ fn chain_evolve_is_deterministic_within_its_limits_scored_as_sample_and_plotted(
         archs(&table(&run, "evolution/top-c")),
         archs(&table(&run, "evolution/top-a"))
     );
+    // With a latency table: a latency limit, a latency_ms column, the front against it.
+    let lut = dir.path().join("lut.json");
+    super::hardware::profile("supernets/mbv3_chain.toml".as_ref(), "1x28x28", "10", &lut);
+    let table_ms = supernet::profile::LatencyTable::read(&lut).unwrap();
+    let ms = |a: &ChainArch| table_ms.predict(&space, a);
+    let max_ms =
+        0.5 * (ms(&extreme_arch(&space, FMNIST, false)) + ms(&extreme_arch(&space, FMNIST, true)));
+    let lut_arg = lut.display().to_string();
+    let max_ms_arg = max_ms.to_string();
+    evolve(
+        "lat",
+        "7",
+        &[
+            "--pareto",
+            "--latency-table",
+            &lut_arg,
+            "--max-latency-ms",
+            &max_ms_arg,
+        ],
+    );
+    let t = table(&run, "evolution/lat");
+    assert_eq!(t.attr("pareto_cost"), Some("latency_ms"));
+    let names: Vec<&str> = t.columns.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "arch",
+            "accuracy",
+            "loss",
+            "params",
+            "macs",
+            "latency_ms",
+            "generation",
+            "pareto"
+        ]
+    );
+    let (acc, lat, pareto) = (
+        f64s(&t, "accuracy"),
+        f64s(&t, "latency_ms"),
+        f64s(&t, "pareto"),
+    );
+    for (i, text) in archs(&t).iter().enumerate() {
+        let predicted = ms(&ChainArch::parse(text).unwrap());
+        assert!(
+            (lat[i] - predicted).abs() < 1e-9 && lat[i] <= max_ms,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        pareto.iter().map(|&p| p == 1.0).collect::<Vec<_>>(),
+        pareto_front(&acc, &lat)
+    );
+
     // Random search: N uniform candidates, one generation.
     evolve("rand", "7", &["--random", "5"]);
     let t = table(&run, "evolution/rand");
@@ -272,6 +325,7 @@ fn chain_evolve_is_deterministic_within_its_limits_scored_as_sample_and_plotted(
         "pareto-evolution-top-a",
         "pareto-evolution-nsga-a",
         "pareto-evolution-rand",
+        "pareto-evolution-lat",
     ] {
         let png = std::fs::read(plots.join(format!("{stem}.png")))
             .unwrap_or_else(|e| panic!("{stem}: {e}; {}", String::from_utf8_lossy(&out.stdout)));

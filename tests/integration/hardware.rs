@@ -37,7 +37,12 @@ pub(crate) fn tiny() -> ChainSpace {
     ChainSpace::from_toml(TINY).unwrap()
 }
 
-fn profile(space: &std::path::Path, input: &str, classes: &str, out: &std::path::Path) -> String {
+pub(crate) fn profile(
+    space: &std::path::Path,
+    input: &str,
+    classes: &str,
+    out: &std::path::Path,
+) -> String {
     let o = ok(supernet()
         .args(["profile", "--space"])
         .arg(space)
