@@ -87,6 +87,11 @@ fn archs(t: &Table) -> Vec<String> {
     }
 }
 
+fn column_names(t: &Table) -> String {
+    let names: Vec<&str> = t.columns.iter().map(|(n, _)| n.as_str()).collect();
+    names.join(",")
+}
+
 fn sorted_attrs(t: &Table) -> Vec<(String, String)> {
     let mut a = t.attrs.clone();
     a.sort();
@@ -133,18 +138,9 @@ fn chain_evolve_is_deterministic_within_its_limits_scored_as_sample_and_plotted(
         // Same seed, same table.
         assert_eq!(ta.columns, tb.columns, "{a} vs {b}");
         assert_eq!(sorted_attrs(&ta), sorted_attrs(&tb));
-        let names: Vec<&str> = ta.columns.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
-            names,
-            [
-                "arch",
-                "accuracy",
-                "loss",
-                "params",
-                "macs",
-                "generation",
-                "pareto"
-            ]
+            column_names(&ta),
+            "arch,accuracy,loss,params,macs,generation,pareto"
         );
         let (acc, macs, generation, pareto) = (
             f64s(&ta, "accuracy"),
@@ -216,19 +212,9 @@ fn chain_evolve_is_deterministic_within_its_limits_scored_as_sample_and_plotted(
     );
     let t = table(&run, "evolution/lat");
     assert_eq!(t.attr("pareto_cost"), Some("latency_ms"));
-    let names: Vec<&str> = t.columns.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
-        names,
-        [
-            "arch",
-            "accuracy",
-            "loss",
-            "params",
-            "macs",
-            "latency_ms",
-            "generation",
-            "pareto"
-        ]
+        column_names(&t),
+        "arch,accuracy,loss,params,macs,latency_ms,generation,pareto"
     );
     let (acc, lat, pareto) = (
         f64s(&t, "accuracy"),
