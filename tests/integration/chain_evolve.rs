@@ -345,7 +345,15 @@ fn chain_derive_takes_the_argmax_of_the_last_alphas_and_reports_its_costs() {
     // A penalised chain run: `derive` gives the search's own architecture and its costs.
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    ok(chain_run(&run, &["--macs-target", "1e6"]).output().unwrap());
+    let lut = dir.path().join("lut.json");
+    super::hardware::profile("supernets/mbv3_chain.toml".as_ref(), "1x28x28", "10", &lut);
+    let lut_arg = lut.display().to_string();
+    ok(
+        chain_run(&run, &["--device", "cpu", "--macs-target", "1e6"])
+            .args(["--latency-table", &lut_arg, "--latency-target", "1e-3"])
+            .output()
+            .unwrap(),
+    );
     let out = ok(supernet()
         .args(["derive", "--run"])
         .arg(&run)
@@ -364,6 +372,13 @@ fn chain_derive_takes_the_argmax_of_the_last_alphas_and_reports_its_costs() {
     let arch = ChainArch::parse(searched.trim()).unwrap();
     let cost = arch_cost(&chain_space("mbv3_chain"), &arch, FMNIST);
     let err = String::from_utf8_lossy(&out.stderr);
+    let ms = supernet::profile::LatencyTable::read(&lut)
+        .unwrap()
+        .predict(&chain_space("mbv3_chain"), &arch);
+    assert!(
+        err.contains(&format!("latency_ms {ms} (target 0.001: over by")),
+        "{err}"
+    );
     assert!(
         err.contains(&format!("macs {} (target 1000000", cost.macs))
             && err.contains(&format!("params {}", cost.params)),
