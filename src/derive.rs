@@ -2,10 +2,49 @@
 //! code: the search, the run-file reader, the charts and `supernet derive` all derive
 //! through [`derive_raw`], so one set of alphas always gives one genotype.
 use crate::numeric::{softmax, softmax_per_node};
+use crate::space::chain::{ChainArch, ChainSpace};
 use crate::space::{
     CellGenotype, CellSpec, CellType, DeriveRule, GeneEdge, Genotype, OpKind, SearchSpace,
 };
 use crate::{Error, Result};
+
+/// A chain architecture from its alphas, `[searchable layers x choices]` row-major as the
+/// run file records them: per layer the choice with the largest alpha among those it
+/// allows (the lower column on a tie). The masked softmax is monotone in the alphas, so
+/// this is also the argmax of the choice probabilities. Refused when `alphas` does not have
+/// the space's shape.
+pub fn derive_chain(space: &ChainSpace, alphas: &[f32]) -> Result<ChainArch> {
+    let columns = space.choices();
+    let plan = space.plan((1, 1));
+    let layers: Vec<_> = plan.iter().filter(|l| l.searchable.is_some()).collect();
+    if alphas.len() != layers.len() * columns.len() {
+        return Err(Error::invalid(
+            "alphas",
+            format!("{} values", alphas.len()),
+            format!(
+                "{} searchable layers x {} choices of '{}'",
+                layers.len(),
+                columns.len(),
+                space.name
+            ),
+        ));
+    }
+    let layers = layers
+        .iter()
+        .zip(alphas.chunks(columns.len()))
+        .map(|(l, row)| {
+            let allowed = (0..columns.len()).filter(|&k| l.choices.contains(&columns[k]));
+            let best = allowed
+                .fold(None::<usize>, |best, k| match best {
+                    Some(b) if row[b] >= row[k] => Some(b),
+                    _ => Some(k),
+                })
+                .expect("every layer allows a choice");
+            columns[best]
+        })
+        .collect();
+    Ok(ChainArch { layers })
+}
 
 /// Derive one cell from its mixing weights `[edges][ops]` (softmax of the alphas).
 pub fn derive_cell(weights: &[Vec<f32>], spec: &CellSpec, ops: &[OpKind]) -> CellGenotype {

@@ -13,8 +13,6 @@ pub struct ChainAlphas {
     pub alphas: Tensor,
     /// 0 where a layer allows the column, -inf where it does not (same shape).
     mask: Tensor,
-    /// Per layer, the columns it allows.
-    allowed: Vec<Vec<usize>>,
 }
 
 impl ChainAlphas {
@@ -55,12 +53,7 @@ impl ChainAlphas {
         let mask = Tensor::from_slice(&mask)
             .view([rows as i64, columns.len() as i64])
             .to_device(device);
-        ChainAlphas {
-            vs,
-            alphas,
-            mask,
-            allowed,
-        }
+        ChainAlphas { vs, alphas, mask }
     }
 
     /// DARTS relaxation: per layer the softmax over the choices it allows.
@@ -80,26 +73,12 @@ impl ChainAlphas {
     }
 
     /// The architecture the alphas stand for: per layer its strongest allowed choice
-    /// (the lower column on a tie).
+    /// (the lower column on a tie), as [`crate::derive::derive_chain`] derives it from the
+    /// alphas a run file records.
     pub fn derive(&self, space: &ChainSpace) -> ChainArch {
-        let columns = space.choices();
-        let layers = self
-            .probabilities()
-            .iter()
-            .zip(&self.allowed)
-            .map(|(row, allowed)| {
-                let best = allowed
-                    .iter()
-                    .copied()
-                    .fold(None::<usize>, |best, k| match best {
-                        Some(b) if row[b] >= row[k] => Some(b),
-                        _ => Some(k),
-                    })
-                    .expect("every layer allows a choice");
-                columns[best]
-            })
-            .collect();
-        ChainArch { layers }
+        let a = self.alphas.detach().flatten(0, -1).to_device(Device::Cpu);
+        let flat = Vec::<f32>::try_from(a).expect("float alphas");
+        crate::derive::derive_chain(space, &flat).expect("alphas of the space's shape")
     }
 
     /// GDAS / FBNet relaxation: per layer a hard one-hot sample of the Gumbel-softmax

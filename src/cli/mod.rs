@@ -3,6 +3,7 @@
 //! sets the exit code: 0 done, 1 failed, 128 + signal when a run stopped on a signal (130
 //! for Ctrl-C) after checkpointing.
 mod args;
+mod chain;
 mod device;
 mod few_shot;
 mod flags;

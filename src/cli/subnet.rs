@@ -136,6 +136,20 @@ impl ScoreArgs {
     }
 }
 
+/// The latency table and limit of chain runs (`sample`, `evolve`).
+#[derive(clap::Args, Debug)]
+pub struct LatencyArgs {
+    /// Chain runs: a latency lookup table (`supernet profile`) of the run's space, device
+    /// and input; adds a predicted `latency_ms` column, against which the Pareto front is
+    /// taken (else against the multiply-adds).
+    #[arg(long, value_name = "LUT.json")]
+    pub latency_table: Option<PathBuf>,
+    /// Chain runs: only architectures whose predicted latency is at most MS (needs
+    /// --latency-table).
+    #[arg(long, value_name = "MS")]
+    pub max_latency_ms: Option<f64>,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
     #[command(flatten)]
@@ -156,15 +170,8 @@ pub struct SampleArgs {
     /// and batches, its row marked in a `derived` column (not scored twice when drawn).
     #[arg(long)]
     pub with_derived: bool,
-    /// Chain runs: a latency lookup table (`supernet profile`) of the run's space, device
-    /// and input; adds a predicted `latency_ms` column, against which the Pareto front is
-    /// taken (else against the multiply-adds).
-    #[arg(long, value_name = "LUT.json")]
-    pub latency_table: Option<PathBuf>,
-    /// Chain runs: only architectures whose predicted latency is at most MS (needs
-    /// --latency-table).
-    #[arg(long, value_name = "MS")]
-    pub max_latency_ms: Option<f64>,
+    #[command(flatten)]
+    pub latency: LatencyArgs,
     /// Chain runs: only architectures with at most this many multiply-adds per image.
     #[arg(long)]
     pub max_macs: Option<u64>,
@@ -183,7 +190,8 @@ pub struct EvolveArgs {
     /// Generations.
     #[arg(long, default_value_t = 20)]
     pub generations: usize,
-    /// Probability that each choice (a node's inputs, an edge's op) is re-drawn.
+    /// Probability that each choice (a node's inputs, an edge's op; a chain layer's
+    /// choice) is re-drawn.
     #[arg(long, default_value_t = 0.1)]
     pub mutation_prob: f64,
     /// The best this many candidates so far are the parents of the next generation.
@@ -205,13 +213,21 @@ pub struct EvolveArgs {
     /// History name (/evolution/NAME, RUN/evolution-NAME.csv) [default: MODE-seedSEED].
     #[arg(long)]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub latency: LatencyArgs,
+    /// Chain runs: multi-objective search (accuracy up, latency or multiply-adds down):
+    /// NSGA-II selects the parents (non-dominated sorting, then crowding distance)
+    /// instead of the top --parents by accuracy.
+    #[arg(long)]
+    pub pareto: bool,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct DeriveArgs {
-    /// How the run's alphas become one architecture.
-    #[arg(long, default_value = "top2", value_parser = rule_parser())]
-    pub rule: RuleArg,
+    /// How the run's alphas become one architecture [default: top2; on a chain run
+    /// argmax, its only rule: per layer the strongest choice].
+    #[arg(long, value_parser = rule_parser())]
+    pub rule: Option<RuleArg>,
     /// Seed of sample-top:K, and of the order of DARTS-PT's decisions (perturbation).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -229,20 +245,18 @@ pub struct DeriveArgs {
 
 pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
     if is_chain_run(&a.score.run)? {
-        return sample_chain(a);
+        return super::chain::sample_chain(a);
     }
-    let chain_only = [
-        ("--latency-table", a.latency_table.is_some()),
-        ("--max-latency-ms", a.max_latency_ms.is_some()),
-        ("--max-macs", a.max_macs.is_some()),
-        ("--max-params", a.max_params.is_some()),
-    ];
-    if let Some((flag, _)) = chain_only.iter().find(|(_, given)| *given) {
-        anyhow::bail!(
-            "{flag} applies to chain runs; {} is a cell run",
-            a.score.run.display()
-        );
-    }
+    refuse_flags(
+        &[
+            ("--latency-table", a.latency.latency_table.is_some()),
+            ("--max-latency-ms", a.latency.max_latency_ms.is_some()),
+            ("--max-macs", a.max_macs.is_some()),
+            ("--max-params", a.max_params.is_some()),
+        ],
+        "chain",
+        &a.score.run,
+    )?;
     let at = a.score.attach()?;
     let scorer = a.score.scorer(&at)?;
     let cfg = crate::sample::SampleConfig {
@@ -300,19 +314,21 @@ pub fn sample(a: SampleArgs) -> anyhow::Result<()> {
 }
 
 pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
+    if is_chain_run(&a.score.run)? {
+        return super::chain::evolve_chain(a);
+    }
+    refuse_flags(
+        &[
+            ("--latency-table", a.latency.latency_table.is_some()),
+            ("--max-latency-ms", a.latency.max_latency_ms.is_some()),
+            ("--pareto", a.pareto),
+        ],
+        "chain",
+        &a.score.run,
+    )?;
     let at = a.score.attach()?;
     let scorer = a.score.scorer(&at)?;
-    let cfg = crate::sample::EvolveConfig {
-        population: a.population,
-        generations: a.generations,
-        mutation_prob: a.mutation_prob,
-        parents: a.parents,
-        max_params: a.max_params,
-        max_macs: a.max_macs,
-        seed: a.seed,
-        random: a.random,
-        name: a.name.clone(),
-    };
+    let cfg = evolve_config(&a);
     let r = crate::sample::evolve(&at.dir, &scorer, &cfg, a.score.progress(&at))?;
     if !at.root() {
         return Ok(());
@@ -327,21 +343,71 @@ pub fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
         ),
     };
     eprintln!(
-        "best of {} candidates: {score}, {} parameters, {} MACs; history {}/run.h5 /{}, {}; genotype {}, {}",
+        "best of {} candidates: {score}, {} parameters, {} MACs; {}",
         r.history.len(),
         r.best.parameters,
         r.best.macs,
-        a.score.run.display(),
-        r.group,
-        r.csv.display(),
-        r.best_text.display(),
-        r.best_json.display()
+        evolve_files(
+            &a.score.run,
+            &r.group,
+            &[&r.csv, &r.best_text, &r.best_json]
+        )
     );
     Ok(())
 }
 
+/// Where an evolution went: the run file's group, the CSV, the best architecture's files.
+pub(super) fn evolve_files(
+    run: &std::path::Path,
+    group: &str,
+    [csv, txt, json]: &[&PathBuf; 3],
+) -> String {
+    format!(
+        "history {}/run.h5 /{group}, {}; best architecture {}, {}",
+        run.display(),
+        csv.display(),
+        txt.display(),
+        json.display()
+    )
+}
+
+/// The first of `flags` (a flag and whether it was given) that was given, as an error: it
+/// applies to `kind` runs only, and `run` is the other kind.
+pub(super) fn refuse_flags(
+    flags: &[(&str, bool)],
+    kind: &str,
+    run: &std::path::Path,
+) -> anyhow::Result<()> {
+    if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
+        let other = if kind == "chain" { "cell" } else { "chain" };
+        anyhow::bail!(
+            "{flag} applies to {kind} runs; {} is a {other} run",
+            run.display()
+        );
+    }
+    Ok(())
+}
+
+/// The search settings `evolve` shares between cell and chain runs.
+pub(super) fn evolve_config(a: &EvolveArgs) -> crate::sample::EvolveConfig {
+    crate::sample::EvolveConfig {
+        population: a.population,
+        generations: a.generations,
+        mutation_prob: a.mutation_prob,
+        parents: a.parents,
+        max_params: a.max_params,
+        max_macs: a.max_macs,
+        seed: a.seed,
+        random: a.random,
+        name: a.name.clone(),
+    }
+}
+
 pub fn derive(a: DeriveArgs) -> anyhow::Result<()> {
-    let rule = a.rule;
+    if is_chain_run(&a.score.run)? {
+        return super::chain::derive_chain(a);
+    }
+    let rule = a.rule.unwrap_or(RuleArg::Top2);
     if a.max_skip.is_some() && !matches!(rule, RuleArg::Top2 | RuleArg::Argmax) {
         return Err(crate::Error::invalid(
             "--max-skip",
@@ -528,81 +594,4 @@ fn is_chain_run(dir: &std::path::Path) -> anyhow::Result<bool> {
         crate::space::Space::load(&cfg.space),
         Ok(crate::space::Space::Chain(_))
     ))
-}
-
-/// `sample` on a chain run: inherited-weight scores under hard limits, the Pareto front.
-fn sample_chain(a: SampleArgs) -> anyhow::Result<()> {
-    let refused = [
-        (
-            "--score",
-            (a.score.score != ScoreKind::Inherited).then_some(()),
-        ),
-        ("--few-shot", a.score.few_shot.as_ref().map(|_| ())),
-        ("--with-derived", a.with_derived.then_some(())),
-        ("--from", (a.from != SampleFrom::Uniform).then_some(())),
-    ];
-    if let Some((flag, _)) = refused.iter().find(|(_, v)| v.is_some()) {
-        anyhow::bail!(
-            "{flag}: a chain run is sampled uniformly and scored with inherited weights only"
-        );
-    }
-    let dir = RunDir::attach(&a.score.run)?;
-    let trained = crate::search::load_trained_chain(dir.path())?;
-    if let Some(t) = a.score.threads.filter(|&t| t > 0) {
-        tch::set_num_threads(t as i32);
-    }
-    let bn = a.score.bn.unwrap_or_default();
-    let limits = crate::sample::chain::ChainLimits {
-        latency_table: a.latency_table.clone(),
-        max_latency_ms: a.max_latency_ms,
-        max_macs: a.max_macs,
-        max_params: a.max_params,
-    };
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("uniform-{}-seed{}", bn.name().replace(':', ""), a.seed));
-    let r = crate::sample::chain::sample_chain(
-        &dir,
-        &trained,
-        a.n,
-        a.seed,
-        &limits,
-        bn,
-        a.score.batches,
-        &name,
-    )?;
-    if !a.score.quiet {
-        for (i, (s, p)) in r.scores.iter().zip(&r.pareto).enumerate() {
-            let lat = s
-                .latency_ms
-                .map_or(String::new(), |l| format!("  {l:.3} ms"));
-            eprintln!(
-                "{i:>4}  acc {:6.2}%  loss {:.4}  params {:>8}  MACs {:>11}{lat}{}  {}",
-                100.0 * s.accuracy,
-                s.loss,
-                s.params,
-                s.macs,
-                if *p { "  pareto" } else { "" },
-                s.arch
-            );
-        }
-    }
-    if r.scores.len() < a.n {
-        eprintln!(
-            "only {} distinct architectures within the limits in {} draws ({} over a limit)",
-            r.scores.len(),
-            20 * a.n,
-            r.rejected
-        );
-    }
-    eprintln!(
-        "{} architectures scored, {} on the Pareto front: {}/run.h5 /{}, {}",
-        r.scores.len(),
-        r.pareto.iter().filter(|p| **p).count(),
-        a.score.run.display(),
-        r.group,
-        r.csv.display()
-    );
-    Ok(())
 }

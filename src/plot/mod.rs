@@ -13,7 +13,9 @@
 //!   table (`rank-check --ground-truth`), with the seed-vs-seed ceiling.
 //!
 //! A chain search's run file gets `choices` instead: the choice probabilities per layer over
-//! training (the cell charts do not apply to it).
+//! training (the cell charts do not apply to it); and `pareto-samples-<name>` and
+//! `pareto-evolution-<name>`: accuracy against latency or multiply-adds of each `sample`
+//! and `evolve` table, the Pareto front joined.
 //!
 //! Each chart family is one entry of [`CHARTS`]: a function from the run to the files it
 //! wrote, or to why it drew nothing. [`watch`] redraws whenever the run file changes.
@@ -25,6 +27,7 @@ mod collapse;
 mod data;
 mod fidelity;
 mod heatmap;
+mod pareto;
 mod rank_check;
 mod samples;
 mod style;
@@ -110,7 +113,8 @@ pub fn plot_run_report(run_dir: &Path, out_dir: &Path, format: Format) -> Result
     Ok(report)
 }
 
-/// The charts of a chain search: `choices`; the cell-space charts do not apply.
+/// The charts of a chain search: `choices` and `pareto-*`; the cell-space charts do not
+/// apply.
 fn chain_report(path: &Path, log: &crate::record::RunLog, out: &Output) -> Result<PlotReport> {
     let mut report = PlotReport {
         finished: log.genotype.is_some(),
@@ -120,6 +124,7 @@ fn chain_report(path: &Path, log: &crate::record::RunLog, out: &Output) -> Resul
         Ok(file) => report.files.push(file),
         Err(why) => report.skipped.push(why),
     }
+    report.files.extend(pareto::draw(log, out)?);
     report.skipped.push(
         "alphas, alphas_final, betas, collapse, training, cell, samples, rank_check: cell-space charts, not drawn for a chain run".into(),
     );

@@ -81,15 +81,6 @@ impl<'a> Scatter<'a> {
     }
 }
 
-/// A range around `values` with a margin (at least `min_pad`), never empty.
-fn padded(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-        (l.min(v), h.max(v))
-    });
-    let pad = ((hi - lo) * 0.08).max(min_pad);
-    (lo - pad, hi + pad)
-}
-
 impl Figure for Scatter<'_> {
     fn size(&self) -> (u32, u32) {
         (900, 800)
@@ -157,21 +148,16 @@ impl Figure for Scatter<'_> {
             LEGEND_H,
             &[&entries],
         )?;
-        let x = padded(self.points.iter().map(|p| p.0), x_pad);
-        let y = padded(self.points.iter().map(|p| p.1), 0.5);
+        let x = style::padded(self.points.iter().map(|p| p.0), x_pad);
+        let y = style::padded(self.points.iter().map(|p| p.1), 0.5);
         let mut chart = ChartBuilder::on(&body)
             .margin(16)
             .x_label_area_size(56)
             .y_label_area_size(72)
             .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
-        chart
-            .configure_mesh()
+        style::mesh_look(&mut chart.configure_mesh())
             .x_desc(x_desc)
             .y_desc(y_desc)
-            .axis_desc_style(style::font(style::LABEL))
-            .label_style(style::font(style::TICK))
-            .light_line_style(style::GRID.mix(0.5))
-            .bold_line_style(style::GRID)
             .draw()?;
         chart.draw_series(
             self.points

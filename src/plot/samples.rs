@@ -103,21 +103,14 @@ impl Figure for Scores<'_> {
             LEGEND_H,
             &[&entries],
         )?;
-        let (lo, hi) = self
-            .sorted
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
-                (l.min(v), h.max(v))
-            });
-        let pad = ((hi - lo) * 0.08).max(0.5);
+        let y = style::padded(self.sorted.iter().copied(), 0.5);
         let x = (0.5, n as f64 + 0.5);
         let mut chart = ChartBuilder::on(&body)
             .margin(16)
             .x_label_area_size(56)
             .y_label_area_size(72)
-            .build_cartesian_2d(x.0..x.1, (lo - pad)..(hi + pad))?;
-        chart
-            .configure_mesh()
+            .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
+        style::mesh_look(&mut chart.configure_mesh())
             .x_desc("rank (best first: higher accuracy, ties by lower loss)")
             .y_desc("accuracy with inherited weights (%)")
             .x_labels(n.min(10))
@@ -130,10 +123,6 @@ impl Figure for Scores<'_> {
                     String::new()
                 }
             })
-            .axis_desc_style(style::font(style::LABEL))
-            .label_style(style::font(style::TICK))
-            .light_line_style(style::GRID.mix(0.5))
-            .bold_line_style(style::GRID)
             .draw()?;
         chart.draw_series(DashedLineSeries::new(
             [(x.0, self.median), (x.1, self.median)],

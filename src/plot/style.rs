@@ -2,6 +2,7 @@
 //! type, font sizes, and a legend drawn outside the data.
 use crate::space::{CellType, OpKind};
 use crate::{Error, Result};
+use plotters::chart::MeshStyle;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -80,6 +81,31 @@ pub fn cell_color(cell: CellType) -> RGBColor {
 pub fn darker(c: RGBColor) -> RGBColor {
     let d = |v: u8| (f64::from(v) * 0.7) as u8;
     RGBColor(d(c.0), d(c.1), d(c.2))
+}
+
+/// `(lo, hi)` of `values` widened on each side by 8% of their span, at least `min_pad`
+/// (a range that is never empty).
+pub fn padded(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+        (l.min(v), h.max(v))
+    });
+    let pad = ((hi - lo) * 0.08).max(min_pad);
+    (lo - pad, hi + pad)
+}
+
+/// The shared look of a chart's mesh: label fonts and grid lines.
+pub fn mesh_look<'m, 'a, 'b, X, Y, DB>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB>
+where
+    X: Ranged,
+    Y: Ranged,
+    DB: DrawingBackend,
+{
+    mesh.axis_desc_style(font(LABEL))
+        .label_style(font(TICK))
+        .light_line_style(GRID.mix(0.5))
+        .bold_line_style(GRID)
 }
 
 pub const GRID: RGBColor = RGBColor(225, 225, 225);

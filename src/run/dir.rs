@@ -10,6 +10,7 @@
 use super::paths::ConfigFile;
 use crate::fs::{self, FileLock, LockError, LockMode};
 use crate::record::{read_run, write_run, RunLog, RUN_FILE};
+use crate::space::chain::ChainArch;
 use crate::space::Genotype;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -236,6 +237,17 @@ impl RunDir {
         let json = self.write(
             &format!("{stem}.json"),
             format!("{}\n", genotype.to_json()).as_bytes(),
+        )?;
+        Ok((txt, json))
+    }
+
+    /// A chain architecture as `<stem>.txt` (its text form) and `<stem>.json` (the choice
+    /// names), as a chain search writes `genotype.txt` and `genotype.json`.
+    pub fn write_chain_arch(&self, stem: &str, arch: &ChainArch) -> Result<(PathBuf, PathBuf)> {
+        let json = self.write(&format!("{stem}.json"), arch.to_json().as_bytes())?;
+        let txt = self.write(
+            &format!("{stem}.txt"),
+            format!("{}\n", arch.to_text()).as_bytes(),
         )?;
         Ok((txt, json))
     }

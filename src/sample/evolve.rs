@@ -2,6 +2,7 @@
 //! accuracy of the sub-network, higher is better; ties: lower loss): SPOS-style
 //! evolutionary search (the top-k candidates seen so far are the parents; half of each
 //! new generation by mutation, half by crossover; constraint filtering) and random search.
+use super::breed::{next_generation, Breed};
 use super::scorer::{ArchScore, Scorer};
 use super::{check_name, score_attrs, score_columns, store_table};
 use crate::record::{Column, Table};
@@ -48,7 +49,7 @@ impl Default for EvolveConfig {
 }
 
 impl EvolveConfig {
-    fn validate(&self) -> Result<()> {
+    pub(super) fn validate(&self) -> Result<()> {
         let at_least_1 = |flag: &str, v: usize| {
             if v == 0 {
                 Err(Error::invalid(flag, 0, "at least 1"))
@@ -140,39 +141,24 @@ pub fn evolve(
         }
         Ok(Some(g))
     };
-    let tries = 50 * population.max(1);
+    let breed = Breed {
+        uniform: &|rng: &mut Rng| uniform_genotype(space, rng),
+        mutate: &|g: &Genotype, rng: &mut Rng| mutate(g, space, cfg.mutation_prob, rng),
+        crossover: &|a: &Genotype, b: &Genotype, rng: &mut Rng| crossover(a, b, rng),
+    };
     let mut history: Vec<(usize, ArchScore)> = Vec::new();
     let mut ranked: Vec<ArchScore> = Vec::new();
     for generation in 0..generations {
-        let mut next: Vec<Genotype> = Vec::new();
-        if generation > 0 && !ranked.is_empty() {
-            let parents = &ranked[..cfg.parents.min(ranked.len())];
-            let n_mutation = population / 2;
-            for _ in 0..tries {
-                if next.len() >= n_mutation {
-                    break;
-                }
-                let p = &parents[rng.below(parents.len())].genotype;
-                let child = mutate(p, space, cfg.mutation_prob, &mut rng);
-                next.extend(admit(child, &mut visited)?);
-            }
-            for _ in 0..tries {
-                if next.len() >= population || parents.len() < 2 {
-                    break;
-                }
-                let a = &parents[rng.below(parents.len())].genotype;
-                let b = &parents[rng.below(parents.len())].genotype;
-                let child = crossover(a, b, &mut rng);
-                next.extend(admit(child, &mut visited)?);
-            }
-        }
-        // The first generation, and whatever breeding could not fill: uniform candidates.
-        for _ in 0..tries {
-            if next.len() >= population {
-                break;
-            }
-            next.extend(admit(uniform_genotype(space, &mut rng), &mut visited)?);
-        }
+        let parents: Vec<&Genotype> = match generation {
+            0 => Vec::new(),
+            _ => ranked[..cfg.parents.min(ranked.len())]
+                .iter()
+                .map(|s| &s.genotype)
+                .collect(),
+        };
+        let next = next_generation(&breed, &parents, population, &mut rng, &mut |g| {
+            admit(g, &mut visited)
+        })?;
         for s in scorer.score_all(&next, |_, s| progress(generation, s))? {
             ranked.push(s.clone());
             history.push((generation, s));
@@ -187,7 +173,6 @@ pub fn evolve(
         ));
     };
 
-    let group = format!("evolution/{name}");
     let mut columns = vec![(
         "generation".to_string(),
         Column::U64(history.iter().map(|(g, _)| *g as u64).collect()),
@@ -223,17 +208,9 @@ pub fn evolve(
         attrs.push(("mutation_prob".into(), cfg.mutation_prob.to_string()));
         attrs.push(("parents".into(), cfg.parents.to_string()));
     }
-    let stem = format!("evolution-{name}");
-    let csv = store_table(
-        dir,
-        Table {
-            group: group.clone(),
-            attrs,
-            columns,
-        },
-        &stem,
-    )?;
-    let (best_text, best_json) = dir.write_genotype(&format!("{stem}-best"), &best.genotype)?;
+    let (group, csv) = store_history(dir, &name, attrs, columns)?;
+    let stem = format!("evolution-{name}-best");
+    let (best_text, best_json) = dir.write_genotype(&stem, &best.genotype)?;
     Ok(EvolveReport {
         history,
         best,
@@ -242,6 +219,24 @@ pub fn evolve(
         best_text,
         best_json,
     })
+}
+
+/// Store an evolution history as `/evolution/<name>` and `DIR/evolution-<name>.csv`;
+/// the group and the CSV path.
+pub(super) fn store_history(
+    dir: &RunDir,
+    name: &str,
+    attrs: Vec<(String, String)>,
+    columns: Vec<(String, Column)>,
+) -> Result<(String, PathBuf)> {
+    let group = format!("evolution/{name}");
+    let table = Table {
+        group: group.clone(),
+        attrs,
+        columns,
+    };
+    let csv = store_table(dir, table, &format!("evolution-{name}"))?;
+    Ok((group, csv))
 }
 
 /// An optional limit as users write it: the number, or `none`.

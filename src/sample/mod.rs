@@ -1,11 +1,15 @@
 //! Sub-networks of a trained supernet: drawn, scored with the weights they inherit, and
 //! searched over (random and evolutionary search), plus rank-agreement measures.
 //! `supernet sample`, `supernet evolve` and `supernet derive --rule sample-top:K`.
+mod breed;
 pub mod chain;
+pub mod chain_evolve;
+pub mod chain_score;
 mod evolve;
 mod extract;
 pub mod few_shot;
 mod ground_truth;
+pub mod pareto;
 pub mod proxy;
 pub mod rank;
 mod rank_check;

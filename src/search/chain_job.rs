@@ -305,12 +305,8 @@ pub fn run(
 
 /// `genotype.txt` and `genotype.json` (the choice per searchable layer), then the run file.
 fn finish(dir: &RunDir, log: &mut RunLog, arch: &ChainArch) -> Result<()> {
-    let text = arch.to_text();
-    let json = serde_json::to_string(&arch.layers.iter().map(|c| c.name()).collect::<Vec<_>>())
-        .expect("strings serialise");
-    dir.write("genotype.json", json.as_bytes())?;
-    dir.write("genotype.txt", format!("{text}\n").as_bytes())?;
-    log.genotype = Some((text, json));
+    dir.write_chain_arch("genotype", arch)?;
+    log.genotype = Some((arch.to_text(), arch.to_json()));
     dir.write_run(log)
 }
 

@@ -2,6 +2,7 @@
 //! The loop (in [`crate::run`]) owns epochs, checkpoints, signals and the run file; the
 //! [`Strategy`] owns what one step does to the weights and the alphas.
 pub mod chain;
+pub mod chain_derive;
 pub mod chain_extract;
 mod chain_job;
 mod checkpoint;

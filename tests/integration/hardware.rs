@@ -10,7 +10,7 @@ use tch::{Device, Tensor};
 
 /// Two searchable layers (kernels 3 and 5, expansion 2), the second skippable: 3 columns,
 /// the first layer's `skip` masked.
-const TINY: &str = r#"
+pub(crate) const TINY: &str = r#"
 name = "tiny_chain"
 kernels = [3, 5]
 expansions = [2]
@@ -33,11 +33,16 @@ const TINY_INPUT: ImageShape = ImageShape {
     classes: 3,
 };
 
-fn tiny() -> ChainSpace {
+pub(crate) fn tiny() -> ChainSpace {
     ChainSpace::from_toml(TINY).unwrap()
 }
 
-fn profile(space: &std::path::Path, input: &str, classes: &str, out: &std::path::Path) -> String {
+pub(crate) fn profile(
+    space: &std::path::Path,
+    input: &str,
+    classes: &str,
+    out: &std::path::Path,
+) -> String {
     let o = ok(supernet()
         .args(["profile", "--space"])
         .arg(space)

@@ -1,5 +1,6 @@
 //! One integration test binary (every test binary links libtorch).
 mod chain;
+mod chain_evolve;
 mod curvature;
 mod data;
 mod deploy;

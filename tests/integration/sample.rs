@@ -377,6 +377,15 @@ fn bad_sampling_input_gets_a_clear_error() {
             vec!["--mutation-prob"],
         ),
         (vec!["derive", "--rule", "top3"], vec!["--rule", "top3"]),
+        // Chain-only flags name themselves and the run's kind.
+        (
+            vec!["evolve", "--pareto"],
+            vec!["--pareto", "chain runs", "cell run"],
+        ),
+        (
+            vec!["evolve", "--max-latency-ms", "1"],
+            vec!["--max-latency-ms", "cell run"],
+        ),
         (
             vec!["search", "--strategy", "reinforce"],
             vec!["strategy", "spos", "gdas", "enas"],
@@ -405,7 +414,14 @@ fn bad_sampling_input_gets_a_clear_error() {
             .output()
             .unwrap());
     }
-    assert!(run.join("genotype-top2.txt").is_file());
+    // Without --rule a cell run derives by top2.
+    let out = ok(supernet()
+        .args(["derive", "--run"])
+        .arg(&run)
+        .output()
+        .unwrap());
+    let top2 = std::fs::read_to_string(run.join("genotype-top2.txt")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), top2.trim());
     assert!(run.join("genotype-sample-top2.json").is_file());
     let log = read_run(&run.join("run.h5")).unwrap();
     assert!(log.table("samples/derive-sample-top2-seed0").is_some());

@@ -55,8 +55,16 @@ impl ChainArch {
     }
 
     pub fn to_text(&self) -> String {
-        let names: Vec<String> = self.layers.iter().map(|c| c.name()).collect();
-        names.join(",")
+        self.names().join(",")
+    }
+
+    /// The JSON form: the choice names as an array of strings.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.names()).expect("strings serialise")
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.layers.iter().map(|c| c.name()).collect()
     }
 
     /// One choice per searchable layer, each one that layer allows.

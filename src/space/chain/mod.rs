@@ -13,7 +13,7 @@ pub use cost::{
     arch_cost, extreme_arch, fixed_cost, layer_cost, make_divisible, num_architectures,
     se_channels, supernet_cost, Cost, ImageShape,
 };
-pub use sampling::uniform_arch;
+pub use sampling::{crossover_arch, mutate_arch, uniform_arch};
 pub use sharing::{elastic_supernet_params, kernel_transforms, largest_choice, WeightSharing};
 pub use spec::{
     conv_out, ChainKind, ChainNetwork, ChainSpace, HeadSpec, LayerPlan, StageSpec, StemSpec,
