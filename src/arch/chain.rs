@@ -13,6 +13,8 @@ pub struct ChainAlphas {
     pub alphas: Tensor,
     /// 0 where a layer allows the column, -inf where it does not (same shape).
     mask: Tensor,
+    /// Per layer, the columns it allows.
+    allowed: Vec<Vec<usize>>,
 }
 
 impl ChainAlphas {
@@ -53,7 +55,12 @@ impl ChainAlphas {
         let mask = Tensor::from_slice(&mask)
             .view([rows as i64, columns.len() as i64])
             .to_device(device);
-        ChainAlphas { vs, alphas, mask }
+        ChainAlphas {
+            vs,
+            alphas,
+            mask,
+            allowed,
+        }
     }
 
     /// DARTS relaxation: per layer the softmax over the choices it allows.

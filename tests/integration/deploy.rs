@@ -100,7 +100,11 @@ fn a_chain_search_extracts_retrains_rebuilds_and_deploys() {
             .forward(get(&probe, "images"), supernet::supernet::Pass::new(false))
             .main
     });
-    assert!(logits.equal(get(&probe, "logits")));
+    // Not bit for bit: the probe was computed by the extract process at its thread count, and
+    // in-process searches of other tests may have changed this process's.
+    let expected = get(&probe, "logits");
+    let diff = (&logits - expected).abs().max().double_value(&[]);
+    assert!(diff <= 1e-5, "probe logits differ by {diff}");
     // A cell loader refuses it by name.
     let err = Model::load(&extracted, Device::Cpu)
         .err()
