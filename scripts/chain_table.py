@@ -114,7 +114,7 @@ def main():
         w.writerow(["arch", "accuracy", "latency_ms", "macs", "params"])
         for c in front:
             w.writerow([c["arch"], c["accuracy"], c["latency_ms"], c["macs"], c["params"]])
-    plot = os.path.join(runs, "plain", "plots", "pareto-pareto.png")
+    plot = os.path.join(runs, "plain", "plots", "pareto-evolution-pareto.png")
     if os.path.exists(plot):
         shutil.copy(plot, os.path.join(out, "pareto.png"))
 
