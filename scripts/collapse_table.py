@@ -199,7 +199,7 @@ Produced by `COLLAPSE_SPACE=darts scripts/collapse` (which calls `scripts/collap
 the full DARTS cell (8 ops, 14 edges) in `supernets/fmnist_small.toml` (3 cells, 4 channels)
 on {subset} Fashion-MNIST training images cut into weight and architecture halves, {epochs}
 first-order epochs (batch 64), R-DARTS's dominant Hessian eigenvalue every {hessian} epochs; then each
-derived cell trained stand-alone in the fmnist_small network for {train} epochs on
+derived cell trained stand-alone in an 8-cell, 16-channel network for {train} epochs on
 {train_subset} training images and tested on {test_subset} test images (one seed).
 DARTS-PT selects from the plain DARTS supernet with {tune} fine-tuning steps per decision.
 Counts are of the normal cell's 8 kept edges; parameter-free ops are none, the pools and
