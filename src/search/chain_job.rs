@@ -17,6 +17,7 @@ use crate::run::{
     Progress, RunDir, Schedule, StepStats, StopFlag,
 };
 use crate::space::chain::{ChainArch, ChainSpace};
+use crate::supernet::MixWeights;
 use crate::{Error, Result};
 use std::path::Path;
 use tch::Tensor;
@@ -167,9 +168,19 @@ impl Job for ChainJob {
     }
 
     fn end_epoch(&mut self, _epoch: usize) -> Result<EpochEnd> {
-        let mix = self.s.arch.softmax_detached();
         let device = self.s.vs.device();
         let derived = self.s.derive();
+        // The supernet is scored as its strategy trains it: SPOS and ProxylessNAS only ever
+        // train single paths (ProxylessNAS validates its argmax path too), so the mixture of
+        // all paths would score near chance; the relaxed strategies score the mixture.
+        let mix = match self.s.cfg.strategy {
+            StrategyKind::Spos | StrategyKind::Proxyless => MixWeights::one_hot_rows(
+                &derived.columns(&self.s.space),
+                self.s.space.choices().len(),
+                device,
+            ),
+            _ => self.s.arch.softmax_detached(),
+        };
         let mut note = String::new();
         if let Some(p) = &self.s.penalty {
             self.hardware = p.report(&self.s.space, &self.s.arch.probabilities(), &derived);

@@ -147,6 +147,16 @@ impl Strategy for Spos {
         "spos"
     }
 
+    /// The path of the derived genotype: SPOS trains single paths only, so the mixture of
+    /// all of them would score near chance. A few-shot sub-supernet keeps the mixture: the
+    /// derived path need not hold its fixed op.
+    fn eval_weights(&self, st: &SearchState) -> Result<ArchWeights> {
+        if st.cfg.few_shot.is_some() {
+            return Ok(st.arch.softmax_detached());
+        }
+        ArchWeights::from_genotype(&self.genotype(st)?, &st.space, st.device)
+    }
+
     fn step(&mut self, st: &mut SearchState, train: &Batch, val: &Batch) -> Result<StepStats> {
         let rng = &mut st.step_rng(PURPOSE_SPOS);
         // A few-shot sub-supernet trains the paths through its fixed op only.

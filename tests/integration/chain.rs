@@ -332,6 +332,37 @@ pub fn chain_searches_resume_bit_exactly_after_sigkill_and_record_their_alphas()
             .iter()
             .all(|r| r.normal.len() == rows && r.reduce.is_none()));
         assert_eq!(run.meta.ops.len(), space.choices().len());
+        if strategy == "spos" {
+            // SPOS's epoch validation scores the derived path, not the mixture it never
+            // trains: the recorded loss is the path's on the architecture half.
+            let trained = supernet::search::load_trained_chain(&a).unwrap();
+            let s = &trained.search;
+            let arch = ChainArch::parse(text.trim()).unwrap();
+            let columns = s.space.choices().len();
+            let path = MixWeights::one_hot_rows(&arch.columns(&s.space), columns, Device::Cpu);
+            let forward = |w: &MixWeights| {
+                supernet::evaluate::evaluate_with(
+                    |x| s.net.forward_t(x, w, false),
+                    &trained.val,
+                    Device::Cpu,
+                    None,
+                )
+                .loss
+            };
+            let recorded = supernet::record::read_run(&a.join("run.h5"))
+                .unwrap()
+                .epochs
+                .last()
+                .unwrap()
+                .val_loss;
+            // A run this short is near chance either way: the path's loss is the recorded
+            // one (to rounding), the mixture's is measurably not.
+            let (on_path, mixed) = (forward(&path), forward(&s.arch.softmax_detached()));
+            assert!(
+                (on_path - recorded).abs() * 10.0 < (mixed - recorded).abs(),
+                "recorded {recorded}, derived path {on_path}, mixture {mixed}"
+            );
+        }
         let moved = run.alphas.first().unwrap().normal != run.alphas.last().unwrap().normal;
         assert_eq!(
             moved,
