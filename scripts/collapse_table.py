@@ -123,8 +123,10 @@ def main(space, runs, out, epochs, hessian_every, train_epochs, subset, train_su
                 if not math.isnan(v):
                     eig_rows.append([key, e, f"{v:.6g}"])
         row["flags"] = flags.format(stable=stable, tune=tune) or "(none)"
-        with h5py.File(os.path.join(run, "train", "run.h5"), "r") as f:
-            row["standalone_test_acc"] = f"{100 * float(f['epochs/val_acc'][-1]):.2f}"
+        row["standalone_test_acc"] = "not trained"
+        if os.path.exists(os.path.join(run, "train", "model", "model.json")):
+            with h5py.File(os.path.join(run, "train", "run.h5"), "r") as f:
+                row["standalone_test_acc"] = f"{100 * float(f['epochs/val_acc'][-1]):.2f}%"
         rows.append(row)
     with open(os.path.join(out, "skips.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
@@ -150,7 +152,7 @@ def main(space, runs, out, epochs, hessian_every, train_epochs, subset, train_su
             end = r["epochs"] if not r["stop_reason"] else f"{r['epochs']} (stopped: {r['stop_reason']})"
             fh.write(f"| {r['method']} | `{r['flags']}` | {end} | {r['supernet_val_acc']}% | "
                      f"{r['skips_final']} ({r['skips_max']}) | {r['parameter_free_final']} | "
-                     f"{r['eig']} | `{r['genotype']}` | {r['standalone_test_acc']}% |\n")
+                     f"{r['eig']} | `{r['genotype']}` | {r['standalone_test_acc']} |\n")
         marks = list(range(max(1, epochs // 10), epochs + 1, max(1, epochs // 10)))
         fh.write(f"\nSkip-connections in the derived cell at epoch ends (of its {cell}):\n\n")
         fh.write("| method | " + " | ".join(str(e) for e in marks) + " |\n")
