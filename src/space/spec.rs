@@ -238,7 +238,7 @@ impl SearchSpace {
         if super::builtin::is_chain_toml(text) {
             return Err(Error::bad_file(
                 "<space>",
-                "a chain space ([network] kind = \"chain\"): this command takes cell spaces (DARTS, NAS-Bench-201); chain spaces work with inspect, search, extract, train and plot",
+                "a chain space ([network] kind = \"chain\"): this command takes cell spaces (DARTS, NAS-Bench-201); chain spaces work with inspect, profile, search, sample, evolve, derive, extract, train and plot",
             ));
         }
         let space: SearchSpace =
