@@ -101,10 +101,7 @@ impl<'a> AlphaGrid<'a> {
 impl Figure for AlphaGrid<'_> {
     fn size(&self) -> (u32, u32) {
         let (rows, cols) = self.rows_cols();
-        (
-            (cols as u32 * PANEL_W).max(1100) + 20,
-            style::HEADER_H + LEGEND_H + rows as u32 * PANEL_H + 10,
-        )
+        style::grid_size(rows, cols, (PANEL_W, PANEL_H), LEGEND_H)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {

@@ -15,16 +15,6 @@ const PANEL_H: u32 = 330;
 const LEGEND_H: u32 = 52;
 const EPOCH_LINES: usize = 12;
 
-/// Colours of the source states, in order (cell inputs first).
-const STATE_PALETTE: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
-
 pub(super) fn draw(run: &RunData, out: &Output) -> Result<Drawn> {
     let mut files = Vec::new();
     for &cell in &run.cells {
@@ -71,11 +61,8 @@ impl<'a> BetaPanels<'a> {
 
 impl Figure for BetaPanels<'_> {
     fn size(&self) -> (u32, u32) {
-        let nodes = self.run.space.cell.nodes as u32;
-        (
-            (nodes * PANEL_W).max(1100) + 20,
-            style::HEADER_H + LEGEND_H + PANEL_H + 10,
-        )
+        let nodes = self.run.space.cell.nodes;
+        style::grid_size(1, nodes, (PANEL_W, PANEL_H), LEGEND_H)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
@@ -83,7 +70,7 @@ impl Figure for BetaPanels<'_> {
         let states = spec.inputs + spec.nodes - 1;
         let entries: Vec<(String, Mark)> = (0..states)
             .map(|s| {
-                let color = STATE_PALETTE[s % STATE_PALETTE.len()];
+                let color = style::categorical(s);
                 (
                     format!("from {}", self.run.state_name(s)),
                     Mark::Line(color, 3),
@@ -125,7 +112,7 @@ impl Figure for BetaPanels<'_> {
                 &self.run.epoch_boundaries(self.last, EPOCH_LINES),
             )?;
             for from in 0..n_in {
-                let color = STATE_PALETTE[from % STATE_PALETTE.len()];
+                let color = style::categorical(from);
                 chart.draw_series(LineSeries::new(
                     self.series[e + from].iter().copied(),
                     color.stroke_width(2),

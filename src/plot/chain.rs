@@ -16,19 +16,7 @@ const PANEL_W: u32 = 360;
 const PANEL_H: u32 = 255;
 const LEGEND_H: u32 = 52;
 const COLUMNS: usize = 3;
-/// Matplotlib's tab10: distinct hues for up to 10 choices; `skip` is grey.
-const PALETTE: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-    RGBColor(31, 31, 120),
-];
+/// `skip` is grey; the other choices take [`style::categorical`] colours.
 const SKIP_COLOR: RGBColor = RGBColor(127, 127, 127);
 
 /// Per searchable layer and choice, the (step, probability) of every alpha record (`None`
@@ -108,7 +96,7 @@ impl ChainRun {
     fn color(&self, k: usize) -> RGBColor {
         match self.choices[k] {
             Choice::Skip => SKIP_COLOR,
-            Choice::MbConv { .. } => PALETTE[k % PALETTE.len()],
+            Choice::MbConv { .. } => style::categorical(k),
         }
     }
 
@@ -174,10 +162,7 @@ fn masked_softmax(row: &[f32], allowed: &[bool]) -> Vec<Option<f64>> {
 impl Figure for ChainRun {
     fn size(&self) -> (u32, u32) {
         let (rows, cols) = self.grid();
-        (
-            (cols as u32 * PANEL_W).max(1100) + 20,
-            style::HEADER_H + LEGEND_H + rows as u32 * PANEL_H + 10,
-        )
+        style::grid_size(rows, cols, (PANEL_W, PANEL_H), LEGEND_H)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {

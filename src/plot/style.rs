@@ -70,6 +70,35 @@ pub fn op_color(op: OpKind) -> RGBColor {
     OP_PALETTE[i]
 }
 
+/// Distinct hues for categories without a colour of their own (source states, chain
+/// choices): matplotlib's tab10 with its grey replaced by navy, grey meaning "absent/skip".
+const CATEGORICAL: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(31, 31, 120),
+];
+
+/// The colour of category `i` (cycling after ten).
+pub fn categorical(i: usize) -> RGBColor {
+    CATEGORICAL[i % CATEGORICAL.len()]
+}
+
+/// Pixel size of a figure of `rows x cols` panels under the header and a legend row (at
+/// least 1100 wide, so the header fits).
+pub fn grid_size(rows: usize, cols: usize, panel: (u32, u32), legend_h: u32) -> (u32, u32) {
+    (
+        (cols as u32 * panel.0).max(1100) + 20,
+        HEADER_H + legend_h + rows as u32 * panel.1 + 10,
+    )
+}
+
 pub fn cell_color(cell: CellType) -> RGBColor {
     match cell {
         CellType::Normal => RGBColor(33, 102, 172),
