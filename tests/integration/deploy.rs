@@ -2,7 +2,7 @@
 //! model export, their PyTorch rebuild, and the deployment formats (ONNX run in onnxruntime,
 //! TorchScript loaded back) for chain and cell networks.
 use super::chain::chain_run;
-use super::search::{fails_with, ok, supernet, tiny_search};
+use super::search::{extract, fails_with, ok, supernet, tiny_search};
 use super::train::{rebuild_in_pytorch, rebuild_with};
 use std::ffi::OsStr;
 use std::path::Path;
@@ -72,13 +72,7 @@ fn a_chain_search_extracts_retrains_rebuilds_and_deploys() {
 
     // Extraction: the derived architecture, every tensor the supernet's of the same name.
     let extracted = dir.path().join("extracted");
-    ok(supernet()
-        .args(["extract", "--run"])
-        .arg(&run)
-        .arg("--out")
-        .arg(&extracted)
-        .output()
-        .unwrap());
+    ok(extract(&run, &extracted, &[]).output().unwrap());
     let desc = read_description(&extracted.join("model.json")).unwrap();
     assert_eq!(desc.network, NetworkKind::Chain);
     assert_eq!(desc.genotype_text, derived);
@@ -218,13 +212,7 @@ fn cell_exports_deploy_to_onnx_and_torchscript() {
     let run = dir.path().join("search");
     ok(tiny_search(&run, 1, &[]).output().unwrap());
     let extracted = dir.path().join("extracted");
-    ok(supernet()
-        .args(["extract", "--run"])
-        .arg(&run)
-        .arg("--out")
-        .arg(&extracted)
-        .output()
-        .unwrap());
+    ok(extract(&run, &extracted, &[]).output().unwrap());
     let desc = read_description(&extracted.join("model.json")).unwrap();
     assert_eq!(desc.network, NetworkKind::Cell);
     deploy(&extracted, dir.path());

@@ -220,11 +220,7 @@ fn an_extracted_subnet_of_an_elastic_supernet_gives_its_logits() {
         .any(|k| k.contains("elastic.depthwise.transform_5to3")));
     let arch = "mbconv_k3_e3,skip,mbconv_k5_e4,mbconv_k7_e6,mbconv_k3_e6,mbconv_k5_e3";
     let out = dir.path().join("x");
-    ok(super::search::supernet()
-        .args(["extract", "--run"])
-        .arg(&a)
-        .args(["--genotype", arch, "--out"])
-        .arg(&out)
+    ok(super::search::extract(&a, &out, &["--genotype", arch])
         .output()
         .unwrap());
     let (model, _) = supernet::model::load_any(&out, Device::Cpu).unwrap();

@@ -201,37 +201,21 @@ fn a_penalised_chain_search_resumes_after_sigkill_records_its_costs_and_samples_
     let dir = tempfile::tempdir().unwrap();
     let lut = dir.path().join("lut.json");
     profile("supernets/mbv3_chain.toml".as_ref(), "1x28x28", "10", &lut);
+    let lut_arg = lut.to_str().unwrap();
     let run = |out: &std::path::Path, strategy: &str| {
-        let mut c = supernet();
-        c.args([
-            "search",
-            "--space",
-            "supernets/mbv3_chain.toml",
-            "--subset",
-            "256",
-        ])
-        .args([
-            "--batch-size",
-            "32",
-            "--epochs",
-            "2",
-            "--seed",
-            "3",
-            "--threads",
-            "1",
-        ])
-        .args(["--checkpoint-every", "2", "--quiet", "--device", "cpu"])
-        .args(["--strategy", strategy, "--latency-target", "0.2"])
-        .args([
-            "--latency-weight",
-            "5",
-            "--macs-target",
-            "1e6",
-            "--latency-table",
-        ])
-        .arg(&lut)
-        .arg("--out")
-        .arg(out);
+        let mut c = super::chain::chain_run(
+            out,
+            &[
+                "--device",
+                "cpu",
+                "--strategy",
+                strategy,
+                "--latency-target",
+                "0.2",
+            ],
+        );
+        c.args(["--latency-weight", "5", "--macs-target", "1e6"])
+            .args(["--latency-table", lut_arg]);
         c
     };
     for strategy in ["first-order", "gdas"] {

@@ -233,13 +233,7 @@ fn pc_darts_search_resumes_exactly_with_betas_and_refuses_inheritance() {
     // Sub-networks cannot inherit C/K-channel operations: refused, not mis-built.
     let out = dir.path().join("x");
     fails_with(
-        supernet()
-            .args(["extract", "--run"])
-            .arg(&a)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap(),
+        super::search::extract(&a, &out, &[]).output().unwrap(),
         &["partial_channels = 4", "inherit"],
     );
     assert!(!out.exists());

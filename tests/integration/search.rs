@@ -13,6 +13,17 @@ pub fn supernet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_supernet"))
 }
 
+/// `supernet extract --run RUN [EXTRA...] --out OUT`.
+pub fn extract(run: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = supernet();
+    c.args(["extract", "--run"])
+        .arg(run)
+        .args(extra)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
 /// A short tiny-space search (epochs of 8 steps).
 pub fn tiny_search(out: &Path, epochs: usize, extra: &[&str]) -> Command {
     let mut c = supernet();

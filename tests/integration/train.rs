@@ -165,11 +165,7 @@ fn extracted_subnetwork_keeps_the_supernet_logits_and_fine_tunes() {
     let run = dir.path().join("search");
     ok(tiny_search(&run, 1, &[]).output().unwrap());
     let model_dir = dir.path().join("extracted");
-    ok(supernet()
-        .args(["extract", "--run"])
-        .arg(&run)
-        .arg("--out")
-        .arg(&model_dir)
+    ok(super::search::extract(&run, &model_dir, &[])
         .output()
         .unwrap());
     // The one-hot supernet and the extracted network agree on the probe images.
