@@ -611,18 +611,16 @@ def run(model_dir, device, rtol, quiet, onnx_out=None, torchscript_out=None):
         report(failures)
         return 1
     scale_tol = rtol * scale
-    if onnx_out:
-        diff = export_onnx(model.cpu().eval(), images, logits, onnx_out)
+    exports = [(onnx_out, export_onnx, "onnxruntime's logits", "ONNX, onnxruntime"),
+               (torchscript_out, export_torchscript, "TorchScript logits", "TorchScript, torch.jit.load")]
+    for out, export, what, how in exports:
+        if not out:
+            continue
+        diff = export(model.cpu().eval(), images, logits, out)
         if not diff <= scale_tol:
-            failures.append(f"{onnx_out}: onnxruntime's logits differ: max |diff| {diff:.3e} > {scale_tol:.3e}")
+            failures.append(f"{out}: {what} differ: max |diff| {diff:.3e} > {scale_tol:.3e}")
         elif not quiet:
-            print(f"{onnx_out}: ONNX, onnxruntime max |diff| {diff:.3e} on the probe: OK")
-    if torchscript_out:
-        diff = export_torchscript(model.cpu().eval(), images, logits, torchscript_out)
-        if not diff <= scale_tol:
-            failures.append(f"{torchscript_out}: TorchScript logits differ: max |diff| {diff:.3e} > {scale_tol:.3e}")
-        elif not quiet:
-            print(f"{torchscript_out}: TorchScript, torch.jit.load max |diff| {diff:.3e} on the probe: OK")
+            print(f"{out}: {how} max |diff| {diff:.3e} on the probe: OK")
     if failures:
         report(failures)
         return 1
